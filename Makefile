@@ -1,0 +1,35 @@
+# dnsfailover: `make test` and `make demo` work on a fresh Debian 12 machine as root.
+
+VENV        := .venv
+PY          := $(VENV)/bin/python
+# Debian packages the lab and the tests need (see LAB.md); installed when missing.
+APT_PACKAGES := pebble bind9 bind9-utils bind9-dnsutils openssl iproute2 util-linux
+LINT_PATHS  := dnsfailover tests lab
+
+.PHONY: test lint unit deps system-deps clean
+
+test: deps lint  ## everything: lint, types, unit and integration tests against real servers
+	scripts/isolated $(PY) -m pytest
+
+unit: deps  ## the pure core only, no servers
+	$(PY) -m pytest --ignore=tests/integration
+
+lint: deps
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy dnsfailover
+
+deps: system-deps $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@python3 -c 'import ensurepip' 2>/dev/null || scripts/apt-ensure python3 python3-venv
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+system-deps:
+	@scripts/apt-ensure $(APT_PACKAGES)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

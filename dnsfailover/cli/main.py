@@ -1,0 +1,104 @@
+"""Entry point: parse arguments, run one command, map errors to exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from dnsfailover import __version__
+from dnsfailover.cli import exitcodes
+from dnsfailover.config import load_config
+from dnsfailover.errors import ConfigError, ConflictError, DnsFailoverError
+
+DEFAULT_CONFIG = "/etc/dnsfailover/config.yaml"
+CONFIG_VARIABLE = "DNSFAILOVER_CONFIG"
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    loaded = load_config(args.config)
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    config = loaded.config
+    print(
+        f"{args.config}: ok ({len(config.providers)} providers, {len(config.services)} services, "
+        f"{sum(len(s.instances) for s in config.services.values())} instances)"
+    )
+    return exitcodes.OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dnsfailover",
+        description="Keep an ACME CA's DNS name pointed at a healthy instance.",
+        epilog=exitcodes.HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"dnsfailover {__version__}")
+    _add_common(parser, default=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add(commands, "validate", cmd_validate, "check the config; exit 0, or 2 listing every problem")
+    return parser
+
+
+def _add_common(parser: argparse.ArgumentParser, default: bool) -> None:
+    """Options accepted before and after the command (`dnsfailover validate -c FILE`)."""
+    parser.add_argument(
+        "-c",
+        "--config",
+        default=os.environ.get(CONFIG_VARIABLE, DEFAULT_CONFIG) if default else argparse.SUPPRESS,
+        help=f"config file (default: ${CONFIG_VARIABLE} or {DEFAULT_CONFIG})",
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=False if default else argparse.SUPPRESS,
+        help="log debug details",
+    )
+
+
+def _add(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    handler: Command,
+    summary: str,
+) -> argparse.ArgumentParser:
+    sub = commands.add_parser(
+        name,
+        help=summary,
+        description=summary,
+        epilog=exitcodes.HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_common(sub, default=False)
+    sub.set_defaults(handler=handler)
+    return sub
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    handler: Command = args.handler
+    try:
+        return handler(args)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return exitcodes.USAGE
+    except ConflictError as e:
+        print(f"conflict: {e}", file=sys.stderr)
+        return exitcodes.CONFLICT
+    except DnsFailoverError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return exitcodes.FAILURE
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,163 @@
+"""Load a config file: YAML → defaults merged into services → pydantic → consistency checks.
+
+Every problem is collected before anything is raised, so the operator sees them all at once,
+each as `FILE:LINE: key.path: message`. Values are never echoed back, so an inline secret
+written by mistake cannot leak through an error. Imports only config modules and errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from dnsfailover.config.consistency import check_provider_reference, check_service
+from dnsfailover.config.models import Config, Provider, Service
+from dnsfailover.config.yamlsource import Path_, Source, dotted, parse
+from dnsfailover.errors import ConfigError
+
+_PROVIDER = TypeAdapter[Provider](Provider)
+
+_MESSAGES = {
+    "extra_forbidden": "unknown key",
+    "missing": "required key is missing",
+    "union_tag_not_found": "'type' is required: rfc2136, route53 or zonefile",
+    "union_tag_invalid": "unknown type: use rfc2136, route53 or zonefile",
+}
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    config: Config
+    path: Path
+    warnings: tuple[str, ...]
+
+
+def load_config(path: Path | str) -> LoadedConfig:
+    """Read, validate and cross-check a config file; raise ConfigError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the config is not UTF-8 text") from None
+    return load_text(text, str(path), base_dir=path.resolve().parent)
+
+
+def load_text(text: str, filename: str, base_dir: Path | None = None) -> LoadedConfig:
+    source = parse(text, filename)
+    if source.problems and source.data is None:
+        raise ConfigError(source.problems)
+    if not isinstance(source.data, dict):
+        raise ConfigError(f"{filename}:1: the config must be a mapping of keys to values")
+    data = _inherit_defaults(source)
+    context = {"base_dir": base_dir}
+    findings: list[tuple[Path_, str]] = []
+    config: Config | None = None
+    try:
+        config = Config.model_validate(data, context=context)
+    except ValidationError as e:
+        findings.extend(_findings(source, e))
+    errors, warnings = _consistency(data, context)
+    findings.extend(errors)
+    if source.problems or findings or config is None:
+        raise ConfigError(source.problems + _render(source, findings))
+    return LoadedConfig(config, Path(filename), tuple(_render(source, warnings)))
+
+
+def _inherit_defaults(source: Source) -> dict[str, Any]:
+    """Copy `defaults` into every service that does not set the key itself.
+
+    Inherited keys keep the line of the `defaults` block, so an error in an inherited value
+    points at the line that set it.
+    """
+    data = copy.deepcopy(source.data)
+    defaults, services = data.get("defaults"), data.get("services")
+    if not isinstance(defaults, dict) or not isinstance(services, dict):
+        return data  # type: ignore[no-any-return]
+    for key, service in services.items():
+        if not isinstance(service, dict):
+            continue
+        for name, value in defaults.items():
+            here: Path_ = ("services", key, name)
+            if name not in service:
+                service[name] = copy.deepcopy(value)
+                _copy_lines(source, ("defaults", name), here)
+            elif name == "checks" and isinstance(value, dict) and isinstance(service[name], dict):
+                for sub, subvalue in value.items():
+                    if sub not in service[name]:
+                        service[name][sub] = subvalue
+                        _copy_lines(source, ("defaults", name, sub), (*here, sub))
+    return data  # type: ignore[no-any-return]
+
+
+def _copy_lines(source: Source, origin: Path_, target: Path_) -> None:
+    for path, line in list(source.lines.items()):
+        if path[: len(origin)] == origin:
+            source.lines[target + path[len(origin) :]] = line
+
+
+def _consistency(
+    data: dict[str, Any], context: dict[str, Any]
+) -> tuple[list[tuple[Path_, str]], list[tuple[Path_, str]]]:
+    """Cross-check every service that is valid on its own, even if others are not."""
+    raw_providers = data.get("providers")
+    raw_services = data.get("services")
+    if not isinstance(raw_providers, dict) or not isinstance(raw_services, dict):
+        return [], []
+    providers: dict[str, Provider] = {}
+    for name, raw in raw_providers.items():
+        with contextlib.suppress(ValidationError):  # reported by the whole-config validation
+            providers[name] = _PROVIDER.validate_python(raw, context=context)
+    errors: list[tuple[Path_, str]] = []
+    warnings: list[tuple[Path_, str]] = []
+    for key, raw in raw_services.items():
+        errors.extend(check_provider_reference(str(key), raw, set(raw_providers)))
+        try:
+            service = Service.model_validate(raw, context=context)
+        except ValidationError:
+            continue
+        found, noted = check_service(str(key), service, providers)
+        errors.extend(found)
+        warnings.extend(noted)
+    return errors, warnings
+
+
+def _findings(source: Source, error: ValidationError) -> list[tuple[Path_, str]]:
+    found = []
+    for item in error.errors(include_input=False, include_url=False):
+        message = _MESSAGES.get(item["type"], item["msg"]).removeprefix("Value error, ")
+        path = _data_path(source, tuple(item["loc"]), keep_last=item["type"] == "missing")
+        if item["type"].startswith("union_tag"):
+            path = (*path, "type")
+        found.append((path, message))
+    return found
+
+
+def _render(source: Source, findings: list[tuple[Path_, str]]) -> list[str]:
+    """`FILE:LINE: key.path: message`, in file order; an inherited default is reported once."""
+    seen: set[tuple[int, str]] = set()
+    lines = []
+    for path, message in sorted(findings, key=lambda f: source.line_of(f[0])):
+        if (source.line_of(path), message) not in seen:
+            seen.add((source.line_of(path), message))
+            lines.append(f"{source.where(path)}: {dotted(path)}: {message}")
+    return lines
+
+
+def _data_path(source: Source, loc: tuple[Any, ...], keep_last: bool) -> Path_:
+    """Drop pydantic's own loc parts (union tags, validator names) that are not in the file.
+
+    A missing key is not in the file either, but it is the point of the message: keep it.
+    """
+    path: Path_ = ()
+    for index, part in enumerate(loc):
+        candidate = (*path, part)
+        if candidate in source.lines or (keep_last and index == len(loc) - 1):
+            path = candidate
+    return path

@@ -1,0 +1,236 @@
+"""The configuration's shape: frozen pydantic models, one per block of the YAML.
+
+These models check each value on its own (types, ranges, units, unknown keys). Checks that
+need several blocks at once (a service's provider exists, a name is inside its zone) live in
+`consistency.py`, so that they can name the exact key at fault. Imports nothing above config.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    model_validator,
+)
+
+from dnsfailover.config.durations import Duration
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    """Relative paths are relative to the config file, not to the daemon's working directory."""
+    base = (info.context or {}).get("base_dir")
+    return value if value.is_absolute() or base is None else Path(base) / value
+
+
+def _fqdn(value: str) -> str:
+    name = value.strip().lower()
+    if not name.endswith("."):
+        raise ValueError(f"{value!r} is not fully qualified: write '{value}.'")
+    labels = name[:-1].split(".")
+    if name != "." and any(not label or len(label) > 63 for label in labels):
+        raise ValueError(f"{value!r} is not a valid DNS name")
+    return name
+
+
+def _url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+    return value
+
+
+def _https_url(value: str) -> str:
+    if not value.startswith("https://"):
+        raise ValueError(f"{value!r}: ACME directories are served over https:// (RFC 8555 §6.1)")
+    return value
+
+
+def _host_port(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    return value
+
+
+ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
+Fqdn = Annotated[str, AfterValidator(_fqdn)]
+Url = Annotated[str, AfterValidator(_url)]
+HttpsUrl = Annotated[str, AfterValidator(_https_url)]
+HostPort = Annotated[str, AfterValidator(_host_port)]
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ----------------------------------------------------------------------------- providers
+
+
+class Tsig(Model):
+    """A TSIG key. The secret comes from exactly one of key_file, secret_file, secret_env."""
+
+    name: Fqdn | None = None  # required unless key_file names it
+    algorithm: Literal[
+        "hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1", "hmac-md5"
+    ] = "hmac-sha256"
+    key_file: ConfigPath | None = None  # `tsig-keygen` output: name, algorithm and secret
+    secret_file: ConfigPath | None = None  # the base64 secret alone
+    secret_env: str | None = None  # an environment variable holding the base64 secret
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Tsig:
+        sources = [s for s in (self.key_file, self.secret_file, self.secret_env) if s is not None]
+        if len(sources) != 1:
+            raise ValueError("give exactly one of key_file, secret_file, secret_env")
+        if self.key_file is None and self.name is None:
+            raise ValueError("name is required with secret_file or secret_env")
+        return self
+
+
+class Rfc2136Provider(Model):
+    type: Literal["rfc2136"]
+    server: str  # the primary's address (IP or hostname)
+    port: int = Field(53, ge=1, le=65535)
+    zone: Fqdn | None = None  # found by asking the primary for the SOA when not given
+    tsig: Tsig | None = None
+    timeout: Duration = 5.0
+    verify_servers: tuple[str, ...] | None = None  # "ADDR" or "ADDR:PORT"; default: the NS set
+    propagation_timeout: Duration = 30.0
+
+
+class Route53Provider(Model):
+    type: Literal["route53"]
+    hosted_zone_id: str | None = None
+    zone: Fqdn | None = None  # the zone's name, when hosted_zone_id is not given
+    private_zone: bool | None = None  # which one, when a private and a public zone share a name
+    region: str = "us-east-1"
+    profile: str | None = None
+    endpoint_url: Url | None = None
+    credentials_file: ConfigPath | None = None  # an AWS shared-credentials file
+    propagation_timeout: Duration = 180.0
+    poll_interval: Duration = 2.0
+
+    @model_validator(mode="after")
+    def _zone_given(self) -> Route53Provider:
+        if self.hosted_zone_id is None and self.zone is None:
+            raise ValueError("give hosted_zone_id or zone")
+        return self
+
+
+class ZoneFileProvider(Model):
+    type: Literal["zonefile"]
+    path: ConfigPath
+    zone: Fqdn
+    check_command: tuple[str, ...] | None = None  # e.g. [named-checkzone, example.com., "{path}"]
+    reload_command: tuple[str, ...] | None = None  # e.g. [rndc, reload, example.com]
+    command_timeout: Duration = 30.0
+
+
+Provider = Annotated[
+    Rfc2136Provider | Route53Provider | ZoneFileProvider, Field(discriminator="type")
+]
+
+# ----------------------------------------------------------------------------- checks
+
+
+class AcmeCheck(Model):
+    directory: HttpsUrl
+    ca_bundle: ConfigPath | None = None  # default: the system trust store
+    server_name: str | None = None  # SNI and Host to present when the URL names an IP
+    account_key: ConfigPath | None = None  # enables the deep `account` check (PEM key)
+    renewal_info_cert: ConfigPath | None = None  # enables the deep ARI check (PEM certificate)
+    tls_warn_days: int = Field(14, ge=0)
+    required: bool = True
+
+
+class OcspCheck(Model):
+    url: Url
+    issuer: ConfigPath
+    serial: str | None = None  # hex ("0x03a1") or decimal
+    cert: ConfigPath | None = None  # the certificate to ask about, instead of serial
+    method: Literal["auto", "get", "post"] = "auto"
+    expect: Literal["good", "revoked"] = "good"
+    max_skew: Duration = 300.0
+    min_runway: Duration = 3600.0
+    required: bool = True
+
+    @model_validator(mode="after")
+    def _one_subject(self) -> OcspCheck:
+        if (self.serial is None) == (self.cert is None):
+            raise ValueError("give exactly one of serial and cert")
+        if self.serial is not None:
+            try:
+                int(self.serial, 0)
+            except ValueError:
+                raise ValueError(f"serial {self.serial!r} is not a number (hex as 0x…)") from None
+        return self
+
+
+class CrlCheck(Model):
+    url: Url
+    issuer: ConfigPath
+    min_runway: Duration = 3600.0
+    max_size: int = Field(10 * 1024 * 1024, ge=1024)
+    required: bool = True
+
+
+class Checks(Model):
+    interval: Duration = 10.0
+    timeout: Duration = 3.0
+    rise: int = Field(3, ge=1, le=100)
+    fall: int = Field(2, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _timeout_fits(self) -> Checks:
+        if self.timeout > self.interval:
+            raise ValueError("timeout must not be longer than interval")
+        if self.interval < 0.1:
+            raise ValueError("interval must be at least 100ms")
+        return self
+
+
+# ----------------------------------------------------------------------------- services
+
+
+class Instance(Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    target: Fqdn | None = None  # CNAME services
+    addresses: tuple[IpAddress, ...] = ()  # A / AAAA services
+    acme: AcmeCheck | None = None
+    ocsp: OcspCheck | None = None
+    crl: CrlCheck | None = None
+
+
+class ServiceDefaults(Model):
+    """Settings a service inherits when it does not set them itself."""
+
+    ttl: int = Field(60, ge=1, le=86400)
+    checks: Checks = Checks()
+    failback: Literal["manual", "auto"] = "manual"
+    failback_after: Duration = 600.0
+    hold_down: Duration = 300.0
+    max_flips_per_hour: int = Field(4, ge=1)
+    adopt: bool = False
+
+
+class Service(ServiceDefaults):
+    provider: str
+    name: Fqdn
+    type: Literal["CNAME", "A", "AAAA"] = "CNAME"
+    instances: tuple[Instance, ...]
+
+
+class Config(Model):
+    state_dir: ConfigPath = Path("/var/lib/dnsfailover")
+    metrics_listen: HostPort | None = None
+    dry_run: bool = False
+    defaults: ServiceDefaults = ServiceDefaults()
+    providers: dict[str, Provider]
+    services: dict[str, Service]

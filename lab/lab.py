@@ -1,0 +1,121 @@
+"""The lab as one object: start what a test needs, and stop all of it, in reverse, at close."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol, TypeVar
+
+from lab.bind import BindPair
+from lab.crl import OpensslCA, StaticServer
+from lab.moto import MotoServer
+from lab.ocsp import OcspResponder, delegated_signer
+from lab.pebble import Pebble
+from lab.process import LabError
+from lab.tls import LabCA
+
+__all__ = ["Lab", "LabError"]
+
+
+class Stoppable(Protocol):
+    name: str
+
+    def stop(self) -> None: ...
+
+    def log_tail(self, lines: int = 40) -> str: ...
+
+
+S = TypeVar("S", bound=Stoppable)
+
+
+class Lab:
+    def __init__(self, directory: Path | None = None) -> None:
+        self._owns_directory = directory is None
+        self.directory = directory or Path(tempfile.mkdtemp(prefix="dnsfailover-lab-"))
+        self.tls = LabCA(self.directory / "tls")
+        self._started: list[Stoppable] = []
+        self._count = 0
+
+    def __enter__(self) -> Lab:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _own(self, server: S) -> S:
+        self._started.append(server)
+        return server
+
+    def _dir(self, stem: str) -> Path:
+        self._count += 1
+        return self.directory / f"{stem}-{self._count}"
+
+    def pebble(self, name: str = "pebble", ocsp_url: str = "") -> Pebble:
+        server = self._own(Pebble(name, self._dir(name), self.tls, ocsp_url))
+        server.start()
+        return server
+
+    def ocsp_for(
+        self, pebble: Pebble, delegated: bool = False, next_update_minutes: int | None = 60
+    ) -> OcspResponder:
+        """An `openssl ocsp` responder for `pebble`'s intermediate (signing as it or a delegate)."""
+        directory = self._dir(f"{pebble.name}-ocsp")
+        issuer_cert, issuer_key = pebble.save_intermediate(directory)
+        signer = (issuer_cert, issuer_key)
+        if delegated:
+            signer = delegated_signer(issuer_cert, issuer_key, directory)
+        responder = self._own(
+            OcspResponder(
+                f"{pebble.name}-ocsp",
+                directory,
+                issuer_cert,
+                *signer,
+                next_update_minutes=next_update_minutes,
+            )
+        )
+        responder.start()
+        return responder
+
+    def bind(self, notify_delay: int = 0) -> BindPair:
+        pair = BindPair(self._dir("bind"), notify_delay)
+        self._own(pair.primary)
+        self._own(pair.secondary)
+        pair.start()
+        return pair
+
+    def moto(self) -> MotoServer:
+        server = self._own(MotoServer())
+        server.start()
+        return server
+
+    def crl_ca(self, name: str = "crl-ca") -> OpensslCA:
+        return OpensslCA(self._dir(name), name)
+
+    def web(self, name: str = "web") -> StaticServer:
+        server = self._own(StaticServer(name, self._dir(name), self.directory))
+        server.start()
+        return server
+
+    def logs(self) -> str:
+        """The tail of every server's log, for a failing test to print."""
+        return "\n".join(f"----- {s.name}\n{s.log_tail()}" for s in self._started)
+
+    def close(self) -> None:
+        errors = []
+        for server in reversed(self._started):
+            try:
+                server.stop()
+            except Exception as e:
+                errors.append(f"{server.name}: {e}")
+        self._started.clear()
+        if self._owns_directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
+        if errors:
+            raise LabError("; ".join(errors))

@@ -1,0 +1,34 @@
+"""Loopback ports and the network-namespace guard."""
+
+from __future__ import annotations
+
+import socket
+
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A TCP and UDP port on 127.0.0.1 that nothing uses right now."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((LOOPBACK, 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((LOOPBACK, port))
+                except OSError:
+                    continue
+            return port
+
+
+def port_open(port: int, host: str = LOOPBACK) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def network_is_isolated() -> bool:
+    """True inside a network namespace whose only interface is loopback (`unshare -n`)."""
+    return [name for _, name in socket.if_nameindex()] == ["lo"]

@@ -1,0 +1,170 @@
+"""Config loading: every error class names its key and line; examples validate; no secret leaks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dnsfailover.cli.main import main
+from dnsfailover.config import load_config, load_text
+from dnsfailover.config.durations import format_duration, parse_duration
+from dnsfailover.config.secrets import Secret, read_secret_env, read_secret_file
+from dnsfailover.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).parent / "fixtures" / "config"
+CASES = sorted(FIXTURES.glob("*.yaml"))
+
+
+def _expectation(path: Path) -> tuple[int, str]:
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# expect: "), f"{path.name} lacks an '# expect:' line"
+    line, rest = first.removeprefix("# expect: ").split(": ", 1)
+    return int(line), rest
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.stem for c in CASES])
+def test_error_names_file_line_and_key(case: Path) -> None:
+    line, expected = _expectation(case)
+    with pytest.raises(ConfigError) as raised:
+        load_config(case)
+    wanted = f"{case}:{line}: {expected}"
+    assert any(p.startswith(wanted) for p in raised.value.problems), raised.value.problems
+
+
+@pytest.mark.parametrize("name", ["example.yaml", "minimal.yaml"])
+def test_shipped_configs_validate(name: str) -> None:
+    loaded = load_config(ROOT / "configs" / name)
+    assert len(loaded.config.services) >= 1
+    assert all(len(s.instances) >= 2 for s in loaded.config.services.values())
+
+
+def test_three_mistakes_exit_2_and_name_all_three(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (ROOT / "configs" / "minimal.yaml").read_text()
+    text = text.replace("provider: dns", "provider: dnz")  # no such provider
+    text = text.replace("name: acme.example.com.", "name: acme.example.com.\n    ttl: -5")
+    text = text.replace("target: ca-west.example.com.", "target: ca-west")  # not a FQDN
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    assert main(["validate", "-c", str(config)]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert any(f"{config}:10: services.acme.provider: no provider 'dnz'" in e for e in errors)
+    assert any(f"{config}:12: services.acme.ttl:" in e for e in errors)
+    assert any(f"{config}:18: services.acme.instances[1].target:" in e for e in errors)
+    assert len(errors) == 3
+
+
+def test_validate_ok_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "-c", str(ROOT / "configs" / "example.yaml")]) == 0
+    assert "ok" in capsys.readouterr().out
+
+
+def test_missing_config_file_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["validate", "-c", str(tmp_path / "nope.yaml")]) == 2
+    assert "cannot read the config" in capsys.readouterr().err
+
+
+def test_config_from_environment_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DNSFAILOVER_CONFIG", str(ROOT / "configs" / "minimal.yaml"))
+    assert main(["validate"]) == 0
+    assert "minimal.yaml: ok" in capsys.readouterr().out
+
+
+def test_help_lists_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "validate" in out
+    for code in ("0  ok", "2  bad usage", "3  refused by a safety rule", "4  the record changed"):
+        assert code in out
+
+
+def test_defaults_are_inherited_and_overridden() -> None:
+    text = (ROOT / "configs" / "minimal.yaml").read_text() + (
+        "defaults:\n  ttl: 30\n  hold_down: 2m\n  checks: {interval: 5s, fall: 4}\n"
+    )
+    text = text.replace("name: acme.example.com.", "name: acme.example.com.\n    checks: {fall: 1}")
+    service = load_text(text, "inline.yaml").config.services["acme"]
+    assert service.ttl == 30
+    assert service.hold_down == 120
+    assert service.checks.interval == 5  # inherited key by key
+    assert service.checks.fall == 1  # the service's own value wins
+    assert service.checks.rise == 3  # the built-in default
+
+
+def test_ttl_longer_than_hold_down_is_a_warning_not_an_error() -> None:
+    text = (ROOT / "configs" / "minimal.yaml").read_text()
+    text = text.replace("name: acme.example.com.", "name: acme.example.com.\n    ttl: 900")
+    loaded = load_text(text, "inline.yaml")
+    assert any("services.acme.ttl: TTL 900s is longer than hold_down" in w for w in loaded.warnings)
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path: Path) -> None:
+    text = (ROOT / "configs" / "example.yaml").read_text()
+    (tmp_path / "config.yaml").write_text(text)
+    config = load_config(tmp_path / "config.yaml").config
+    zonefile = config.providers["lab"]
+    assert getattr(zonefile, "path") == tmp_path / "zones" / "example.com.zone"  # noqa: B009
+
+
+SECRET = "c2VjcmV0LXZhbHVlLW5ldmVyLXByaW50ZWQ="
+
+
+def test_inline_secret_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    text = (ROOT / "configs" / "minimal.yaml").read_text()
+    text = text.replace(
+        "tsig: {key_file: /etc/dnsfailover/tsig.key}", f"tsig: {{secret: {SECRET}}}"
+    )
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        load_config(config)
+    assert "providers.dns.tsig.secret: unknown key" in str(raised.value)
+    assert SECRET not in str(raised.value)
+    assert SECRET not in repr(raised.value)
+
+
+def test_secret_never_prints_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "tsig"
+    path.write_text(SECRET + "\n")
+    from_file = read_secret_file(path, "tsig")
+    monkeypatch.setenv("TSIG_SECRET", SECRET)
+    from_env = read_secret_env("TSIG_SECRET", "tsig")
+    for secret in (from_file, from_env):
+        assert secret.reveal() == SECRET
+        for shown in (repr(secret), str(secret), f"{secret}", f"{secret!r}", repr([secret])):
+            assert SECRET not in shown
+    assert from_file == from_env
+
+
+def test_missing_secret_file_and_variable_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read secret file"):
+        read_secret_file(tmp_path / "absent", "tsig")
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        read_secret_file(tmp_path / "empty", "tsig")
+    with pytest.raises(ConfigError, match="DNSFAILOVER_NO_SUCH_VAR is not set"):
+        read_secret_env("DNSFAILOVER_NO_SUCH_VAR", "tsig")
+    assert isinstance(Secret("x", "test"), Secret)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("500ms", 0.5), ("10s", 10), ("5m", 300), ("2h", 7200), ("1d", 86400), ("1.5s", 1.5)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+    assert parse_duration(format_duration(seconds)) == seconds
+
+
+@pytest.mark.parametrize("bad", ["10", "10x", "", "-5s", "s", 10, None, True])
+def test_bad_durations(bad: object) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(bad)
