@@ -35,6 +35,7 @@ class MotoServer:
             requests.get(f"{self.endpoint_url}/moto-api/", timeout=5)
         except requests.RequestException as e:
             raise LabError(f"moto did not answer on {self.endpoint_url}: {e}") from e
+        self.reset()  # moto's backends are global to this process: start from nothing
 
     def reset(self) -> None:
         requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=5)

@@ -1,0 +1,189 @@
+"""The provider interface: read one RRset, compare-and-swap it, wait until it is served.
+
+A template method, after octoDNS: the public `apply()` holds the rules every provider shares
+(only the managed name and type, never a delete, bounded retries of transient errors, and
+"did my earlier attempt already land?" after a timeout); subclasses fill the small `_read`,
+`_write`, `_wait` and `_render` hooks. Providers know nothing of health or policy, and
+nothing here knows about dry-run: the controller simply does not call `apply()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dnsfailover.errors import ConflictError, ProviderError, TransientError
+from dnsfailover.rrset import RRset, canonical_name, describe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Change:
+    """Replace `before` (what was just read; None when absent) with `after`."""
+
+    before: RRset | None
+    after: RRset
+
+    @property
+    def name(self) -> str:
+        return self.after.name
+
+    @property
+    def rdtype(self) -> str:
+        return self.after.rdtype
+
+    def summary(self) -> str:
+        return f"{self.name} {self.rdtype}: {describe(self.before)} -> {self.after.text()}"
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What a write returns, for `wait()`: the change and the provider's token for it."""
+
+    change: Change
+    token: str = ""  # Route 53 change id; RFC 2136 / zone file: the new SOA serial
+    attempts: int = 1
+
+
+@dataclass(frozen=True)
+class ServerView:
+    """What one authoritative server (or the API) showed at the last look."""
+
+    server: str
+    ok: bool
+    detail: str
+    seconds: float  # from the start of the wait to the first look that was ok (or to giving up)
+
+
+@dataclass(frozen=True)
+class Propagation:
+    complete: bool
+    seconds: float
+    servers: tuple[ServerView, ...] = field(default_factory=tuple)
+
+    def summary(self) -> str:
+        parts = [f"{s.server} {'ok' if s.ok else 'NOT YET'} ({s.detail}, {s.seconds:.3f}s)"
+                 for s in self.servers]  # fmt: skip
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 3
+    first_delay: float = 0.5
+    factor: float = 2.0
+    max_delay: float = 5.0
+
+
+class Provider(ABC):
+    """One zone at one DNS service."""
+
+    kind = "provider"
+
+    def __init__(
+        self,
+        name: str,
+        zone: str | None,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.name = name
+        self._zone = canonical_name(zone) if zone else None
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+
+    # ------------------------------------------------------------------ public, shared rules
+
+    @property
+    def zone(self) -> str:
+        if self._zone is None:
+            raise ProviderError(f"provider {self.name}: the zone is not known yet")
+        return self._zone
+
+    def zone_of(self, name: str) -> str:
+        """The zone, found once from the first managed name when the config does not say."""
+        if self._zone is None:
+            self._zone = canonical_name(self._discover_zone(name))
+            log.info("zone_discovered provider=%s zone=%s", self.name, self._zone)
+        return self._zone
+
+    def read(self, name: str, rdtype: str) -> RRset | None:
+        """The RRset as the authority holds it now, or None when the name has no such data."""
+        self._check_managed(canonical_name(name), rdtype)
+        return self._read(canonical_name(name), rdtype.upper())
+
+    def apply(self, change: Change) -> Receipt:
+        """Write `change` as a compare-and-swap against `change.before`.
+
+        Transient failures are retried with backoff, a bounded number of times. A conflict
+        after a failed attempt may mean that attempt landed after all: re-read, and if the
+        record already holds the new data, the write is done.
+        """
+        self._check_managed(change.name, change.rdtype)
+        delay = self.retry.first_delay
+        uncertain = False
+        for attempt in range(1, self.retry.attempts + 1):
+            try:
+                token = self._write(change)
+                return Receipt(change, token, attempt)
+            except ConflictError:
+                if uncertain and change.after.same_data(self._read(change.name, change.rdtype)):
+                    log.info("write_landed_earlier name=%s attempt=%d", change.name, attempt)
+                    return Receipt(change, self._token_after_landing(), attempt)
+                raise
+            except TransientError as e:
+                uncertain = True
+                if attempt == self.retry.attempts:
+                    raise
+                log.warning(
+                    "write_retry provider=%s name=%s attempt=%d delay=%.2fs error=%s",
+                    self.name, change.name, attempt, delay, e,
+                )  # fmt: skip
+                self._sleep(delay)
+                delay = min(delay * self.retry.factor, self.retry.max_delay)
+        raise AssertionError("unreachable")
+
+    def wait(self, receipt: Receipt, timeout: float) -> Propagation:
+        """Until every server that must serve the change does, or `timeout` runs out."""
+        return self._wait(receipt, timeout)
+
+    def render(self, change: Change) -> str:
+        """The change for a human, in this provider's own terms; touches nothing."""
+        return f"{change.summary()}\n{self._render(change)}"
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; most providers hold none."""
+
+    # ------------------------------------------------------------------ hooks
+
+    def _discover_zone(self, name: str) -> str:
+        raise ProviderError(f"provider {self.name}: no zone configured for {name}")
+
+    def _token_after_landing(self) -> str:
+        return ""
+
+    @abstractmethod
+    def _read(self, name: str, rdtype: str) -> RRset | None: ...
+
+    @abstractmethod
+    def _write(self, change: Change) -> str: ...
+
+    @abstractmethod
+    def _wait(self, receipt: Receipt, timeout: float) -> Propagation: ...
+
+    @abstractmethod
+    def _render(self, change: Change) -> str: ...
+
+    # ------------------------------------------------------------------ safety
+
+    def _check_managed(self, name: str, rdtype: str) -> None:
+        """Only CNAME/A/AAAA of names strictly inside the zone: never SOA, NS or the apex."""
+        zone = self.zone_of(name)
+        if rdtype.upper() not in ("CNAME", "A", "AAAA"):
+            raise ProviderError(f"{name} {rdtype}: dnsfailover only manages CNAME, A and AAAA")
+        if name == zone or not name.endswith("." + zone):
+            raise ProviderError(f"{name} is not a name below the zone {zone} of {self.name}")

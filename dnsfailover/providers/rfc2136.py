@@ -1,0 +1,299 @@
+"""RFC 2136 dynamic updates (BIND, Knot, PowerDNS), signed with TSIG, as compare-and-swap.
+
+Read: a non-recursive query to the primary, AA required. Write: one signed UPDATE over TCP
+whose prerequisite is the exact RRset just read (RFC 2136 §2.4.2, "RRset exists, value
+dependent") or its absence (§2.4.3), followed by the replacement; NXRRSET/YXRRSET mean someone
+else changed the record. Propagation: every verify server (or every address of the zone's NS
+set) answers with AA, a SOA serial at least the primary's (RFC 1982), and the new RRset.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Callable
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import dns.serial
+import dns.tsig
+import dns.update
+
+from dnsfailover.config.models import Rfc2136Provider as Settings
+from dnsfailover.errors import (
+    ConflictError,
+    NotAuthoritativeError,
+    ProviderAuthError,
+    ProviderError,
+    ProviderRefusedError,
+    TransientError,
+)
+from dnsfailover.providers.base import Change, Propagation, Provider, Receipt, ServerView
+from dnsfailover.providers.tsig import TsigKey, load_tsig
+from dnsfailover.rrset import RRset, describe
+
+log = logging.getLogger(__name__)
+
+_RCODE_ERRORS: dict[int, tuple[type[ProviderError], str]] = {
+    dns.rcode.NXRRSET: (ConflictError, "the record no longer holds the value we read"),
+    dns.rcode.YXRRSET: (ConflictError, "the record appeared since we read it"),
+    dns.rcode.NXDOMAIN: (ConflictError, "the name vanished since we read it"),
+    dns.rcode.YXDOMAIN: (ConflictError, "the name appeared since we read it"),
+    dns.rcode.REFUSED: (
+        ProviderRefusedError,
+        "refused: the key is not allowed to change this "
+        "name and type (check update-policy / allow-update)",
+    ),
+    dns.rcode.NOTAUTH: (
+        NotAuthoritativeError,
+        "the server is not authoritative for the zone, or rejected the TSIG signature",
+    ),
+    dns.rcode.NOTZONE: (NotAuthoritativeError, "the name is outside the zone"),
+    dns.rcode.SERVFAIL: (TransientError, "the server failed (SERVFAIL)"),
+    dns.rcode.FORMERR: (ProviderError, "the server could not parse the update (FORMERR)"),
+    dns.rcode.NOTIMP: (ProviderError, "the server does not implement dynamic update"),
+}
+
+
+def _server_address(host: str) -> str:
+    try:
+        return socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0]  # type: ignore[return-value]
+    except OSError as e:
+        raise TransientError(f"cannot resolve DNS server {host}: {e}") from None
+
+
+def _split_host_port(text: str, default_port: int) -> tuple[str, int]:
+    if text.startswith("["):  # [2001:db8::1]:5353
+        host, _, port = text[1:].partition("]:")
+        return host, int(port) if port else default_port
+    if text.count(":") == 1:
+        host, port = text.split(":")
+        return host, int(port)
+    return text, default_port
+
+
+class Rfc2136Provider(Provider):
+    kind = "rfc2136"
+
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        key: TsigKey | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(name, settings.zone, **kwargs)  # type: ignore[arg-type]
+        self.settings = settings
+        self.key = (
+            key
+            if key is not None
+            else (load_tsig(settings.tsig, f"providers.{name}.tsig") if settings.tsig else None)
+        )
+        self._keyring = None if self.key is None else self.key.dnspython_key()
+        self._clock = clock
+        self.primary = (_server_address(settings.server), settings.port)
+
+    # ------------------------------------------------------------------ DNS plumbing
+
+    def _ask(self, server: tuple[str, int], name: str, rdtype: str) -> dns.message.Message:
+        request = dns.message.make_query(name, rdtype)
+        request.flags &= ~dns.flags.RD
+        try:
+            response, _ = dns.query.udp_with_fallback(
+                request, server[0], port=server[1], timeout=self.settings.timeout
+            )
+        except dns.exception.Timeout:
+            raise TransientError(
+                f"{self._label(server)}: no answer in {self.settings.timeout}s"
+            ) from None
+        except (OSError, dns.exception.DNSException) as e:
+            raise TransientError(f"{self._label(server)}: query failed: {e}") from None
+        return response
+
+    @staticmethod
+    def _label(server: tuple[str, int]) -> str:
+        return f"{server[0]}:{server[1]}"
+
+    def _authoritative(self, response: dns.message.Message, server: tuple[str, int]) -> None:
+        rcode = response.rcode()
+        if rcode == dns.rcode.SERVFAIL:
+            raise TransientError(f"{self._label(server)}: SERVFAIL")
+        if rcode == dns.rcode.REFUSED or not response.flags & dns.flags.AA:
+            aa = "set" if response.flags & dns.flags.AA else "clear"
+            raise NotAuthoritativeError(
+                f"{self._label(server)} is not authoritative for {self.zone} "
+                f"(rcode {dns.rcode.to_text(rcode)}, AA {aa})"
+            )
+
+    @staticmethod
+    def _rrset_of(response: dns.message.Message, name: str, rdtype: str) -> RRset | None:
+        wanted = dns.rdatatype.from_text(rdtype)
+        owner = dns.name.from_text(name)
+        for rrset in response.answer:
+            if rrset.name == owner and rrset.rdtype == wanted:
+                return RRset.of(name, rdtype, rrset.ttl, [rd.to_text() for rd in rrset])
+        return None
+
+    def _serial(self, server: tuple[str, int]) -> int:
+        response = self._ask(server, self.zone, "SOA")
+        self._authoritative(response, server)
+        for rrset in response.answer:
+            if rrset.rdtype == dns.rdatatype.SOA:
+                return int(rrset[0].serial)
+        raise NotAuthoritativeError(f"{self._label(server)} has no SOA for {self.zone}")
+
+    # ------------------------------------------------------------------ hooks
+
+    def _discover_zone(self, name: str) -> str:
+        """The zone that holds `name`: ask the primary for an authoritative SOA, label by label."""
+        candidate = dns.name.from_text(name)
+        while True:
+            response = self._ask(self.primary, candidate.to_text(), "SOA")
+            if response.flags & dns.flags.AA:
+                for section in (response.answer, response.authority):
+                    for rrset in section:
+                        if rrset.rdtype == dns.rdatatype.SOA:
+                            return str(rrset.name.to_text())
+            if candidate == dns.name.root:
+                raise NotAuthoritativeError(f"{self._label(self.primary)} has no zone for {name}")
+            candidate = candidate.parent()
+
+    def _read(self, name: str, rdtype: str) -> RRset | None:
+        response = self._ask(self.primary, name, rdtype)
+        self._authoritative(response, self.primary)
+        return self._rrset_of(response, name, rdtype)
+
+    def _update_message(self, change: Change) -> dns.update.UpdateMessage:
+        kwargs: dict[str, object] = {}
+        if self._keyring is not None:
+            kwargs = {"keyring": self._keyring}
+        update = dns.update.UpdateMessage(self.zone, **kwargs)  # type: ignore[arg-type]
+        name, rdtype, after = change.name, change.rdtype, change.after
+        if change.before is None:
+            update.absent(name, rdtype)
+            update.add(name, after.ttl, rdtype, *after.values)
+        else:
+            # Value-dependent prerequisite: the whole RRset, rdata strings without TTL (BIND
+            # answers FORMERR to a prerequisite rdataset that carries a TTL).
+            update.present(name, rdtype, *change.before.values)
+            update.replace(name, after.ttl, rdtype, *after.values)
+        return update
+
+    def _write(self, change: Change) -> str:
+        update = self._update_message(change)
+        try:
+            response = dns.query.tcp(
+                update, self.primary[0], port=self.primary[1], timeout=self.settings.timeout
+            )
+        except (dns.tsig.PeerBadKey, dns.tsig.PeerBadSignature) as e:
+            raise ProviderAuthError(
+                f"{self._label(self.primary)} rejected TSIG key {self._key_label()}: "
+                f"{type(e).__name__} (wrong secret, algorithm or key name)"
+            ) from None
+        except dns.tsig.PeerBadTime:
+            raise ProviderAuthError(
+                f"{self._label(self.primary)} rejected the TSIG time: check both clocks (NTP)"
+            ) from None
+        except dns.exception.Timeout:
+            raise TransientError(
+                f"{self._label(self.primary)}: no answer to the update in {self.settings.timeout}s"
+            ) from None
+        except (OSError, EOFError, dns.exception.DNSException) as e:
+            raise TransientError(f"{self._label(self.primary)}: update failed: {e}") from None
+        rcode = response.rcode()
+        if rcode != dns.rcode.NOERROR:
+            kind, why = _RCODE_ERRORS.get(
+                rcode, (ProviderError, f"unexpected rcode {dns.rcode.to_text(rcode)}")
+            )
+            raise kind(
+                f"{self._label(self.primary)}: update of {change.name} {change.rdtype}: {why}"
+            )
+        return str(self._serial(self.primary))
+
+    def _token_after_landing(self) -> str:
+        return str(self._serial(self.primary))
+
+    def _key_label(self) -> str:
+        return "(none)" if self.key is None else f"{self.key.name} ({self.key.algorithm})"
+
+    def verify_servers(self) -> list[tuple[str, int]]:
+        """The configured verify servers, else every address of the zone's NS set."""
+        if self.settings.verify_servers:
+            pairs = [_split_host_port(s, 53) for s in self.settings.verify_servers]
+            return [(_server_address(h), p) for h, p in pairs]
+        response = self._ask(self.primary, self.zone, "NS")
+        self._authoritative(response, self.primary)
+        servers: list[tuple[str, int]] = []
+        for rrset in response.answer:
+            for rd in rrset:
+                host = rd.target.to_text()
+                servers.append((_server_address(host), 53))
+        return sorted(set(servers))
+
+    def _wait(self, receipt: Receipt, timeout: float) -> Propagation:
+        change = receipt.change
+        want_serial = dns.serial.Serial(int(receipt.token)) if receipt.token else None
+        servers = self.verify_servers()
+        start = self._clock()
+        done: dict[tuple[str, int], ServerView] = {}
+        last: dict[tuple[str, int], str] = {}
+        while True:
+            for server in servers:
+                if server in done:
+                    continue
+                ok, detail = self._serves(server, change, want_serial)
+                last[server] = detail
+                if ok:
+                    done[server] = ServerView(
+                        self._label(server), True, detail, self._clock() - start
+                    )
+            elapsed = self._clock() - start
+            if len(done) == len(servers) or elapsed >= timeout:
+                break
+            time.sleep(min(0.02 + elapsed / 20, 0.5))
+        views = [
+            done.get(s) or ServerView(self._label(s), False, last[s], elapsed) for s in servers
+        ]
+        return Propagation(len(done) == len(servers), elapsed, tuple(views))
+
+    def _serves(
+        self, server: tuple[str, int], change: Change, want: dns.serial.Serial | None
+    ) -> tuple[bool, str]:
+        try:
+            serial = self._serial(server)
+            response = self._ask(server, change.name, change.rdtype)
+            self._authoritative(response, server)
+        except ProviderError as e:
+            return False, str(e)
+        seen = self._rrset_of(response, change.name, change.rdtype)
+        if want is not None and dns.serial.Serial(serial) < want:
+            return False, f"serial {serial} < {want.value}"
+        if not change.after.same_data(seen):
+            return False, f"serial {serial}, serves {describe(seen)}"
+        return True, f"serial {serial}"
+
+    def _render(self, change: Change) -> str:
+        """The equivalent nsupdate script; the key is named, its secret never printed."""
+        lines = []
+        if self.key is not None:
+            lines.append(f"; sign with: nsupdate -k <key file for {self.key.name}> "
+                         f"({self.key.algorithm}; secret not shown)")  # fmt: skip
+        lines += [f"server {self.primary[0]} {self.primary[1]}", f"zone {self.zone}"]
+        if change.before is None:
+            lines.append(f"prereq nxrrset {change.name} IN {change.rdtype}")
+        else:
+            lines += [
+                f"prereq yxrrset {change.name} IN {change.rdtype} {v}" for v in change.before.values
+            ]
+            lines.append(f"update delete {change.name} IN {change.rdtype}")
+        lines += [f"update add {change.name} {change.after.ttl} IN {change.rdtype} {v}"
+                  for v in change.after.values]  # fmt: skip
+        lines.append("send")
+        return "\n".join(lines)

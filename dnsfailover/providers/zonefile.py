@@ -1,0 +1,198 @@
+"""A BIND-format zone file on disk, rewritten atomically.
+
+Apply: under an exclusive lock, read the file, check the compare-and-swap expectation against
+it, replace the RRset in a copy, bump the SOA serial (the larger, in RFC 1982 arithmetic, of
+YYYYMMDD00 and old + 1), write a temporary file in the same folder, fsync it, run the check
+command on it, and `os.replace` it over the original; then run the reload command. A failed
+check leaves the original byte for byte. dnspython's writer drops comments and `$TTL` lines,
+so a written file is reformatted; `render()` shows only the records that change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import difflib
+import fcntl
+import logging
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dns.exception
+import dns.name
+import dns.rdataset
+import dns.rdatatype
+import dns.serial
+import dns.zone
+
+from dnsfailover.config.models import ZoneFileProvider as Settings
+from dnsfailover.errors import ConflictError, ProviderError
+from dnsfailover.providers.base import Change, Propagation, Provider, Receipt, ServerView
+from dnsfailover.rrset import RRset, describe, same_values
+
+log = logging.getLogger(__name__)
+
+
+def next_serial(old: int, today: dt.date) -> int:
+    """The larger, in RFC 1982 arithmetic, of today's YYYYMMDD00 and old + 1 (mod 2**32)."""
+    dated = int(today.strftime("%Y%m%d")) * 100
+    bumped = (old + 1) % 2**32
+    return dated if dns.serial.Serial(dated) > dns.serial.Serial(bumped) else bumped
+
+
+class ZoneFileProvider(Provider):
+    kind = "zonefile"
+
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        today: Callable[[], dt.date] = lambda: dt.datetime.now(dt.UTC).date(),
+        **kwargs: object,
+    ) -> None:
+        super().__init__(name, settings.zone, **kwargs)  # type: ignore[arg-type]
+        self.settings = settings
+        self.path = Path(settings.path)
+        self._today = today
+
+    # ------------------------------------------------------------------ file plumbing
+
+    def _load(self, path: Path | None = None) -> dns.zone.Zone:
+        path = path or self.path
+        try:
+            return dns.zone.from_file(str(path), origin=self.zone, relativize=False)
+        except FileNotFoundError:
+            raise ProviderError(f"zone file {path} does not exist") from None
+        except OSError as e:
+            raise ProviderError(f"zone file {path}: {e.strerror}") from None
+        except dns.exception.DNSException as e:
+            raise ProviderError(f"zone file {path} does not parse: {e}") from None
+
+    @staticmethod
+    def _rrset_in(zone: dns.zone.Zone, name: str, rdtype: str) -> RRset | None:
+        rdataset = zone.get_rdataset(name, rdtype)
+        if rdataset is None:
+            return None
+        return RRset.of(name, rdtype, rdataset.ttl, [rd.to_text() for rd in rdataset])
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialise writers, ours and other dnsfailover processes, on a lock file beside it."""
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            handle = open(lock_path, "a")  # noqa: SIM115 - held for the block
+        except OSError as e:
+            raise ProviderError(f"cannot open lock file {lock_path}: {e.strerror}") from None
+        with handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _run(self, argv: tuple[str, ...], path: Path, what: str) -> None:
+        command = [part.replace("{path}", str(path)) for part in argv]
+        try:
+            done = subprocess.run(
+                command, capture_output=True, text=True, timeout=self.settings.command_timeout,
+                check=False,
+            )  # fmt: skip
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise ProviderError(f"{what} {command[0]} failed to run: {e}") from None
+        if done.returncode != 0:
+            output = (done.stdout + done.stderr).strip().splitlines()[-5:]
+            raise ProviderError(
+                f"{what} `{' '.join(command)}` exited {done.returncode}: {' | '.join(output)}"
+            )
+
+    def _planned(self, zone: dns.zone.Zone, change: Change) -> tuple[dns.zone.Zone, int, int]:
+        """Apply `change` to `zone` in memory; return it with the old and new SOA serials."""
+        soa = zone.find_rdataset(self.zone, "SOA")
+        old = int(soa[0].serial)
+        new = next_serial(old, self._today())
+        with zone.writer() as txn:
+            rdataset = dns.rdataset.from_text(
+                "IN", change.rdtype, change.after.ttl, *change.after.values
+            )
+            txn.replace(change.name, rdataset)
+            txn.replace(self.zone, dns.rdataset.from_rdata(soa.ttl, soa[0].replace(serial=new)))
+        return zone, old, new
+
+    # ------------------------------------------------------------------ hooks
+
+    def _read(self, name: str, rdtype: str) -> RRset | None:
+        return self._rrset_in(self._load(), name, rdtype)
+
+    def _write(self, change: Change) -> str:
+        with self._locked():
+            zone = self._load()
+            current = self._rrset_in(zone, change.name, change.rdtype)
+            if not same_values(current, change.before):
+                raise ConflictError(
+                    f"{self.path}: {change.name} {change.rdtype} is {describe(current)}, "
+                    f"not {describe(change.before)} as read"
+                )
+            zone, _, serial = self._planned(zone, change)
+            self._replace(zone)
+        if self.settings.reload_command:
+            self._run(self.settings.reload_command, self.path, "reload command")
+        return str(serial)
+
+    def _replace(self, zone: dns.zone.Zone) -> None:
+        directory = self.path.parent
+        fd, temp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=directory)
+        temp = Path(temp_name)
+        try:
+            with os.fdopen(fd, "w") as out:
+                zone.to_file(out, relativize=True, want_origin=True)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(temp, self.path.stat().st_mode & 0o777)
+            if self.settings.check_command:
+                self._run(self.settings.check_command, temp, "check command")
+            os.replace(temp, self.path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def _wait(self, receipt: Receipt, timeout: float) -> Propagation:
+        """The file is the authority: the change is in place once the file holds it."""
+        start = time.monotonic()
+        seen = self._read(receipt.change.name, receipt.change.rdtype)
+        ok = receipt.change.after.same_data(seen)
+        detail = f"serial {receipt.token}" if ok else f"holds {describe(seen)}"
+        elapsed = time.monotonic() - start
+        return Propagation(ok, elapsed, (ServerView(str(self.path), ok, detail, elapsed),))
+
+    def _render(self, change: Change) -> str:
+        """A unified diff of the records that change, and of the SOA line; nothing else."""
+        zone = self._load()
+        before_lines = self._lines(zone, change.name, change.rdtype)
+        soa_before = self._lines(zone, self.zone, "SOA")
+        zone, _, _ = self._planned(zone, change)
+        after_lines = self._lines(zone, change.name, change.rdtype)
+        soa_after = self._lines(zone, self.zone, "SOA")
+        diff = difflib.unified_diff(
+            soa_before + before_lines,
+            soa_after + after_lines,
+            fromfile=str(self.path),
+            tofile=f"{self.path} (planned)",
+            lineterm="",
+        )
+        return "\n".join(diff)
+
+    @staticmethod
+    def _lines(zone: dns.zone.Zone, name: str, rdtype: str) -> list[str]:
+        rdataset = zone.get_rdataset(name, rdtype)
+        if rdataset is None:
+            return []
+        return sorted(f"{name} {rdataset.ttl} IN {rdtype} {rd.to_text()}" for rd in rdataset)

@@ -1,0 +1,169 @@
+"""The zone-file provider: compare-and-swap, SOA serials, atomic replace, the lock, the diff."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+from dnsfailover.config.models import ZoneFileProvider as Settings
+from dnsfailover.errors import ConflictError, ProviderError
+from dnsfailover.providers import Change
+from dnsfailover.providers.zonefile import ZoneFileProvider, next_serial
+from dnsfailover.rrset import RRset
+
+SAMPLE = Path(__file__).resolve().parent.parent / "configs" / "zones" / "example.com.zone"
+ACME = "acme.example.com."
+TODAY = dt.date(2026, 11, 28)
+EAST = RRset.of(ACME, "CNAME", 60, ["ca-east.example.com."])
+WEST = RRset.of(ACME, "CNAME", 60, ["ca-west.example.com."])
+
+
+def provider(tmp_path: Path, **overrides: object) -> ZoneFileProvider:
+    zone = tmp_path / "example.com.zone"
+    if not zone.exists():
+        shutil.copy(SAMPLE, zone)
+    settings = {"type": "zonefile", "path": str(zone), "zone": "example.com.", **overrides}
+    return ZoneFileProvider("lab", Settings.model_validate(settings), today=lambda: TODAY)
+
+
+@pytest.mark.parametrize(
+    ("old", "expected"),
+    [
+        pytest.param(2026112805, 2026112806, id="same_day_counts_up"),
+        pytest.param(2026112705, 2026112800, id="next_day_starts_at_00"),
+        pytest.param(2026112899, 2026112900, id="same_day_overflow_borrows_tomorrow"),
+        pytest.param(2026123100, 2026123101, id="serial_ahead_of_today_counts_up"),
+        pytest.param(1764300000, 2026112800, id="unix_time_serial_is_behind_today"),
+        pytest.param(2**32 - 1, 2026112800, id="wrap_around_to_today"),
+        pytest.param(3900000000, 3900000001, id="serial_ahead_in_rfc1982_counts_up_not_back"),
+        pytest.param(0, 2026112800, id="zero"),
+    ],
+)
+def test_next_serial(old: int, expected: int) -> None:
+    assert next_serial(old, TODAY) == expected
+
+
+def test_read_and_compare_and_swap(tmp_path: Path) -> None:
+    dns = provider(tmp_path)
+    assert dns.read(ACME, "CNAME") == EAST
+    receipt = dns.apply(Change(EAST, WEST))
+    assert receipt.token == "2026112800"
+    assert dns.read(ACME, "CNAME") == WEST
+    assert dns.wait(receipt, timeout=1).complete
+
+
+def test_stale_read_is_a_conflict_and_the_file_is_untouched(tmp_path: Path) -> None:
+    dns = provider(tmp_path)
+    original = dns.path.read_bytes()
+    stale = RRset.of(ACME, "CNAME", 60, ["elsewhere.example.com."])
+    with pytest.raises(ConflictError, match="is ca-east.example.com., not elsewhere"):
+        dns.apply(Change(stale, WEST))
+    with pytest.raises(ConflictError):
+        dns.apply(Change(None, WEST))  # expected absent, but it exists
+    assert dns.path.read_bytes() == original
+
+
+def test_a_failing_check_leaves_the_original_byte_for_byte(tmp_path: Path) -> None:
+    dns = provider(tmp_path, check_command=["sh", "-c", "echo bad zone >&2; exit 3"])
+    original = dns.path.read_bytes()
+    with pytest.raises(ProviderError, match="check command .* exited 3: bad zone"):
+        dns.apply(Change(EAST, WEST))
+    assert dns.path.read_bytes() == original
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "example.com.zone", "example.com.zone.lock"
+    ]  # fmt: skip
+
+
+def test_round_trip_through_named_checkzone(tmp_path: Path) -> None:
+    if shutil.which("named-checkzone") is None:
+        pytest.fail("named-checkzone is missing: apt-get install bind9-utils")
+    dns = provider(tmp_path, check_command=["named-checkzone", "example.com.", "{path}"])
+    dns.apply(Change(EAST, WEST))
+    name = "ocsp.x1.example.com."
+    before = dns.read(name, "A")
+    dns.apply(Change(before, RRset.of(name, "A", 60, ["198.51.100.80"])))
+    reread = provider(tmp_path)
+    assert reread.read(ACME, "CNAME") == WEST
+    assert reread.read(name, "A") == RRset.of(name, "A", 60, ["198.51.100.80"])
+    assert reread.read("ca-east.example.com.", "A") == RRset.of(
+        "ca-east.example.com.", "A", 3600, ["192.0.2.10"]
+    )
+
+
+def test_reload_command_runs_and_its_failure_is_reported(tmp_path: Path) -> None:
+    marker = tmp_path / "reloaded"
+    dns = provider(tmp_path, reload_command=["touch", str(marker)])
+    dns.apply(Change(EAST, WEST))
+    assert marker.exists()
+    failing = provider(tmp_path, reload_command=["false"])
+    with pytest.raises(ProviderError, match="reload command `false` exited 1"):
+        failing.apply(Change(WEST, EAST))
+    assert failing.read(ACME, "CNAME") == EAST  # written; only the reload failed
+
+
+def test_concurrent_writers_are_serialised_by_the_lock(tmp_path: Path) -> None:
+    """Two writers from the same read: the lock orders them, so exactly one wins."""
+    slow_check = ["sh", "-c", "sleep 0.3"]
+    writers = [provider(tmp_path, check_command=slow_check) for _ in range(2)]
+    outcomes: list[str] = []
+
+    def write(dns: ZoneFileProvider, target: RRset) -> None:
+        try:
+            dns.apply(Change(EAST, target))
+            outcomes.append("ok")
+        except ConflictError:
+            outcomes.append("conflict")
+
+    threads = [
+        threading.Thread(target=write, args=(writers[0], WEST)),
+        threading.Thread(
+            target=write, args=(writers[1], RRset.of(ACME, "CNAME", 60, ["x.example.com."]))
+        ),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(outcomes) == ["conflict", "ok"]
+
+
+def test_render_is_a_diff_of_the_record_and_the_soa_only(tmp_path: Path) -> None:
+    dns = provider(tmp_path)
+    original = dns.path.read_bytes()
+    text = dns.render(Change(EAST, WEST))
+    path = dns.path
+    assert text == "\n".join([
+        "acme.example.com. CNAME: ca-east.example.com. -> ca-west.example.com.",
+        f"--- {path}",
+        f"+++ {path} (planned)",
+        "@@ -1,2 +1,2 @@",
+        "-example.com. 3600 IN SOA ns1.example.com. hostmaster.example.com. 2026010100 3600 600 1209600 300",
+        "-acme.example.com. 60 IN CNAME ca-east.example.com.",
+        "+example.com. 3600 IN SOA ns1.example.com. hostmaster.example.com. 2026112800 3600 600 1209600 300",
+        "+acme.example.com. 60 IN CNAME ca-west.example.com.",
+    ])  # fmt: skip
+    assert dns.path.read_bytes() == original
+
+
+def test_never_touches_the_apex_or_other_types(tmp_path: Path) -> None:
+    dns = provider(tmp_path)
+    with pytest.raises(ProviderError, match="only manages CNAME, A and AAAA"):
+        dns.read("example.com.", "NS")
+    with pytest.raises(ProviderError, match="not a name below the zone"):
+        dns.apply(Change(None, RRset.of("example.com.", "A", 60, ["192.0.2.1"])))
+    with pytest.raises(ProviderError, match="not a name below the zone"):
+        dns.read("acme.example.org.", "CNAME")
+
+
+def test_missing_or_broken_zone_file_is_a_clear_error(tmp_path: Path) -> None:
+    dns = provider(tmp_path)
+    dns.path.write_text("this is not a zone\n")
+    with pytest.raises(ProviderError, match="does not parse"):
+        dns.read(ACME, "CNAME")
+    dns.path.unlink()
+    with pytest.raises(ProviderError, match="does not exist"):
+        dns.read(ACME, "CNAME")
