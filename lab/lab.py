@@ -10,6 +10,7 @@ from typing import Protocol, TypeVar
 
 from lab.bind import BindPair
 from lab.crl import OpensslCA, StaticServer
+from lab.hostile import HostileServer
 from lab.moto import MotoServer
 from lab.ocsp import OcspResponder, delegated_signer
 from lab.pebble import Pebble
@@ -100,6 +101,14 @@ class Lab:
 
     def web(self, name: str = "web") -> StaticServer:
         server = self._own(StaticServer(name, self._dir(name), self.directory))
+        server.start()
+        return server
+
+    def hostile(self, tls: bool = True, **cert: object) -> HostileServer:
+        """A misbehaving HTTPS server; `cert` goes to LabCA.issue (names, valid_days, ...)."""
+        files = self.tls.issue(f"hostile-{self._count}", **cert) if tls else None  # type: ignore[arg-type]
+        self._count += 1
+        server = self._own(HostileServer(files))
         server.start()
         return server
 

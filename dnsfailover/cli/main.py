@@ -31,6 +31,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from dnsfailover.cli.check import run_check
+
+    config = load_config(args.config).config
+    if args.service is not None and args.service not in config.services:
+        raise ConfigError(f"no service {args.service!r} in {args.config}")
+    return run_check(config, args.service, args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dnsfailover",
@@ -42,6 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(parser, default=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add(commands, "validate", cmd_validate, "check the config; exit 0, or 2 listing every problem")
+    check = _add(
+        commands,
+        "check",
+        cmd_check,
+        "probe every instance once and print a table; exit 1 if a service has no healthy instance",
+    )
+    check.add_argument("service", nargs="?", help="only this service")
+    check.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
 
 

@@ -66,8 +66,11 @@ def check_service(
             )
         seen.setdefault(instance.name, index)
         errors.extend(_record_problems(service, instance.target, instance.addresses, at))
-        if instance.acme is None and instance.ocsp is None and instance.crl is None:
+        checks = [c for c in (instance.acme, instance.ocsp, instance.crl) if c is not None]
+        if not checks:
             errors.append((at, "an instance needs at least one check: acme, ocsp or crl"))
+        elif not any(c.required for c in checks):
+            errors.append((at, "every check is `required: false`: one must decide health"))
     if service.ttl > service.hold_down:
         warnings.append(
             (

@@ -66,8 +66,10 @@ class Propagation:
     servers: tuple[ServerView, ...] = field(default_factory=tuple)
 
     def summary(self) -> str:
-        parts = [f"{s.server} {'ok' if s.ok else 'NOT YET'} ({s.detail}, {s.seconds:.3f}s)"
-                 for s in self.servers]  # fmt: skip
+        parts = [
+            f"{s.server} {'ok' if s.ok else 'NOT YET'} ({s.detail}, {s.seconds:.3f}s)"
+            for s in self.servers
+        ]
         return "; ".join(parts)
 
 
@@ -141,8 +143,12 @@ class Provider(ABC):
                     raise
                 log.warning(
                     "write_retry provider=%s name=%s attempt=%d delay=%.2fs error=%s",
-                    self.name, change.name, attempt, delay, e,
-                )  # fmt: skip
+                    self.name,
+                    change.name,
+                    attempt,
+                    delay,
+                    e,
+                )
                 self._sleep(delay)
                 delay = min(delay * self.retry.factor, self.retry.max_delay)
         raise AssertionError("unreachable")

@@ -283,8 +283,10 @@ class Rfc2136Provider(Provider):
         """The equivalent nsupdate script; the key is named, its secret never printed."""
         lines = []
         if self.key is not None:
-            lines.append(f"; sign with: nsupdate -k <key file for {self.key.name}> "
-                         f"({self.key.algorithm}; secret not shown)")  # fmt: skip
+            lines.append(
+                f"; sign with: nsupdate -k <key file for {self.key.name}> "
+                f"({self.key.algorithm}; secret not shown)"
+            )
         lines += [f"server {self.primary[0]} {self.primary[1]}", f"zone {self.zone}"]
         if change.before is None:
             lines.append(f"prereq nxrrset {change.name} IN {change.rdtype}")
@@ -293,7 +295,9 @@ class Rfc2136Provider(Provider):
                 f"prereq yxrrset {change.name} IN {change.rdtype} {v}" for v in change.before.values
             ]
             lines.append(f"update delete {change.name} IN {change.rdtype}")
-        lines += [f"update add {change.name} {change.after.ttl} IN {change.rdtype} {v}"
-                  for v in change.after.values]  # fmt: skip
+        lines += [
+            f"update add {change.name} {change.after.ttl} IN {change.rdtype} {v}"
+            for v in change.after.values
+        ]
         lines.append("send")
         return "\n".join(lines)

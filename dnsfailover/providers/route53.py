@@ -34,13 +34,24 @@ from dnsfailover.rrset import RRset, canonical_name
 log = logging.getLogger(__name__)
 
 _AUTH_CODES = {
-    "AccessDenied", "AccessDeniedException", "InvalidClientTokenId", "SignatureDoesNotMatch",
-    "UnrecognizedClientException", "ExpiredToken", "ExpiredTokenException", "InvalidAccessKeyId",
-}  # fmt: skip
+    "AccessDenied",
+    "AccessDeniedException",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "UnrecognizedClientException",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidAccessKeyId",
+}
 _TRANSIENT_CODES = {
-    "Throttling", "ThrottlingException", "PriorRequestNotComplete", "ServiceUnavailable",
-    "InternalFailure", "InternalError", "RequestTimeout",
-}  # fmt: skip
+    "Throttling",
+    "ThrottlingException",
+    "PriorRequestNotComplete",
+    "ServiceUnavailable",
+    "InternalFailure",
+    "InternalError",
+    "RequestTimeout",
+}
 
 
 def make_client(settings: Settings, retries: int = 5) -> Any:
@@ -179,8 +190,11 @@ class Route53Provider(Provider):
     def _read(self, name: str, rdtype: str) -> RRset | None:
         found = self._call(
             "list_resource_record_sets",
-            HostedZoneId=self.zone_id, StartRecordName=name, StartRecordType=rdtype, MaxItems="1",
-        )  # fmt: skip
+            HostedZoneId=self.zone_id,
+            StartRecordName=name,
+            StartRecordType=rdtype,
+            MaxItems="1",
+        )
         # StartRecordName is a position, not a filter: check what came back.
         for record in found.get("ResourceRecordSets", []):
             if _decode_name(record["Name"]) != name or record["Type"] != rdtype:
@@ -196,9 +210,10 @@ class Route53Provider(Provider):
 
     def _write(self, change: Change) -> str:
         found = self._call(
-            "change_resource_record_sets", HostedZoneId=self.zone_id,
+            "change_resource_record_sets",
+            HostedZoneId=self.zone_id,
             ChangeBatch=change_batch(change),
-        )  # fmt: skip
+        )
         return str(found["ChangeInfo"]["Id"])
 
     def _wait(self, receipt: Receipt, timeout: float) -> Propagation:
@@ -217,6 +232,8 @@ class Route53Provider(Provider):
 
     def _render(self, change: Change) -> str:
         """The exact ChangeBatch this provider would send."""
-        request = {"HostedZoneId": self._zone_id or f"(zone {self.settings.zone})",
-                   "ChangeBatch": change_batch(change)}  # fmt: skip
+        request = {
+            "HostedZoneId": self._zone_id or f"(zone {self.settings.zone})",
+            "ChangeBatch": change_batch(change),
+        }
         return json.dumps(request, indent=2, sort_keys=True)

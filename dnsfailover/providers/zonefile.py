@@ -98,9 +98,12 @@ class ZoneFileProvider(Provider):
         command = [part.replace("{path}", str(path)) for part in argv]
         try:
             done = subprocess.run(
-                command, capture_output=True, text=True, timeout=self.settings.command_timeout,
+                command,
+                capture_output=True,
+                text=True,
+                timeout=self.settings.command_timeout,
                 check=False,
-            )  # fmt: skip
+            )
         except (OSError, subprocess.TimeoutExpired) as e:
             raise ProviderError(f"{what} {command[0]} failed to run: {e}") from None
         if done.returncode != 0:

@@ -1,0 +1,15 @@
+"""Health: rise/fall hysteresis per instance and check, and immutable snapshots of it.
+
+Pure: values and a clock in, values out; no I/O. Imports only the probe result type.
+"""
+
+from dnsfailover.health.tracker import (
+    CheckHealth,
+    HealthSnapshot,
+    HealthTracker,
+    InstanceHealth,
+    State,
+    step,
+)
+
+__all__ = ["CheckHealth", "HealthSnapshot", "HealthTracker", "InstanceHealth", "State", "step"]

@@ -1,0 +1,132 @@
+"""Rise/fall hysteresis (as in HAProxy and anycast-healthchecker).
+
+A check starts UNKNOWN. `rise` consecutive successes make it HEALTHY; `fall` consecutive
+failures make it UNHEALTHY; from UNKNOWN, whichever streak completes first decides. An
+OVERLOADED result (alive, shedding load) and an ERROR result (the probe's own trouble) change
+no streak: they neither raise nor lower health by themselves. An instance is HEALTHY when all
+its required checks are; UNHEALTHY when any required check is; UNKNOWN otherwise.
+Informational checks are reported and never decide.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+
+from dnsfailover.probes.result import Outcome, ProbeResult
+
+
+class State(enum.Enum):
+    UNKNOWN = "unknown"
+    HEALTHY = "healthy"
+    UNHEALTHY = "unhealthy"
+
+
+@dataclass(frozen=True)
+class CheckHealth:
+    check: str
+    required: bool = True
+    state: State = State.UNKNOWN
+    successes: int = 0  # the current streak
+    failures: int = 0
+    since: float | None = None  # when the state was entered (None while UNKNOWN)
+    last: ProbeResult | None = None
+
+    @property
+    def reason(self) -> str:
+        if self.last is None:
+            return "no result yet"
+        return f"{self.state.value}: {self.last.reason}"
+
+
+def step(health: CheckHealth, result: ProbeResult, rise: int, fall: int) -> CheckHealth:
+    """The check's health after one more result."""
+    if result.outcome in (Outcome.OVERLOADED, Outcome.ERROR):
+        return replace(health, last=result)
+    if result.outcome is Outcome.HEALTHY:
+        successes, failures = health.successes + 1, 0
+    else:
+        successes, failures = 0, health.failures + 1
+    state = health.state
+    if successes >= rise:
+        state = State.HEALTHY
+    elif failures >= fall:
+        state = State.UNHEALTHY
+    since = result.observed_at if state is not health.state else health.since
+    return CheckHealth(health.check, health.required, state, successes, failures, since, result)
+
+
+@dataclass(frozen=True)
+class InstanceHealth:
+    name: str
+    state: State
+    since: float | None  # when the instance entered its state (None while UNKNOWN)
+    checks: Mapping[str, CheckHealth]
+
+    @property
+    def reason(self) -> str:
+        deciding = [c for c in self.checks.values() if c.required and c.state is self.state]
+        chosen = deciding or list(self.checks.values())
+        return "; ".join(f"{c.check} {c.reason}" for c in chosen)
+
+
+def combine(name: str, checks: Mapping[str, CheckHealth]) -> InstanceHealth:
+    required = [c for c in checks.values() if c.required]
+    if required and all(c.state is State.HEALTHY for c in required):
+        state = State.HEALTHY
+        since = max(c.since or 0.0 for c in required)
+    elif any(c.state is State.UNHEALTHY for c in required):
+        state = State.UNHEALTHY
+        since = min(c.since or 0.0 for c in required if c.state is State.UNHEALTHY)
+    else:
+        state, since = State.UNKNOWN, None
+    return InstanceHealth(name, state, since, MappingProxyType(dict(checks)))
+
+
+@dataclass(frozen=True)
+class HealthSnapshot:
+    """Health of every instance of every service, at one moment."""
+
+    at: float
+    services: Mapping[str, Mapping[str, InstanceHealth]]
+
+    def instance(self, service: str, name: str) -> InstanceHealth:
+        return self.services[service][name]
+
+
+class HealthTracker:
+    """Holds the check states; the controller owns it and feeds it results in order."""
+
+    def __init__(self) -> None:
+        self._checks: dict[tuple[str, str], dict[str, CheckHealth]] = {}
+        self._order: dict[str, list[str]] = {}
+
+    def register(self, service: str, instance: str, check: str, required: bool) -> None:
+        checks = self._checks.setdefault((service, instance), {})
+        current = checks.get(check)
+        checks[check] = (
+            replace(current, required=required) if current else CheckHealth(check, required)
+        )
+        names = self._order.setdefault(service, [])
+        if instance not in names:
+            names.append(instance)
+
+    def observe(
+        self, service: str, instance: str, result: ProbeResult, rise: int, fall: int
+    ) -> tuple[InstanceHealth, InstanceHealth]:
+        """Record one result; return the instance's health before and after it."""
+        checks = self._checks[(service, instance)]
+        before = combine(instance, checks)
+        checks[result.check] = step(checks[result.check], result, rise, fall)
+        return before, combine(instance, checks)
+
+    def snapshot(self, at: float) -> HealthSnapshot:
+        services = {
+            service: MappingProxyType(
+                {name: combine(name, self._checks[(service, name)]) for name in names}
+            )
+            for service, names in self._order.items()
+        }
+        return HealthSnapshot(at, MappingProxyType(services))

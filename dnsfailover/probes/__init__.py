@@ -1,0 +1,42 @@
+"""Probes: each takes an instance's settings and a deadline and returns a ProbeResult.
+
+A target that is down, slow or hostile is a result, never an exception; only our own setup
+(an unreadable issuer certificate or key) raises ProbeSetupError, when the probe is built.
+Probes know nothing of DNS, health or policy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from dnsfailover.config.models import Instance
+from dnsfailover.probes.http import HttpClient
+from dnsfailover.probes.result import Outcome, ProbeResult
+
+__all__ = ["Outcome", "Probe", "ProbeResult", "build_probes"]
+
+
+class Probe(Protocol):
+    check: str
+    required: bool
+
+    def run(self, deadline: float) -> ProbeResult: ...
+
+
+def build_probes(instance: Instance, clock: Callable[[], float] = time.time) -> list[Probe]:
+    """The probes an instance's config asks for, in a fixed order: acme, ocsp, crl."""
+    from dnsfailover.probes.acme import AcmeProbe
+    from dnsfailover.probes.crl import CrlProbe
+    from dnsfailover.probes.ocsp import OcspProbe
+
+    probes: list[Probe] = []
+    if instance.acme is not None:
+        probes.append(AcmeProbe(instance.acme, clock))
+    revocation_http = HttpClient()  # OCSP and CRL are plain HTTP, or HTTPS on public roots
+    if instance.ocsp is not None:
+        probes.append(OcspProbe(instance.ocsp, clock, revocation_http))
+    if instance.crl is not None:
+        probes.append(CrlProbe(instance.crl, clock, revocation_http))
+    return probes

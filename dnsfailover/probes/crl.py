@@ -1,0 +1,130 @@
+"""The CRL probe (RFC 5280 §5): fetch, parse, and check that the CRL is current and genuine.
+
+Checks: the issuer name matches; the signature verifies with the issuer's key; thisUpdate is not
+in the future; nextUpdate is at least `min_runway` away; an IssuingDistributionPoint, when
+present, names the URL it was fetched from (Boulder shards carry one). Reports the runway
+(time to nextUpdate) and the number of entries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+from cryptography import x509
+
+from dnsfailover.config.models import CrlCheck
+from dnsfailover.probes.certs import load_certificate
+from dnsfailover.probes.http import (
+    BodyTooLarge,
+    HttpClient,
+    ProbeTimeout,
+    RedirectRefused,
+    describe,
+)
+from dnsfailover.probes.result import Outcome, ProbeResult
+
+MAX_SKEW = 300.0
+
+
+class _Reject(Exception):
+    pass
+
+
+class CrlProbe:
+    check = "crl"
+
+    def __init__(
+        self,
+        settings: CrlCheck,
+        clock: Callable[[], float] = time.time,
+        http: HttpClient | None = None,
+    ) -> None:
+        self.settings = settings
+        self.required = settings.required
+        self._clock = clock
+        self.http = http or HttpClient()
+        self.issuer = load_certificate(settings.issuer, "crl.issuer")
+
+    def run(self, deadline: float) -> ProbeResult:
+        start, now = time.monotonic(), self._clock()
+        details: dict[str, Any] = {}
+        try:
+            crl = self.parse(self._fetch(deadline, details))
+            hours = self.verify(crl, now, details) / 3600
+            outcome = Outcome.HEALTHY
+            reason = f"{details['entries']} entries, runway {hours:.1f}h"
+        except _Reject as e:
+            outcome, reason = Outcome.UNHEALTHY, str(e)
+        # A short or negative runway is reported even when it is why the check failed.
+        runway: float | None = details.get("runway")
+        return ProbeResult(
+            self.check, outcome, reason, time.monotonic() - start, now, details, runway=runway
+        )
+
+    def _fetch(self, deadline: float, details: dict[str, Any]) -> bytes:
+        try:
+            response = self.http.request("GET", self.settings.url, deadline, self.settings.max_size)
+        except ProbeTimeout:
+            raise _Reject("no complete answer before the deadline") from None
+        except (BodyTooLarge, RedirectRefused) as e:
+            raise _Reject(str(e)) from None
+        except requests.exceptions.ConnectionError as e:
+            raise _Reject(f"cannot connect: {describe(e)}") from None
+        except (requests.RequestException, OSError) as e:
+            raise _Reject(f"{type(e).__name__}: {describe(e)}") from None
+        details["status"] = response.status
+        if response.status != 200:
+            raise _Reject(f"HTTP {response.status}")
+        return response.body
+
+    @staticmethod
+    def parse(body: bytes) -> x509.CertificateRevocationList:
+        try:
+            if body.lstrip().startswith(b"-----BEGIN"):
+                return x509.load_pem_x509_crl(body)
+            return x509.load_der_x509_crl(body)
+        except ValueError:
+            raise _Reject("the answer is not a CRL (DER or PEM)") from None
+
+    def verify(
+        self, crl: x509.CertificateRevocationList, now: float, details: dict[str, Any]
+    ) -> float:
+        try:
+            if crl.issuer != self.issuer.subject:
+                raise _Reject(f"issued by {crl.issuer.rfc4514_string()}, not the configured issuer")
+            if not crl.is_signature_valid(self.issuer.public_key()):  # type: ignore[arg-type]
+                raise _Reject("the CRL signature does not verify with the issuer's key")
+            this_update = crl.last_update_utc.timestamp()
+            next_update = crl.next_update_utc
+            idp = self._distribution_point(crl)
+            entries = len(crl)
+        except (ValueError, TypeError) as e:
+            raise _Reject(f"malformed CRL: {str(e)[:120]}") from None
+        details.update(entries=entries, this_update=crl.last_update_utc.isoformat())
+        if this_update > now + MAX_SKEW:
+            raise _Reject(f"thisUpdate is {this_update - now:.0f}s in the future")
+        if next_update is None:
+            raise _Reject("no nextUpdate: relying parties cannot tell when it goes stale")
+        runway = next_update.timestamp() - now
+        details.update(next_update=next_update.isoformat(), runway=runway)
+        if runway < self.settings.min_runway:
+            raise _Reject(
+                f"runway {runway / 3600:.1f}h is under min_runway "
+                f"{self.settings.min_runway / 3600:.1f}h"
+            )
+        if idp is not None and self.settings.url not in idp:
+            raise _Reject(f"IssuingDistributionPoint {idp} does not name {self.settings.url}")
+        return runway
+
+    @staticmethod
+    def _distribution_point(crl: x509.CertificateRevocationList) -> list[str] | None:
+        try:
+            idp = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint).value
+        except x509.ExtensionNotFound:
+            return None
+        return [
+            n.value for n in idp.full_name or [] if isinstance(n, x509.UniformResourceIdentifier)
+        ]

@@ -1,0 +1,321 @@
+"""HTTP for probes: a hard deadline over connect, TLS, headers and body together.
+
+requests/urllib3 timeouts bound each socket operation, not the exchange: a server that
+trickles one byte a second never trips them. Here every socket a probe opens is registered
+with its deadline, and one watchdog thread shuts the socket down when the deadline passes, so
+the blocked read returns at once. Connections are not reused (`Connection: close`), so every
+exchange runs on a socket that was registered. Bodies are read up to a cap. Redirects are
+followed only on the same host. TLS is always verified; `verify=` is passed on every request
+and the environment is ignored (REQUESTS_CA_BUNDLE would override a session's verify).
+Imports nothing from the rest of the package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import heapq
+import os
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+import urllib3.connection
+import urllib3.connectionpool
+from cryptography import x509
+from requests.adapters import HTTPAdapter
+
+SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+USER_AGENT = "dnsfailover-probe/0.1"
+
+
+class ProbeTimeout(Exception):
+    """The deadline passed."""
+
+
+class BodyTooLarge(Exception):
+    """The body is larger than the cap."""
+
+
+class RedirectRefused(Exception):
+    """A redirect to another host, or too many redirects."""
+
+
+@dataclass
+class _Budget:
+    deadline: float  # time.monotonic()
+    fds: list[int] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    done: bool = False
+    expired: bool = False
+    peer_cert: bytes | None = None
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def track(self, fd: int) -> None:
+        with self.lock:
+            if self.expired:
+                raise ProbeTimeout
+            self.fds.append(fd)
+
+    def expire(self) -> None:
+        with self.lock:
+            if self.done:
+                return
+            self.expired = True
+            for fd in self.fds:
+                with contextlib.suppress(OSError):
+                    sock = socket.socket(fileno=fd)
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    finally:
+                        sock.detach()  # the owner closes it
+
+    def finish(self) -> None:
+        with self.lock:
+            self.done = True
+            self.fds.clear()
+
+
+_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("budget", default=None)
+
+
+class _Watchdog:
+    """One thread for every probe: expires budgets whose deadline passed."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _Budget]] = []
+        self._cv = threading.Condition()
+        self._count = 0
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def watch(self, budget: _Budget) -> None:
+        with self._cv:
+            if self._thread is None or self._pid != os.getpid():
+                self._heap, self._pid = [], os.getpid()
+                self._thread = threading.Thread(
+                    target=self._run, name="probe-watchdog", daemon=True
+                )
+                self._thread.start()
+            self._count += 1
+            heapq.heappush(self._heap, (budget.deadline, self._count, budget))
+            self._cv.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._heap:
+                    self._cv.wait()
+                deadline, _, budget = self._heap[0]
+                wait = deadline - time.monotonic()
+                if wait > 0:
+                    self._cv.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+            budget.expire()
+
+
+_WATCHDOG = _Watchdog()
+
+
+def _track_socket(sock: socket.socket) -> None:
+    budget = _budget.get()
+    if budget is not None:
+        budget.track(sock.fileno())
+
+
+class _HTTPConnection(urllib3.connection.HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _track_socket(sock)
+        return sock
+
+
+class _HTTPSConnection(urllib3.connection.HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        sock = super()._new_conn()
+        _track_socket(sock)
+        return sock
+
+    def connect(self) -> None:
+        super().connect()
+        budget = _budget.get()
+        if budget is not None and self.sock is not None:
+            getpeercert = getattr(self.sock, "getpeercert", None)
+            if getpeercert is not None:
+                budget.peer_cert = getpeercert(binary_form=True)
+
+
+class _HTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _Adapter(HTTPAdapter):
+    """Deadline-aware pools; SNI and certificate name can be pinned to a public name."""
+
+    def __init__(self, server_name: str | None) -> None:
+        self._server_name = server_name
+        super().__init__(pool_connections=1, pool_maxsize=4, max_retries=0)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        if self._server_name:
+            kwargs["server_hostname"] = self._server_name
+            kwargs["assert_hostname"] = self._server_name
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: requests.structures.CaseInsensitiveDict[str]
+    body: bytes
+    url: str
+    peer_cert: x509.Certificate | None
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+
+class HttpClient:
+    """One per probed instance: its trust anchors and optional pinned server name."""
+
+    def __init__(self, ca_bundle: str | None = None, server_name: str | None = None) -> None:
+        self.verify: str | bool = ca_bundle or (
+            SYSTEM_BUNDLE if os.path.exists(SYSTEM_BUNDLE) else True
+        )
+        self.server_name = server_name
+        self.session = requests.Session()
+        self.session.trust_env = False
+        adapter = _Adapter(server_name)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        deadline: float,
+        max_bytes: int,
+        headers: dict[str, str] | None = None,
+        data: bytes | None = None,
+        max_redirects: int = 2,
+    ) -> Response:
+        """One exchange (following same-host redirects), all of it before `deadline`."""
+        for _ in range(max_redirects + 1):
+            response = self._once(method, url, deadline, max_bytes, headers, data)
+            location = response.header("Location")
+            if response.status not in (301, 302, 303, 307, 308) or not location:
+                return response
+            target = urljoin(url, location)
+            if (urlsplit(target).scheme, urlsplit(target).netloc) != (
+                urlsplit(url).scheme,
+                urlsplit(url).netloc,
+            ):
+                raise RedirectRefused(f"redirect to another host refused: {target}")
+            url = target
+        raise RedirectRefused(f"more than {max_redirects} redirects")
+
+    def _once(
+        self,
+        method: str,
+        url: str,
+        deadline: float,
+        max_bytes: int,
+        headers: dict[str, str] | None,
+        data: bytes | None,
+    ) -> Response:
+        budget = _Budget(deadline)
+        remaining = budget.remaining()
+        if remaining <= 0:
+            raise ProbeTimeout
+        all_headers = {"User-Agent": USER_AGENT, "Connection": "close", **(headers or {})}
+        if self.server_name:
+            port = urlsplit(url).port
+            default = 443 if url.startswith("https:") else 80
+            all_headers["Host"] = self.server_name + (
+                f":{port}" if port not in (None, default) else ""
+            )
+        token = _budget.set(budget)
+        _WATCHDOG.watch(budget)
+        try:
+            with self.session.request(
+                method,
+                url,
+                headers=all_headers,
+                data=data,
+                timeout=(remaining, remaining),
+                verify=self.verify,
+                allow_redirects=False,
+                stream=True,
+            ) as raw:
+                body = self._read(raw, budget, max_bytes)
+                peer = budget.peer_cert
+                status, response_headers = raw.status_code, raw.headers
+                budget.finish()
+        except (requests.RequestException, OSError, urllib3.exceptions.HTTPError) as e:
+            if budget.expired or budget.remaining() <= 0:
+                raise ProbeTimeout from None
+            raise e
+        finally:
+            budget.finish()
+            _budget.reset(token)
+        cert = x509.load_der_x509_certificate(peer) if peer else None
+        return Response(status, response_headers, body, url, cert)
+
+    @staticmethod
+    def _read(raw: requests.Response, budget: _Budget, max_bytes: int) -> bytes:
+        declared = raw.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise BodyTooLarge(f"body of {declared} bytes is over the {max_bytes}-byte cap")
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in raw.iter_content(chunk_size=16384):
+            size += len(chunk)
+            if size > max_bytes:
+                raise BodyTooLarge(f"body is over the {max_bytes}-byte cap")
+            chunks.append(chunk)
+            if budget.remaining() <= 0:
+                raise ProbeTimeout
+        return b"".join(chunks)
+
+
+def describe(error: BaseException) -> str:
+    """The innermost useful words of a requests/urllib3 error chain, on one short line.
+
+    "certificate has expired", "Connection refused" rather than a 300-character repr of the
+    pool that raised it.
+    """
+    seen: set[int] = set()
+    queue: list[BaseException] = [error]
+    deepest_os: OSError | None = None
+    while queue:
+        current = queue.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return str(current.verify_message or current.reason or "certificate verify failed")
+        if isinstance(current, OSError) and current.strerror:
+            deepest_os = current
+        nested = [getattr(current, "reason", None), current.__cause__, current.__context__]
+        nested += [arg for arg in current.args if isinstance(arg, BaseException)]
+        queue += [n for n in nested if isinstance(n, BaseException)]
+    if deepest_os is not None:
+        return str(deepest_os.strerror)
+    text = str(error)
+    return text if len(text) < 160 else text[:157] + "..."

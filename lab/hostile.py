@@ -1,0 +1,187 @@
+"""A small HTTPS (or HTTP) server whose every path misbehaves in its own way, for probe tests.
+
+Routes are functions of the request handler; `HOSTILE_ROUTES` holds the standard set. The
+server runs in a thread of the test process and binds 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from lab.net import LOOPBACK
+from lab.tls import CertFiles
+
+Route = Callable[[BaseHTTPRequestHandler], None]
+
+
+def _send(
+    handler: BaseHTTPRequestHandler,
+    status: int,
+    body: bytes = b"",
+    content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
+) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(body)))
+    for name, value in (headers or {}).items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(body)
+
+
+def directory(base: str) -> dict[str, object]:
+    return {
+        "newNonce": f"{base}/nonce",
+        "newAccount": f"{base}/account",
+        "newOrder": f"{base}/order",
+        "revokeCert": f"{base}/revoke",
+        "keyChange": f"{base}/key-change",
+        "meta": {"termsOfService": "https://example.invalid/tos"},
+        "Zx8a3Bq": "https://community.letsencrypt.org/t/adding-random-entries-to-the-directory/33417",
+    }
+
+
+def _base(handler: BaseHTTPRequestHandler) -> str:
+    server = handler.server
+    scheme = "https" if getattr(server, "tls", False) else "http"
+    return f"{scheme}://{handler.headers.get('Host')}"
+
+
+def ok_directory(handler: BaseHTTPRequestHandler) -> None:
+    _send(handler, 200, json.dumps(directory(_base(handler))).encode())
+
+
+def fresh_nonce(handler: BaseHTTPRequestHandler) -> None:
+    _send(handler, 200, headers={"Replay-Nonce": secrets.token_urlsafe(16),
+                                 "Cache-Control": "no-store"})  # fmt: skip
+
+
+def same_nonce(handler: BaseHTTPRequestHandler) -> None:
+    _send(handler, 200, headers={"Replay-Nonce": "c2FtZS1ub25jZQ", "Cache-Control": "no-store"})
+
+
+def problem(status: int, kind: str, extra: dict[str, str] | None = None) -> Route:
+    def route(handler: BaseHTTPRequestHandler) -> None:
+        body = {"type": f"urn:ietf:params:acme:error:{kind}", "detail": f"{kind} from the lab"}
+        _send(handler, status, json.dumps(body).encode(), "application/problem+json", extra)
+
+    return route
+
+
+def raw(status: int, body: bytes, content_type: str = "application/json") -> Route:
+    return lambda handler: _send(handler, status, body, content_type)
+
+
+def huge(handler: BaseHTTPRequestHandler) -> None:
+    _send(handler, 200, b"{" + b" " * (10 * 1024 * 1024) + b"}")
+
+
+def trickle(handler: BaseHTTPRequestHandler) -> None:
+    """Headers at once, then one byte a second: no single read ever times out."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", "100")
+    handler.end_headers()
+    try:
+        for _ in range(100):
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+            time.sleep(1)
+    except OSError:
+        pass
+
+
+def hang(handler: BaseHTTPRequestHandler) -> None:
+    time.sleep(30)
+
+
+def redirect_to(location: str) -> Route:
+    return lambda handler: _send(handler, 302, headers={"Location": location})
+
+
+def elsewhere_directory(handler: BaseHTTPRequestHandler) -> None:
+    body = directory("https://acme.elsewhere.example")
+    _send(handler, 200, json.dumps(body).encode())
+
+
+HOSTILE_ROUTES: dict[str, Route] = {
+    "/dir": ok_directory,
+    "/nonce": fresh_nonce,
+    "/same-nonce/dir": lambda h: _send(h, 200, json.dumps(
+        {**directory(_base(h)), "newNonce": f"{_base(h)}/same-nonce/nonce"}).encode()),
+    "/same-nonce/nonce": same_nonce,
+    "/invalid-json/dir": raw(200, b'{"newNonce": '),
+    "/array/dir": raw(200, b'["newNonce", "newAccount", "newOrder"]'),
+    "/missing-keys/dir": lambda h: _send(h, 200, json.dumps(
+        {"newNonce": f"{_base(h)}/nonce"}).encode()),
+    "/huge/dir": huge,
+    "/trickle/dir": trickle,
+    "/hang/dir": hang,
+    "/500/dir": problem(500, "serverInternal"),
+    "/503/dir": problem(503, "rateLimited", {"Retry-After": "30"}),
+    "/429/dir": problem(429, "rateLimited", {"Retry-After": "60"}),
+    "/elsewhere/dir": elsewhere_directory,
+    "/nonce-500/dir": lambda h: _send(h, 200, json.dumps(
+        {**directory(_base(h)), "newNonce": f"{_base(h)}/nonce-500/nonce"}).encode()),
+    "/nonce-500/nonce": problem(500, "serverInternal"),
+}  # fmt: skip
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: HostileServer
+
+    def _dispatch(self) -> None:
+        route = self.server.routes.get(self.path.split("?")[0])
+        if route is None:
+            _send(self, 404, b'{"type": "about:blank"}', "application/problem+json")
+        else:
+            route(self)
+
+    do_GET = do_HEAD = do_POST = _dispatch
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class HostileServer(ThreadingHTTPServer):
+    daemon_threads = True
+    name = "hostile"
+
+    def __init__(
+        self, tls: CertFiles | None = None, routes: dict[str, Route] | None = None
+    ) -> None:
+        super().__init__((LOOPBACK, 0), _Handler)
+        self.routes = dict(HOSTILE_ROUTES if routes is None else routes)
+        self.tls = tls is not None
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(tls.cert), str(tls.key))
+            self.socket = context.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
+        self._thread = threading.Thread(target=self.serve_forever, name="hostile", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.server_address[1])
+
+    def url(self, path: str, host: str = LOOPBACK) -> str:
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}{path}"
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "(in-process test server)"
