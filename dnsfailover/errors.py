@@ -27,6 +27,10 @@ class ProbeSetupError(DnsFailoverError):
     """A probe cannot be built from its settings (missing key, unreadable issuer, ...)."""
 
 
+class RefusedError(DnsFailoverError):
+    """A safety rule refused the request; `--force` overrides where it is offered."""
+
+
 class StateError(DnsFailoverError):
     """The state directory cannot be read or written."""
 

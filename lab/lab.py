@@ -6,7 +6,7 @@ import shutil
 import tempfile
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from lab.bind import BindPair
 from lab.crl import OpensslCA, StaticServer
@@ -16,6 +16,9 @@ from lab.ocsp import OcspResponder, delegated_signer
 from lab.pebble import Pebble
 from lab.process import LabError
 from lab.tls import LabCA
+
+if TYPE_CHECKING:
+    from lab.scenario import DaemonProcess
 
 __all__ = ["Lab", "LabError"]
 
@@ -111,6 +114,14 @@ class Lab:
         server = self._own(HostileServer(files))
         server.start()
         return server
+
+    def daemon(self, config: Path, *extra: str, env: dict[str, str] | None = None) -> DaemonProcess:
+        """`dnsfailover run` against `config`, stopped by its PID when the lab closes."""
+        from lab.scenario import DaemonProcess
+
+        process = self._own(DaemonProcess(config, *extra, env=env))
+        process.start()
+        return process
 
     def logs(self) -> str:
         """The tail of every server's log, for a failing test to print."""

@@ -9,51 +9,11 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
-from dnsfailover.config.models import Config
-from dnsfailover.probes import Outcome, ProbeResult, build_probes
-
-UP = (Outcome.HEALTHY, Outcome.OVERLOADED)
-
-
-@dataclass(frozen=True)
-class Row:
-    service: str
-    instance: str
-    required: bool
-    result: ProbeResult
-
-
-def probe_all(config: Config, only: str | None = None, workers: int = 32) -> list[Row]:
-    jobs = []
-    for service_name, service in config.services.items():
-        if only is not None and service_name != only:
-            continue
-        for instance in service.instances:
-            for probe in build_probes(instance):
-                jobs.append((service_name, instance.name, probe, service.checks.timeout))
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs)))) as pool:
-        futures = [
-            (s, i, p, pool.submit(p.run, time.monotonic() + timeout)) for s, i, p, timeout in jobs
-        ]
-        return [Row(s, i, p.required, f.result()) for s, i, p, f in futures]
-
-
-def instances_up(config: Config, rows: list[Row]) -> dict[str, list[str]]:
-    """Per service, the instances whose required checks all answered healthy or overloaded."""
-    up: dict[str, list[str]] = {}
-    for service_name, service in config.services.items():
-        names = []
-        for instance in service.instances:
-            mine = [r for r in rows if r.service == service_name and r.instance == instance.name]
-            if mine and all(r.result.outcome in UP for r in mine if r.required):
-                names.append(instance.name)
-        up[service_name] = names
-    return up
+from dnsfailover.controller.oneshot import Observation, one_round_health, probe_once
+from dnsfailover.controller.runtime import Runtime
+from dnsfailover.health import State
 
 
 def _format_seconds(seconds: float | None) -> str:
@@ -64,28 +24,23 @@ def _format_seconds(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def render_table(rows: list[Row], up: dict[str, list[str]]) -> str:
+def render_table(observations: list[Observation], up: dict[str, list[str]]) -> str:
     lines = []
     header = ("INSTANCE", "CHECK", "OUTCOME", "LATENCY", "RUNWAY", "TLS", "REASON")
-    for service in dict.fromkeys(r.service for r in rows):
-        total = len({r.instance for r in rows if r.service == service})
+    for service in dict.fromkeys(o.job.service for o in observations):
+        mine = [o for o in observations if o.job.service == service]
+        total = len({o.job.instance for o in mine})
         lines.append(f"{service}: {len(up.get(service, []))} of {total} instances up")
         table = [header]
-        for row in (r for r in rows if r.service == service):
-            result = row.result
+        for o in mine:
+            result = o.result
             tls = "-" if result.tls_days_left is None else f"{result.tls_days_left:.0f}d"
-            check = result.check + ("" if row.required else " (info)")
+            check = result.check + ("" if o.job.probe.required else " (info)")
             reason = result.reason + "".join(f" [warning: {w}]" for w in result.warnings)
+            latency = f"{result.latency * 1000:.0f}ms"
+            runway = _format_seconds(result.runway)
             table.append(
-                (
-                    row.instance,
-                    check,
-                    result.outcome.value,
-                    f"{result.latency * 1000:.0f}ms",
-                    _format_seconds(result.runway),
-                    tls,
-                    reason,
-                )
+                (o.job.instance, check, result.outcome.value, latency, runway, tls, reason)
             )
         widths = [max(len(line[i]) for line in table) for i in range(len(header) - 1)]
         for line in table:
@@ -94,24 +49,29 @@ def render_table(rows: list[Row], up: dict[str, list[str]]) -> str:
     return "\n".join(lines)
 
 
-def as_json(rows: list[Row], up: dict[str, list[str]]) -> dict[str, Any]:
+def as_json(observations: list[Observation], up: dict[str, list[str]]) -> dict[str, Any]:
     services: dict[str, Any] = {}
-    for row in rows:
-        service = services.setdefault(row.service, {"instances_up": up[row.service], "results": []})
-        service["results"].append(
-            {"instance": row.instance, "required": row.required, **row.result.as_dict()}
+    for o in observations:
+        entry = services.setdefault(
+            o.job.service, {"instances_up": up[o.job.service], "results": []}
+        )
+        entry["results"].append(
+            {"instance": o.job.instance, "required": o.job.probe.required, **o.result.as_dict()}
         )
     return {"services": services}
 
 
-def run_check(config: Config, only: str | None, want_json: bool) -> int:
-    rows = probe_all(config, only)
-    up = instances_up(config, rows)
-    if only is not None:
-        up = {only: up[only]}
+def run_check(runtime: Runtime, only: str | None, want_json: bool) -> int:
+    jobs = [j for j in runtime.jobs if only is None or j.service == only]
+    observations = probe_once(jobs)
+    health = one_round_health(observations)
+    up = {
+        service: [name for name, h in instances.items() if h.state is State.HEALTHY]
+        for service, instances in health.items()
+    }
     if want_json:
-        json.dump(as_json(rows, up), sys.stdout, indent=2, default=str)
+        json.dump(as_json(observations, up), sys.stdout, indent=2, default=str)
         print()
     else:
-        print(render_table(rows, up))
+        print(render_table(observations, up))
     return 1 if any(not names for names in up.values()) else 0

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dnsfailover import __version__
 from dnsfailover.cli import exitcodes
 from dnsfailover.config import load_config
-from dnsfailover.errors import ConfigError, ConflictError, DnsFailoverError
+from dnsfailover.errors import ConfigError, ConflictError, DnsFailoverError, RefusedError
 
 DEFAULT_CONFIG = "/etc/dnsfailover/config.yaml"
 CONFIG_VARIABLE = "DNSFAILOVER_CONFIG"
@@ -33,11 +33,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from dnsfailover.cli.check import run_check
+    from dnsfailover.controller.runtime import Runtime
 
     config = load_config(args.config).config
     if args.service is not None and args.service not in config.services:
         raise ConfigError(f"no service {args.service!r} in {args.config}")
-    return run_check(config, args.service, args.json)
+    runtime = Runtime.build(config, providers_too=False)
+    try:
+        return run_check(runtime, args.service, args.json)
+    finally:
+        runtime.close()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +64,63 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("service", nargs="?", help="only this service")
     check.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    from dnsfailover.cli import operate
+
+    run = _add(commands, "run", operate.cmd_run, "the daemon (systemd Type=notify)")
+    run.add_argument("--once", action="store_true", help="one probe round, one cycle, then exit")
+    run.add_argument("--dry-run", action="store_true", help="decide and log, write nothing")
+    status = _add(
+        commands,
+        "status",
+        operate.cmd_status,
+        "what DNS serves now (read live), health per instance, pins, drains, flips",
+    )
+    status.add_argument("--json", action="store_true", help="print JSON")
+    plan = _add(
+        commands,
+        "plan",
+        operate.cmd_plan,
+        "dry-run: what would change now and why, in the provider's terms; writes nothing",
+    )
+    plan.add_argument("--zone-file", metavar="FILE", help="plan names of this zone against FILE")
+    plan.add_argument("--zone", help="the zone of --zone-file when it has no $ORIGIN")
+    plan.add_argument(
+        "--assume",
+        action="append",
+        default=[],
+        metavar="INSTANCE=down|up",
+        help="override one instance's health (repeatable)",
+    )
+    failover = _add(
+        commands,
+        "failover",
+        operate.cmd_failover,
+        "move a service now and pin it there (exit 3 if the target is unhealthy)",
+    )
+    failover.add_argument("service")
+    failover.add_argument("--to", required=True, metavar="INSTANCE")
+    failover.add_argument("--force", action="store_true", help="move even to an unhealthy instance")
+    failover.add_argument("--reason", help="recorded in the pin and the audit log")
+    release = _add(
+        commands, "release", operate.cmd_release, "remove a pin; automatic policy resumes"
+    )
+    release.add_argument("service")
+    drain = _add(
+        commands,
+        "drain",
+        operate.cmd_drain,
+        "maintenance: move traffic away from an instance and keep it away",
+    )
+    drain.add_argument("instance")
+    drain.add_argument("--reason", required=True)
+    undrain = _add(
+        commands,
+        "undrain",
+        operate.cmd_undrain,
+        "end maintenance; traffic does not move back by itself",
+    )
+    undrain.add_argument("instance")
     return parser
 
 
@@ -104,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for noisy in ("apscheduler", "urllib3", "botocore", "boto3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     handler: Command = args.handler
     try:
         return handler(args)
@@ -114,6 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConflictError as e:
         print(f"conflict: {e}", file=sys.stderr)
         return exitcodes.CONFLICT
+    except RefusedError as e:
+        print(f"refused: {e}", file=sys.stderr)
+        return exitcodes.REFUSED
     except DnsFailoverError as e:
         print(f"error: {e}", file=sys.stderr)
         return exitcodes.FAILURE

@@ -34,3 +34,17 @@ def format_duration(seconds: float) -> str:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def human(seconds: float) -> str:
+    """A rounded duration for messages: `45s`, `4m30s`, `2h5m`, `3d4h`."""
+    seconds = max(0, round(seconds))
+    for big, big_unit, small, small_unit in (
+        (86400, "d", 3600, "h"),
+        (3600, "h", 60, "m"),
+        (60, "m", 1, "s"),
+    ):
+        if seconds >= big:
+            rest = (seconds % big) // small
+            return f"{seconds // big}{big_unit}" + (f"{rest}{small_unit}" if rest else "")
+    return f"{seconds}s"

@@ -218,6 +218,9 @@ class ServiceDefaults(Model):
     hold_down: Duration = 300.0
     max_flips_per_hour: int = Field(4, ge=1)
     adopt: bool = False
+    # A pinned instance that turns unhealthy: `failover` lets automatic policy move the name
+    # away until it is healthy again; `hold` keeps the name on it and raises the alarm.
+    pin_unhealthy: Literal["failover", "hold"] = "failover"
 
 
 class Service(ServiceDefaults):

@@ -113,6 +113,18 @@ class HealthTracker:
         if instance not in names:
             names.append(instance)
 
+    def keep_only(self, checks: set[tuple[str, str, str]]) -> None:
+        """Forget every (service, instance, check) not in `checks` (after a reload)."""
+        for key in list(self._checks):
+            kept = {c: h for c, h in self._checks[key].items() if (*key, c) in checks}
+            if kept:
+                self._checks[key] = kept
+            else:
+                del self._checks[key]
+                self._order[key[0]].remove(key[1])
+                if not self._order[key[0]]:
+                    del self._order[key[0]]
+
     def observe(
         self, service: str, instance: str, result: ProbeResult, rise: int, fall: int
     ) -> tuple[InstanceHealth, InstanceHealth]:

@@ -95,6 +95,7 @@ class Provider(ABC):
     ) -> None:
         self.name = name
         self._zone = canonical_name(zone) if zone else None
+        self.propagation_timeout = 30.0  # how long wait() may take by default
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
 

@@ -91,6 +91,7 @@ class Rfc2136Provider(Provider):
     ) -> None:
         super().__init__(name, settings.zone, **kwargs)  # type: ignore[arg-type]
         self.settings = settings
+        self.propagation_timeout = settings.propagation_timeout
         self.key = (
             key
             if key is not None

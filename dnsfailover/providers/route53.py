@@ -113,6 +113,7 @@ class Route53Provider(Provider):
     ) -> None:
         super().__init__(name, settings.zone, **kwargs)  # type: ignore[arg-type]
         self.settings = settings
+        self.propagation_timeout = settings.propagation_timeout
         self.client = client if client is not None else make_client(settings)
         self._clock = clock
         self._zone_id = settings.hosted_zone_id

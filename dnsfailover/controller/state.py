@@ -1,0 +1,248 @@
+"""The state directory: pins, drains and flip history (state.json), last health (health.json),
+the audit log (audit.jsonl), and the locks shared by the daemon and the CLI.
+
+Writes are atomic (temp file in the same folder, fsync, rename, fsync the folder). Every
+read-modify-write of state.json holds an exclusive flock on `state.lock`, so a CLI `drain`
+and the daemon never lose each other's change. The daemon holds `daemon.lock` for its whole
+life: `status` can tell whether one runs. A state file that does not parse is a StateError
+and nothing acts on it. Imports errors only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from dnsfailover.errors import StateError
+
+VERSION = 1
+FLIP_HISTORY = 86400.0  # seconds of flips kept: enough for the flips-per-hour limit and status
+
+
+@dataclass(frozen=True)
+class Pin:
+    instance: str
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Drain:
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Flip:
+    at: float
+    source: str | None
+    target: str
+    rule: str
+
+
+@dataclass(frozen=True)
+class State:
+    pins: dict[str, Pin] = field(default_factory=dict)  # service → pin
+    drains: dict[str, Drain] = field(default_factory=dict)  # instance name → drain
+    flips: dict[str, tuple[Flip, ...]] = field(default_factory=dict)  # service → recent flips
+
+    def with_flip(self, service: str, flip: Flip) -> State:
+        kept = tuple(f for f in self.flips.get(service, ()) if flip.at - f.at < FLIP_HISTORY)
+        return replace(self, flips={**self.flips, service: (*kept, flip)})
+
+    def flip_times(self, service: str) -> tuple[float, ...]:
+        return tuple(f.at for f in self.flips.get(service, ()))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": VERSION,
+            "pins": {s: vars(p) for s, p in self.pins.items()},
+            "drains": {i: vars(d) for i, d in self.drains.items()},
+            "flips": {s: [vars(f) for f in fs] for s, fs in self.flips.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> State:
+        if not isinstance(data, dict) or data.get("version") != VERSION:
+            raise ValueError(f"not a version {VERSION} state document")
+        return cls(
+            pins={s: Pin(**p) for s, p in data.get("pins", {}).items()},
+            drains={i: Drain(**d) for i, d in data.get("drains", {}).items()},
+            flips={s: tuple(Flip(**f) for f in fs) for s, fs in data.get("flips", {}).items()},
+        )
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    directory = path.parent
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp_name)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class StateStore:
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.state_path = self.directory / "state.json"
+        self.health_path = self.directory / "health.json"
+        self.audit_path = self.directory / "audit.jsonl"
+        self._daemon_lock: int | None = None
+
+    def _fail(self, action: str, error: OSError) -> StateError:
+        return StateError(
+            f"state directory {self.directory}: cannot {action}: {error.strerror or error}"
+        )
+
+    def ensure(self) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise self._fail("create it", e) from None
+
+    # ------------------------------------------------------------------ state.json
+
+    def load(self) -> State:
+        try:
+            text = self.state_path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return State()
+        except OSError as e:
+            raise self._fail(f"read {self.state_path.name}", e) from None
+        try:
+            return State.from_json(json.loads(text))
+        except (ValueError, TypeError, KeyError) as e:
+            raise StateError(
+                f"{self.state_path} is corrupt ({e}); no DNS change is made until it is fixed: "
+                "restore it, or move it away to start with no pins, drains or flip history"
+            ) from None
+
+    def save(self, state: State) -> None:
+        self.ensure()
+        try:
+            atomic_write(self.state_path, json.dumps(state.to_json(), indent=2).encode())
+        except OSError as e:
+            raise self._fail(f"write {self.state_path.name}", e) from None
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive lock for a read-modify-write of state.json (daemon and CLI alike)."""
+        self.ensure()
+        try:
+            fd = os.open(self.directory / "state.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise self._fail("open state.lock", e) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    # ------------------------------------------------------------------ daemon lock
+
+    def claim_daemon(self) -> bool:
+        """Hold daemon.lock for this process's life; False if another daemon holds it."""
+        self.ensure()
+        try:
+            fd = os.open(self.directory / "daemon.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            raise self._fail("open daemon.lock", e) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._daemon_lock = fd
+        return True
+
+    def release_daemon(self) -> None:
+        if self._daemon_lock is not None:
+            os.close(self._daemon_lock)
+            self._daemon_lock = None
+
+    def daemon_pid(self) -> int | None:
+        """The PID of the running daemon, or None when none holds the lock."""
+        path = self.directory / "daemon.lock"
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = path.read_text().strip()
+            return int(text) if text.isdigit() else -1
+        finally:
+            os.close(fd)
+        return None
+
+    # ------------------------------------------------------------------ health.json
+
+    def save_health(self, document: dict[str, Any]) -> None:
+        self.ensure()
+        try:
+            atomic_write(self.health_path, json.dumps(document, indent=2, default=str).encode())
+        except OSError as e:
+            raise self._fail(f"write {self.health_path.name}", e) from None
+
+    def load_health(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.health_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    # ------------------------------------------------------------------ audit.jsonl
+
+    def audit(self, entry: dict[str, Any]) -> None:
+        """Append one JSON line and fsync it: the record of every decision."""
+        self.ensure()
+        line = json.dumps({"time": time.time(), **entry}, default=str, sort_keys=True) + "\n"
+        try:
+            with open(self.audit_path, "a", encoding="utf-8") as log:
+                log.write(line)
+                log.flush()
+                os.fsync(log.fileno())
+        except OSError as e:
+            raise self._fail(f"append to {self.audit_path.name}", e) from None
+
+    def read_audit(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """Every entry, and a note for each line that does not parse (a torn last write)."""
+        entries: list[dict[str, Any]] = []
+        problems: list[str] = []
+        try:
+            lines = self.audit_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except FileNotFoundError:
+            return entries, problems
+        except OSError as e:
+            raise self._fail(f"read {self.audit_path.name}", e) from None
+        for number, line in enumerate(lines, 1):
+            try:
+                entry = json.loads(line)
+                if not isinstance(entry, dict):
+                    raise ValueError("not an object")
+                entries.append(entry)
+            except ValueError:
+                problems.append(f"{self.audit_path}:{number}: unreadable entry skipped")
+        return entries, problems

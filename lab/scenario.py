@@ -1,0 +1,120 @@
+"""A ready-made failover scenario: two Pebble CAs behind one name on a BIND primary + secondary.
+
+Writes a dnsfailover config for it and runs the daemon as a real process. Used by the
+end-to-end tests, `make demo` and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lab.bind import MANAGED, ZONE, BindPair
+from lab.lab import Lab
+from lab.pebble import Pebble
+from lab.process import LabError, ManagedProcess
+
+NAME = MANAGED[0]  # acme.example.test.
+
+
+def target_of(pebble: Pebble) -> str:
+    return f"{pebble.name}.{ZONE}"
+
+
+def write_config(
+    path: Path,
+    lab: Lab,
+    bind: BindPair,
+    pebbles: list[Pebble],
+    service: dict[str, Any] | None = None,
+    **top: Any,
+) -> Path:
+    """A config for `pebbles` behind NAME; `service` and `top` override its keys."""
+    settings: dict[str, Any] = {
+        "state_dir": str(path.parent / "state"),
+        "providers": {
+            "bind": {
+                "type": "rfc2136",
+                "server": "127.0.0.1",
+                "port": bind.primary.port,
+                "zone": ZONE,
+                "tsig": {"key_file": str(bind.update_key.path)},
+                "timeout": "2s",
+                "verify_servers": bind.verify_servers,
+                "propagation_timeout": "5s",
+            }
+        },
+        "services": {
+            "acme": {
+                "provider": "bind",
+                "name": NAME,
+                "ttl": 60,
+                "checks": {"interval": "1s", "timeout": "800ms", "rise": 2, "fall": 2},
+                "hold_down": "2s",
+                "max_flips_per_hour": 60,
+                "instances": [
+                    {
+                        "name": p.name,
+                        "target": target_of(p),
+                        "acme": {"directory": p.directory_url, "ca_bundle": str(lab.tls.cert_path)},
+                    }
+                    for p in pebbles
+                ],
+                **(service or {}),
+            }
+        },
+        **top,
+    }
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+    return path
+
+
+class DaemonProcess(ManagedProcess):
+    """`dnsfailover run` as a child process, with its log in a file."""
+
+    def __init__(self, config: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.state_dir = Path(yaml.safe_load(config.read_text())["state_dir"])
+        argv = [sys.executable, "-m", "dnsfailover", "-v", "run", "-c", str(config), *extra]
+        super().__init__(
+            "dnsfailover",
+            argv,
+            config.parent / "daemon.log",
+            env={"PYTHONUNBUFFERED": "1", **(env or {})},
+        )
+
+    def start(self) -> None:
+        super().start()
+        self.wait_until(lambda: self.health() is not None, timeout=30)
+
+    def health(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads((self.state_dir / "health.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def reload(self) -> None:
+        os.kill(self.pid, 1)  # SIGHUP
+
+    def audit(self) -> list[dict[str, Any]]:
+        path = self.state_dir / "audit.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_for(predicate: Any, timeout: float, what: str, step: float = 0.02) -> float:
+    """Poll until `predicate()` is true; return the seconds it took."""
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise LabError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(step)
+    return time.monotonic() - start
