@@ -4,12 +4,15 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 # Debian packages the lab and the tests need (see LAB.md); installed when missing.
 APT_PACKAGES := pebble bind9 bind9-utils bind9-dnsutils openssl iproute2 util-linux
-LINT_PATHS  := dnsfailover tests lab
+LINT_PATHS  := dnsfailover tests lab scripts
 
-.PHONY: test lint unit deps system-deps clean
+.PHONY: test demo lint unit deps system-deps clean
 
 test: deps lint  ## everything: lint, types, unit and integration tests against real servers
 	scripts/isolated $(PY) -m pytest
+
+demo: deps  ## a real failover on a lab of real servers (two Pebble CAs, BIND), then teardown
+	scripts/isolated $(PY) scripts/demo.py
 
 unit: deps  ## the pure core only, no servers
 	$(PY) -m pytest --ignore=tests/integration

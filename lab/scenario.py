@@ -30,23 +30,26 @@ def target_of(pebble: Pebble) -> str:
 def write_config(
     path: Path,
     lab: Lab,
-    bind: BindPair,
+    bind: BindPair | None,
     pebbles: list[Pebble],
     service: dict[str, Any] | None = None,
+    provider: dict[str, Any] | None = None,
     **top: Any,
 ) -> Path:
-    """A config for `pebbles` behind NAME; `service` and `top` override its keys."""
+    """A config for `pebbles` behind NAME; `service` and `top` override its keys, and
+    `provider` replaces the BIND provider (Route 53 on moto, a zone file)."""
     settings: dict[str, Any] = {
         "state_dir": str(path.parent / "state"),
         "providers": {
-            "bind": {
+            "bind": provider
+            or {
                 "type": "rfc2136",
                 "server": "127.0.0.1",
-                "port": bind.primary.port,
+                "port": bind.primary.port if bind else 53,
                 "zone": ZONE,
                 "tsig": {"key_file": str(bind.update_key.path)},
                 "timeout": "2s",
-                "verify_servers": bind.verify_servers,
+                "verify_servers": bind.verify_servers if bind else None,
                 "propagation_timeout": "5s",
             }
         },

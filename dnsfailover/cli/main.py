@@ -162,11 +162,12 @@ def _add(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet = logging.INFO if args.command == "run" else logging.WARNING
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else quiet,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("apscheduler", "urllib3", "botocore", "boto3"):
+    for noisy in ("apscheduler", "urllib3", "botocore", "boto3", "tzlocal"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     handler: Command = args.handler
     try:

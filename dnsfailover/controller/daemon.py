@@ -193,6 +193,8 @@ class Daemon:
         for service in sorted(changed):
             if self._ready and not self._stop.is_set():
                 self.reconcile(service)
+        if changed:
+            self._write_health()
 
     def _observe(self, job: ProbeJob, result: ProbeResult, changed: set[str]) -> None:
         if job.key not in self._job_keys:

@@ -1,0 +1,93 @@
+"""The same failover through Route 53 (moto's server) and through a zone file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import boto3
+import dns.serial
+import dns.zone
+
+from lab import Lab
+from lab.bind import ZONE_TEXT
+from lab.moto import FAKE_KEY_ID, FAKE_SECRET
+from lab.scenario import NAME, wait_for, write_config
+
+
+def test_failover_through_route53_on_moto(lab: Lab, tmp_path: Path) -> None:
+    a, b = lab.pebble("ca-a"), lab.pebble("ca-b")
+    moto = lab.moto()
+    client = boto3.client("route53", **moto.client_kwargs())
+    zone_id = client.create_hosted_zone(Name="example.test.", CallerReference="e2e")["HostedZone"][
+        "Id"
+    ]
+    client.change_resource_record_sets(
+        HostedZoneId=zone_id,
+        ChangeBatch={
+            "Changes": [
+                {
+                    "Action": "CREATE",
+                    "ResourceRecordSet": {
+                        "Name": NAME,
+                        "Type": "CNAME",
+                        "TTL": 60,
+                        "ResourceRecords": [{"Value": "ca-a.example.test."}],
+                    },
+                }
+            ]
+        },
+    )
+    credentials = tmp_path / "aws"
+    credentials.write_text(
+        f"[default]\naws_access_key_id = {FAKE_KEY_ID}\naws_secret_access_key = {FAKE_SECRET}\n"
+    )
+    provider = {
+        "type": "route53",
+        "zone": "example.test.",
+        "endpoint_url": moto.endpoint_url,
+        "credentials_file": str(credentials),
+        "poll_interval": "100ms",
+        "propagation_timeout": "5s",
+    }
+    config = write_config(tmp_path / "config.yaml", lab, None, [a, b], provider=provider)
+    daemon = lab.daemon(config)
+
+    def value() -> str:
+        records = client.list_resource_record_sets(
+            HostedZoneId=zone_id, StartRecordName=NAME, StartRecordType="CNAME", MaxItems="1"
+        )
+        return str(records["ResourceRecordSets"][0]["ResourceRecords"][0]["Value"])
+
+    wait_for(lambda: daemon.health()["services"]["acme"]["active"] == "ca-a", 10, "settled")
+    a.kill()
+    wait_for(lambda: value() == "ca-b.example.test.", 10, "the record on ca-b in Route 53")
+    wait_for(lambda: any(e["event"] == "failover" for e in daemon.audit()), 5, "audit")
+    entry = next(e for e in daemon.audit() if e["event"] == "failover")
+    assert entry["propagation_complete"] is True and "ok (INSYNC" in entry["propagation"]
+    assert FAKE_SECRET not in daemon.log_tail(500)
+
+
+def test_failover_through_a_zone_file(lab: Lab, tmp_path: Path) -> None:
+    a, b = lab.pebble("ca-a"), lab.pebble("ca-b")
+    zone = tmp_path / "example.test.zone"
+    zone.write_text(ZONE_TEXT)
+    reloaded = tmp_path / "reloads"
+    provider = {
+        "type": "zonefile",
+        "path": str(zone),
+        "zone": "example.test.",
+        "check_command": ["named-checkzone", "example.test.", "{path}"],
+        "reload_command": ["sh", "-c", f"echo reload >> {reloaded}"],
+    }
+    config = write_config(tmp_path / "config.yaml", lab, None, [a, b], provider=provider)
+    daemon = lab.daemon(config)
+    wait_for(lambda: daemon.health()["services"]["acme"]["active"] == "ca-a", 10, "settled")
+    a.kill()
+    wait_for(
+        lambda: "acme 60 IN CNAME ca-b" in zone.read_text().replace("\t", " "),
+        10,
+        "the zone file on ca-b",
+    )
+    assert reloaded.read_text() == "reload\n"
+    serial = dns.zone.from_file(str(zone), origin="example.test.").get_soa().serial
+    assert dns.serial.Serial(serial) > dns.serial.Serial(2026010100)
