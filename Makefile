@@ -3,7 +3,7 @@
 VENV        := .venv
 PY          := $(VENV)/bin/python
 # Debian packages the lab and the tests need (see LAB.md); installed when missing.
-APT_PACKAGES := pebble bind9 bind9-utils bind9-dnsutils openssl iproute2 util-linux
+APT_PACKAGES := pebble bind9 bind9-utils bind9-dnsutils openssl iproute2 util-linux systemd
 LINT_PATHS  := dnsfailover tests lab scripts
 
 .PHONY: test demo lint unit deps system-deps clean

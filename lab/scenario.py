@@ -110,7 +110,13 @@ class DaemonProcess(ManagedProcess):
         path = self.state_dir / "audit.jsonl"
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        entries = []
+        for line in path.read_text().splitlines():
+            try:  # the daemon may be writing the last line right now
+                entries.append(json.loads(line))
+            except ValueError:
+                continue
+        return entries
 
 
 def wait_for(predicate: Any, timeout: float, what: str, step: float = 0.02) -> float:

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from dnsfailover import __version__
+from dnsfailover import __version__, logs
 from dnsfailover.cli import exitcodes
 from dnsfailover.config import load_config
 from dnsfailover.errors import ConfigError, ConflictError, DnsFailoverError, RefusedError
@@ -139,6 +139,12 @@ def _add_common(parser: argparse.ArgumentParser, default: bool) -> None:
         default=False if default else argparse.SUPPRESS,
         help="log debug details",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text" if default else argparse.SUPPRESS,
+        help="text (default) or one JSON object a line",
+    )
 
 
 def _add(
@@ -163,12 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     quiet = logging.INFO if args.command == "run" else logging.WARNING
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else quiet,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("apscheduler", "urllib3", "botocore", "boto3", "tzlocal"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logs.setup(logging.DEBUG if args.verbose else quiet, args.log_format)
     handler: Command = args.handler
     try:
         return handler(args)

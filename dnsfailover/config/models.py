@@ -230,10 +230,28 @@ class Service(ServiceDefaults):
     instances: tuple[Instance, ...]
 
 
+class ExecHook(Model):
+    argv: tuple[str, ...] = Field(min_length=1)
+    timeout: Duration = 10.0
+
+
+class WebhookHook(Model):
+    url: Url
+    timeout: Duration = 5.0
+    retries: int = Field(3, ge=0, le=10)
+    ca_bundle: ConfigPath | None = None
+
+
+class NotifySettings(Model):
+    exec: ExecHook | None = None
+    webhook: WebhookHook | None = None
+
+
 class Config(Model):
     state_dir: ConfigPath = Path("/var/lib/dnsfailover")
     metrics_listen: HostPort | None = None
     dry_run: bool = False
+    notify: NotifySettings | None = None
     defaults: ServiceDefaults = ServiceDefaults()
     providers: dict[str, Provider]
     services: dict[str, Service]

@@ -31,7 +31,10 @@ from dnsfailover.controller.reconcile import Reconciler, Report
 from dnsfailover.controller.runtime import ProbeJob, Runtime
 from dnsfailover.controller.state import StateStore
 from dnsfailover.errors import DnsFailoverError, StateError
-from dnsfailover.health import HealthSnapshot, HealthTracker
+from dnsfailover.health import HealthSnapshot, HealthTracker, State
+from dnsfailover.metrics import Metrics
+from dnsfailover.notify import Notifications
+from dnsfailover.policy import Kind
 from dnsfailover.probes import ProbeResult
 from dnsfailover.systemd import Notifier
 
@@ -58,6 +61,8 @@ class Daemon:
         self.runtime = Runtime.build(loaded.config, clock)
         self.store = StateStore(loaded.config.state_dir)
         self.tracker = HealthTracker()
+        self.metrics = Metrics()
+        self.notifications = self._notifications()
         self.reconciler = self._reconciler()
         self.results: queue.Queue[tuple[ProbeJob, ProbeResult] | None] = queue.Queue()
         self.active: dict[str, str | None] = {}
@@ -72,7 +77,17 @@ class Daemon:
 
     def _reconciler(self) -> Reconciler:
         dry = self._dry_run_flag or self.runtime.config.dry_run
-        return Reconciler(self.store, self.clock, dry_run=dry)
+        return Reconciler(self.store, self.clock, dry_run=dry, on_event=self._on_event)
+
+    def _on_event(self, entry: dict[str, Any]) -> None:
+        """An audited decision: count refusals once per new one, and notify."""
+        if entry.get("event") in ("refusal", "all_down"):
+            self.metrics.refusals.labels(entry["service"], entry.get("rule") or "").inc()
+        self.notifications.send(entry)
+
+    def _notifications(self) -> Notifications:
+        failed = self.metrics.notifications_failed
+        return Notifications(self.runtime.config.notify, lambda kind: failed.labels(kind).inc())
 
     @property
     def tick(self) -> float:
@@ -146,6 +161,8 @@ class Daemon:
                 f"another daemon (pid {self.store.daemon_pid()}) holds {self.store.directory}"
             )
         self.install_signal_handlers()
+        if self.runtime.config.metrics_listen:
+            self.metrics.serve(self.runtime.config.metrics_listen)
         self._start_scheduler()
         log.info(
             "started services=%d probes=%d dry_run=%s",
@@ -167,6 +184,8 @@ class Daemon:
         finally:
             self.notifier.stopping()
             self._stop_scheduler()
+            self.notifications.close()
+            self.metrics.close()
             self.runtime.close()
             self.store.release_daemon()
             log.info("stopped")
@@ -200,8 +219,19 @@ class Daemon:
         if job.key not in self._job_keys:
             return  # a result from before a reload, for a probe that is gone
         self._seen_jobs.add(job.key)
+        self._record_probe(job, result)
         before, after = self.tracker.observe(job.service, job.instance, result, job.rise, job.fall)
         if before.state is not after.state:
+            self.metrics.set_state(job.service, job.instance, after.state.value)
+            if before.state is State.UNHEALTHY and after.state is State.HEALTHY:
+                self.notifications.send(
+                    {
+                        "event": "recovery",
+                        "service": job.service,
+                        "instance": job.instance,
+                        "reason": after.reason,
+                    }
+                )
             log.info(
                 "health_changed service=%s instance=%s from=%s to=%s reason=%s",
                 job.service,
@@ -227,7 +257,37 @@ class Daemon:
             self.active[service] = decision.target
         elif decision is not None and not report.drift:
             self.active[service] = decision.current
+        self._record_report(
+            report, [i.name for i in settings.instances], snapshot.services[service]
+        )
         return report
+
+    def _record_probe(self, job: ProbeJob, result: ProbeResult) -> None:
+        m = self.metrics
+        m.probes.labels(job.service, job.instance, result.check, result.outcome.value).inc()
+        m.probe_latency.labels(job.service, job.instance, result.check).observe(result.latency)
+        if result.runway is not None:
+            m.runway.labels(job.service, job.instance, result.check).set(result.runway)
+        if result.tls_days_left is not None:
+            m.tls_expiry.labels(job.service, job.instance).set(result.tls_days_left * 86400)
+
+    def _record_report(self, report: Report, instances: list[str], health: Any) -> None:
+        m, service, decision = self.metrics, report.service, report.decision
+        m.set_active(service, instances, self.active.get(service))
+        m.healthy_instances.labels(service).set(
+            sum(1 for h in health.values() if h.state is State.HEALTHY)
+        )
+        if report.applied and decision is not None:
+            m.failovers.labels(service, decision.rule).inc()
+        m.conflicts.labels(service).inc(report.conflicts)
+        if report.error is not None:
+            m.errors.labels(service).inc()
+        wanted = decision is not None and decision.kind is Kind.MOVE
+        m.pending.labels(service).set(report.error is not None and wanted)
+        if report.write_seconds is not None:
+            m.write_seconds.labels(service).observe(report.write_seconds)
+        if report.propagation is not None:
+            m.propagation_seconds.labels(service).observe(report.propagation.seconds)
 
     def cycle(self) -> None:
         """Reconcile every service (one's failure never blocks another), then report."""
@@ -239,6 +299,7 @@ class Daemon:
             except Exception:  # a bug in one service's cycle must not stop the others
                 log.exception("cycle_crashed service=%s", service)
         self._write_health()
+        self.metrics.last_cycle.set(self.clock())
         self.notifier.status(self.status_line())
         self.notifier.watchdog()
 
@@ -301,6 +362,7 @@ class Daemon:
             runtime = Runtime.build(loaded.config, self.clock)
         except DnsFailoverError as e:
             log.error("reload_failed: keeping the running config: %s", str(e).replace("\n", "; "))
+            self.metrics.reloads.labels("failed").inc()
             self.notifier.ready(self.status_line())
             return
         if loaded.config.state_dir != self.runtime.config.state_dir:
@@ -311,8 +373,11 @@ class Daemon:
         old, self.runtime = self.runtime, runtime
         old.close()
         self._register(runtime)
+        self.notifications.close()
+        self.notifications = self._notifications()
         self.reconciler = self._reconciler()
         self._start_scheduler()
+        self.metrics.reloads.labels("ok").inc()
         log.info(
             "reload_done services=%d probes=%d", len(runtime.config.services), len(runtime.jobs)
         )

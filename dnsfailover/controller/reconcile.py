@@ -67,10 +67,12 @@ class Reconciler:
         store: StateStore,
         clock: Callable[[], float] = time.time,
         dry_run: bool = False,
+        on_event: Callable[[dict[str, Any]], None] = lambda entry: None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.dry_run = dry_run
+        self.on_event = on_event  # every audited decision, for notifications
         self._last_audited: dict[str, tuple[str, str]] = {}
 
     def reconcile(
@@ -217,3 +219,4 @@ class Reconciler:
             self.store.audit(entry)
         except DnsFailoverError as e:
             log.error("audit_failed service=%s error=%s", report.service, e)
+        self.on_event(entry)

@@ -1,0 +1,142 @@
+"""Prometheus metrics on an explicit registry, served on `metrics_listen` when it is set.
+
+Names follow Prometheus conventions: base units (`_seconds`), `_total` for counters, labels for
+service, instance and check. The controller records into a `Metrics`; nothing else does.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+
+STATES = ("healthy", "unhealthy", "unknown")
+DNS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        svc_inst_check = ["service", "instance", "check"]
+        self.probes = Counter(
+            "dnsfailover_probes_total",
+            "Probe results by outcome.",
+            [*svc_inst_check, "outcome"],
+            registry=r,
+        )
+        self.probe_latency = Histogram(
+            "dnsfailover_probe_duration_seconds", "Whole-probe latency.", svc_inst_check, registry=r
+        )
+        self.instance_state = Gauge(
+            "dnsfailover_instance_state",
+            "1 for the instance's current health state.",
+            ["service", "instance", "state"],
+            registry=r,
+        )
+        self.healthy_instances = Gauge(
+            "dnsfailover_service_healthy_instances",
+            "Healthy instances per service.",
+            ["service"],
+            registry=r,
+        )
+        self.active = Gauge(
+            "dnsfailover_active_instance",
+            "1 for the instance the service's record points at.",
+            ["service", "instance"],
+            registry=r,
+        )
+        self.failovers = Counter(
+            "dnsfailover_failovers_total",
+            "DNS changes applied, by rule (failover, failback, drain, pin, manual, create).",
+            ["service", "reason"],
+            registry=r,
+        )
+        self.refusals = Counter(
+            "dnsfailover_refused_decisions_total",
+            "Wanted changes refused by a safety rule, or alarms.",
+            ["service", "reason"],
+            registry=r,
+        )
+        self.conflicts = Counter(
+            "dnsfailover_cas_conflicts_total",
+            "Compare-and-swap conflicts.",
+            ["service"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "dnsfailover_reconcile_errors_total",
+            "Reconciles that failed (provider or state errors).",
+            ["service"],
+            registry=r,
+        )
+        self.pending = Gauge(
+            "dnsfailover_pending_change",
+            "1 while a wanted DNS change could not be written.",
+            ["service"],
+            registry=r,
+        )
+        self.write_seconds = Histogram(
+            "dnsfailover_dns_write_duration_seconds",
+            "Compare-and-swap write, acknowledged.",
+            ["service"],
+            buckets=DNS_BUCKETS,
+            registry=r,
+        )
+        self.propagation_seconds = Histogram(
+            "dnsfailover_dns_propagation_duration_seconds",
+            "Write to every authoritative server serving it.",
+            ["service"],
+            buckets=DNS_BUCKETS,
+            registry=r,
+        )
+        self.runway = Gauge(
+            "dnsfailover_revocation_runway_seconds",
+            "Time until the freshest OCSP response or CRL expires.",
+            svc_inst_check,
+            registry=r,
+        )
+        self.tls_expiry = Gauge(
+            "dnsfailover_tls_certificate_expiry_seconds",
+            "Time until the instance's TLS certificate expires.",
+            ["service", "instance"],
+            registry=r,
+        )
+        self.last_cycle = Gauge(
+            "dnsfailover_last_cycle_timestamp_seconds",
+            "When the last full reconcile cycle completed.",
+            registry=r,
+        )
+        self.reloads = Counter(
+            "dnsfailover_config_reloads_total", "Config reloads by result.", ["result"], registry=r
+        )
+        self.notifications_failed = Counter(
+            "dnsfailover_notifications_failed_total",
+            "Hooks that failed or timed out.",
+            ["kind"],
+            registry=r,
+        )
+        self._server: Any = None
+
+    def serve(self, listen: str) -> None:
+        host, _, port = listen.rpartition(":")
+        self._server, _thread = start_http_server(
+            int(port), addr=host.strip("[]"), registry=self.registry
+        )
+        log.info("metrics_listening address=%s", listen)
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    def set_state(self, service: str, instance: str, state: str) -> None:
+        for candidate in STATES:
+            self.instance_state.labels(service, instance, candidate).set(candidate == state)
+
+    def set_active(self, service: str, instances: list[str], active: str | None) -> None:
+        for name in instances:
+            self.active.labels(service, name).set(name == active)
