@@ -168,3 +168,39 @@ def test_durations(text: str, seconds: float) -> None:
 def test_bad_durations(bad: object) -> None:
     with pytest.raises(ValueError):
         parse_duration(bad)
+
+
+# ----------------------------------------------------------------------------- fuzzing
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+    | st.text(max_size=12) | st.sampled_from(["10s", "CNAME", "rfc2136", "a.example.com."]),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.sampled_from(["providers", "services", "type", "name", "instances",
+                                       "acme", "target", "checks", "zone", "x"]),
+                      children, max_size=4),
+    max_leaves=15,
+)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(max_size=300))
+def test_any_text_is_a_config_or_a_config_error(text: str) -> None:
+    try:
+        load_text(text, "fuzz.yaml")
+    except ConfigError as e:
+        assert e.problems and all(p.startswith("fuzz.yaml:") for p in e.problems)
+
+
+@settings(max_examples=200, deadline=None)
+@given(document=yaml_values)
+def test_any_structure_is_a_config_or_a_config_error(document: object) -> None:
+    import yaml
+
+    try:
+        load_text(yaml.safe_dump(document), "fuzz.yaml")
+    except ConfigError as e:
+        assert e.problems

@@ -134,6 +134,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         if entry["last"] and entry["last"].get("event") not in (None, "keep", "none"):
             last = entry["last"]
             print(f"  last: {last['event']}: {last.get('error') or last.get('reason')}")
+        if entry["last"] and entry["last"].get("pending"):
+            print(f"  PENDING (not written yet, retrying): {entry['last']['pending']}")
         for flip in entry["flips"]:
             print(
                 f"  flip {_ago(flip['at'])}: {flip['source']} → {flip['target']} ({flip['rule']})"

@@ -45,16 +45,16 @@ def parse(text: str, filename: str) -> Source:
     source = Source(filename, None)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
+        if node is None:
+            source.data = {}
+            return source
+        source.data = _build(node, (), source, yaml.SafeLoader(""))
+    except yaml.YAMLError as e:  # syntax, or a value no safe constructor takes (a bare `=`)
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         line = mark.line + 1 if mark is not None else 1
         problem = getattr(e, "problem", None) or str(e)
         source.problems.append(f"{filename}:{line}: not valid YAML: {problem}")
-        return source
-    if node is None:
-        source.data = {}
-        return source
-    source.data = _build(node, (), source, yaml.SafeLoader(""))
+        source.data = None
     return source
 
 

@@ -34,13 +34,13 @@ from dnsfailover.errors import DnsFailoverError, StateError
 from dnsfailover.health import HealthSnapshot, HealthTracker, State
 from dnsfailover.metrics import Metrics
 from dnsfailover.notify import Notifications
-from dnsfailover.policy import Kind
 from dnsfailover.probes import ProbeResult
 from dnsfailover.systemd import Notifier
 
 log = logging.getLogger(__name__)
 
 MAX_PROBE_THREADS = 64
+MAX_BACKOFF = 30.0  # the longest wait before retrying a service whose reconcile failed
 
 
 class Daemon:
@@ -71,6 +71,8 @@ class Daemon:
         self._reload = False
         self._scheduler: BackgroundScheduler | None = None
         self._seen_jobs: set[str] = set()
+        self._retry_at: dict[str, float] = {}  # service → monotonic time of the next try
+        self._backoff: dict[str, float] = {}
         self._job_keys: set[str] = set()
         self._ready = False
         self._register(self.runtime)
@@ -160,6 +162,7 @@ class Daemon:
             raise StateError(
                 f"another daemon (pid {self.store.daemon_pid()}) holds {self.store.directory}"
             )
+        self._check_state_directory()
         self.install_signal_handlers()
         if self.runtime.config.metrics_listen:
             self.metrics.serve(self.runtime.config.metrics_listen)
@@ -190,6 +193,15 @@ class Daemon:
             self.store.release_daemon()
             log.info("stopped")
         return 0
+
+    def _check_state_directory(self) -> None:
+        """Start-up hygiene after a crash: stale temp files, a torn last audit line."""
+        for name in self.store.clean_leftovers():
+            log.warning("state_leftover_removed file=%s", name)
+        self.store.load()  # a corrupt state file stops the daemon here, before any DNS change
+        _, problems = self.store.read_audit()
+        for problem in problems:
+            log.warning("audit_torn_line %s", problem)
 
     def _drain_results(self, timeout: float) -> None:
         try:
@@ -260,7 +272,21 @@ class Daemon:
         self._record_report(
             report, [i.name for i in settings.instances], snapshot.services[service]
         )
+        self._schedule_retry(service, report)
         return report
+
+    def _schedule_retry(self, service: str, report: Report) -> None:
+        """After a failed reconcile, wait tick, 2×tick, 4×tick … (at most MAX_BACKOFF)."""
+        if report.error is None:
+            self._backoff.pop(service, None)
+            self._retry_at.pop(service, None)
+            return
+        backoff = min(max(self.tick, self._backoff.get(service, self.tick / 2) * 2), MAX_BACKOFF)
+        self._backoff[service] = backoff
+        self._retry_at[service] = time.monotonic() + backoff
+        log.warning(
+            "retry_scheduled service=%s in=%.1fs pending=%s", service, backoff, report.pending
+        )
 
     def _record_probe(self, job: ProbeJob, result: ProbeResult) -> None:
         m = self.metrics
@@ -282,8 +308,7 @@ class Daemon:
         m.conflicts.labels(service).inc(report.conflicts)
         if report.error is not None:
             m.errors.labels(service).inc()
-        wanted = decision is not None and decision.kind is Kind.MOVE
-        m.pending.labels(service).set(report.error is not None and wanted)
+        m.pending.labels(service).set(report.pending is not None)
         if report.write_seconds is not None:
             m.write_seconds.labels(service).observe(report.write_seconds)
         if report.propagation is not None:
@@ -294,6 +319,8 @@ class Daemon:
         for service in self.runtime.config.services:
             if self._stop.is_set():
                 return
+            if time.monotonic() < self._retry_at.get(service, 0.0):
+                continue  # backing off after a failure: no retry storm
             try:
                 self.reconcile(service)
             except Exception:  # a bug in one service's cycle must not stop the others
@@ -331,6 +358,7 @@ class Daemon:
                     "reason": report.decision.reason if report.decision else None,
                     "error": report.error,
                     "change": report.change,
+                    "pending": report.pending,
                 },
                 "instances": {
                     name: {

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dnsfailover.config.models import Service
-from dnsfailover.controller.state import Flip, StateStore
+from dnsfailover.controller.state import Flip, State, StateStore
+from dnsfailover.crashpoint import crashpoint
 from dnsfailover.errors import ConflictError, DnsFailoverError
 from dnsfailover.health import InstanceHealth
 from dnsfailover.plan import Plan, drift_reason, make_plan, owner_of
@@ -43,6 +44,7 @@ class Report:
     drift: bool = False
     conflicts: int = 0
     error: str | None = None
+    pending: str | None = None  # a change wanted but not written (the provider failed)
     write_seconds: float | None = None
     propagation: Propagation | None = None
     events: list[str] = field(default_factory=list)
@@ -74,6 +76,7 @@ class Reconciler:
         self.dry_run = dry_run
         self.on_event = on_event  # every audited decision, for notifications
         self._last_audited: dict[str, tuple[str, str]] = {}
+        self._last_live: dict[str, RRset | None] = {}  # the record at the last good read
 
     def reconcile(
         self,
@@ -96,6 +99,7 @@ class Reconciler:
             if manual is not None:
                 self._audit(report, health)
                 raise
+            report.pending = self._pending(key, service, health, report)
         if report.error:
             log.error("reconcile_failed service=%s error=%s", key, report.error)
         self._audit(report, health)
@@ -113,6 +117,7 @@ class Reconciler:
         for attempt in range(MAX_CONFLICTS + 1):
             state = self.store.load()
             live = provider.read(service.name, service.type)
+            self._last_live[key] = live
             report.live = live
             owner = owner_of(service, live)
             if live is not None and owner is None and manual is None and not service.adopt:
@@ -124,18 +129,7 @@ class Reconciler:
             if manual is not None:
                 decision = Decision(Kind.MOVE, owner, manual.target, "manual", manual.reason)
             else:
-                pin = state.pins.get(key)
-                decision = decide(
-                    PolicyInput(
-                        service,
-                        health,
-                        owner,
-                        pin.instance if pin else None,
-                        frozenset(state.drains),
-                        state.flip_times(key),
-                        self.clock(),
-                    )
-                )
+                decision = self._decide(key, service, health, owner, state)
             report.decision = decision
             plan = make_plan(key, service, decision, live)
             if plan.change is None:
@@ -154,14 +148,56 @@ class Reconciler:
                 if manual is not None or attempt == MAX_CONFLICTS:
                     raise
 
+    def _decide(
+        self,
+        key: str,
+        service: Service,
+        health: Mapping[str, InstanceHealth],
+        owner: str | None,
+        state: State,
+    ) -> Decision:
+        pin = state.pins.get(key)
+        return decide(
+            PolicyInput(
+                service,
+                health,
+                owner,
+                pin.instance if pin else None,
+                frozenset(state.drains),
+                state.flip_times(key),
+                self.clock(),
+            )
+        )
+
+    def _pending(
+        self, key: str, service: Service, health: Mapping[str, InstanceHealth], report: Report
+    ) -> str | None:
+        """The change this service still wants, judged from the last record we could read."""
+        if report.decision is not None and report.decision.kind is Kind.MOVE:
+            return report.change or f"move to {report.decision.target}"
+        if key not in self._last_live:
+            return None
+        live = self._last_live[key]
+        owner = owner_of(service, live)
+        if live is not None and owner is None:
+            return None
+        try:
+            decision = self._decide(key, service, health, owner, self.store.load())
+        except DnsFailoverError:
+            return None
+        plan = make_plan(key, service, decision, live)
+        return None if plan.change is None else plan.change.summary()
+
     def _write(self, key: str, provider: Provider, plan: Plan, report: Report) -> None:
         assert plan.change is not None
         with self.store.locked():
             self.store.save(self.store.load())  # prove the state is writable before DNS moves
+        crashpoint("before_write")
         started = time.monotonic()
         receipt = provider.apply(plan.change)
         report.write_seconds = time.monotonic() - started
         report.applied = True
+        crashpoint("after_write")
         decision = plan.decision
         assert decision.target is not None
         with self.store.locked():
@@ -205,6 +241,7 @@ class Reconciler:
             if report.error
             else "not_applied",
             "error": report.error,
+            "pending": report.pending,
             "conflicts": report.conflicts,
             "write_seconds": report.write_seconds,
             "health": {

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from dnsfailover.crashpoint import crashpoint
 from dnsfailover.errors import StateError
 
 VERSION = 1
@@ -80,7 +81,7 @@ class State:
         )
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, crash_name: str = "") -> None:
     directory = path.parent
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
     try:
@@ -88,6 +89,7 @@ def atomic_write(path: Path, data: bytes) -> None:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
+        crashpoint(crash_name)
         os.replace(temp_name, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -119,6 +121,15 @@ class StateStore:
         except OSError as e:
             raise self._fail("create it", e) from None
 
+    def clean_leftovers(self) -> list[str]:
+        """Remove temporary files a crash left behind mid-write; return their names."""
+        removed = []
+        for leftover in self.directory.glob(".*.json.*"):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+                removed.append(leftover.name)
+        return removed
+
     # ------------------------------------------------------------------ state.json
 
     def load(self) -> State:
@@ -139,7 +150,8 @@ class StateStore:
     def save(self, state: State) -> None:
         self.ensure()
         try:
-            atomic_write(self.state_path, json.dumps(state.to_json(), indent=2).encode())
+            document = json.dumps(state.to_json(), indent=2).encode()
+            atomic_write(self.state_path, document, crash_name="state_write")
         except OSError as e:
             raise self._fail(f"write {self.state_path.name}", e) from None
 
@@ -160,10 +172,14 @@ class StateStore:
     # ------------------------------------------------------------------ daemon lock
 
     def claim_daemon(self) -> bool:
-        """Hold daemon.lock for this process's life; False if another daemon holds it."""
+        """Hold daemon.lock for this process's life; False if another daemon holds it.
+
+        The lock is held on a read-only descriptor, so the daemon keeps no file open for
+        writing and the state directory can be remounted read-only under it (a drill).
+        """
         self.ensure()
         try:
-            fd = os.open(self.directory / "daemon.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(self.directory / "daemon.lock", os.O_RDONLY | os.O_CREAT, 0o600)
         except OSError as e:
             raise self._fail("open daemon.lock", e) from None
         try:
@@ -171,9 +187,12 @@ class StateStore:
         except BlockingIOError:
             os.close(fd)
             return False
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         self._daemon_lock = fd
+        try:
+            atomic_write(self.directory / "daemon.pid", f"{os.getpid()}\n".encode())
+        except OSError as e:
+            self.release_daemon()
+            raise self._fail("write daemon.pid", e) from None
         return True
 
     def release_daemon(self) -> None:
@@ -183,15 +202,17 @@ class StateStore:
 
     def daemon_pid(self) -> int | None:
         """The PID of the running daemon, or None when none holds the lock."""
-        path = self.directory / "daemon.lock"
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(self.directory / "daemon.lock", os.O_RDONLY)
         except OSError:
             return None
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            text = path.read_text().strip()
+            try:
+                text = (self.directory / "daemon.pid").read_text().strip()
+            except OSError:
+                return -1
             return int(text) if text.isdigit() else -1
         finally:
             os.close(fd)

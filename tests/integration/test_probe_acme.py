@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -192,3 +193,29 @@ def test_tls_expiry_horizon_warns(lab: Lab) -> None:
     result = run(probe(server.url("/dir"), lab, tls_warn_days=14))
     assert result.outcome is Outcome.HEALTHY
     assert any(w.startswith("TLS certificate expires in 2.") for w in result.warnings)
+
+
+@pytest.mark.parametrize(("size", "ok"), [(64 * 1024, True), (64 * 1024 + 1, False)])
+def test_directory_size_cap_at_its_edge(lab: Lab, size: int, ok: bool) -> None:
+    from lab.hostile import directory
+
+    server = lab.hostile()
+
+    def padded(handler: Any) -> None:
+        body = json.dumps(directory(f"https://{handler.headers['Host']}")).encode()
+        body = body[:-1] + b" " * (size - len(body)) + b"}"
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    server.routes["/padded/dir"] = padded
+    result = run(probe(server.url("/padded/dir"), lab))
+    assert (result.outcome is Outcome.HEALTHY) is ok, result.reason
+
+
+@pytest.mark.parametrize("timeout", [0.3, 1.0])
+def test_a_hanging_server_is_cut_at_the_deadline_exactly(lab: Lab, timeout: float) -> None:
+    result = run(probe(lab.hostile().url("/hang/dir"), lab), timeout=timeout)
+    assert result.outcome is Outcome.UNHEALTHY
+    assert timeout - 0.05 <= result.latency <= timeout + 0.2
