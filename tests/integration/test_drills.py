@@ -382,8 +382,10 @@ def test_state_directory_deleted_while_running_is_recreated(drill: Drill) -> Non
     shutil.rmtree(daemon.state_dir)
     drill.a.kill()
     wait_for(lambda: drill.serves(B), 15, "failover with a recreated state directory")
-    wait_for(lambda: (daemon.state_dir / "state.json").exists(), 5, "state.json recreated")
-    state = json.loads((daemon.state_dir / "state.json").read_text())
+    path = daemon.state_dir / "state.json"
+    wait_for(lambda: path.exists() and "acme" in json.loads(path.read_text())["flips"], 5,
+             "state.json recreated with the flip")  # fmt: skip
+    state = json.loads(path.read_text())
     assert [f["target"] for f in state["flips"]["acme"]] == ["ca-b"]
     drill.assert_valid_files(daemon.state_dir)
 
