@@ -208,7 +208,7 @@ class Daemon:
             item = self.results.get(timeout=timeout)
         except queue.Empty:
             return
-        changed: set[str] = set()
+        changed: dict[str, float] = {}  # service → when its first health-changing result finished
         while item is not None:
             job, result = item
             self._observe(job, result, changed)
@@ -223,11 +223,11 @@ class Daemon:
             return
         for service in sorted(changed):
             if self._ready and not self._stop.is_set():
-                self.reconcile(service)
+                self.reconcile(service, trigger_at=changed[service])
         if changed:
             self._write_health()
 
-    def _observe(self, job: ProbeJob, result: ProbeResult, changed: set[str]) -> None:
+    def _observe(self, job: ProbeJob, result: ProbeResult, changed: dict[str, float]) -> None:
         if job.key not in self._job_keys:
             return  # a result from before a reload, for a probe that is gone
         self._seen_jobs.add(job.key)
@@ -252,16 +252,20 @@ class Daemon:
                 after.state.value,
                 after.reason,
             )
-            changed.add(job.service)
+            changed.setdefault(job.service, result.observed_at + result.latency)
 
     def snapshot(self) -> HealthSnapshot:
         return self.tracker.snapshot(self.clock())
 
-    def reconcile(self, service: str) -> Report:
+    def reconcile(self, service: str, trigger_at: float | None = None) -> Report:
         snapshot = self.snapshot()
         settings = self.runtime.config.services[service]
         report = self.reconciler.reconcile(
-            service, settings, self.runtime.provider_for(settings), snapshot.services[service]
+            service,
+            settings,
+            self.runtime.provider_for(settings),
+            snapshot.services[service],
+            trigger_at=trigger_at,
         )
         self.last_reports[service] = report
         decision = report.decision

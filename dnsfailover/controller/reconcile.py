@@ -47,6 +47,11 @@ class Report:
     pending: str | None = None  # a change wanted but not written (the provider failed)
     write_seconds: float | None = None
     propagation: Propagation | None = None
+    # Wall-clock times for the audit, so failover time can be measured from the outside:
+    # when the probe result that changed health finished (the daemon passes it in), and when
+    # the provider acknowledged the write.
+    trigger_at: float | None = None
+    write_acked_at: float | None = None
     events: list[str] = field(default_factory=list)
 
     @property
@@ -85,8 +90,9 @@ class Reconciler:
         provider: Provider,
         health: Mapping[str, InstanceHealth],
         manual: Decision | None = None,
+        trigger_at: float | None = None,
     ) -> Report:
-        report = Report(key)
+        report = Report(key, trigger_at=trigger_at)
         try:
             self._run(key, service, provider, health, manual, report)
         except ConflictError as e:
@@ -196,6 +202,7 @@ class Reconciler:
         started = time.monotonic()
         receipt = provider.apply(plan.change)
         report.write_seconds = time.monotonic() - started
+        report.write_acked_at = self.clock()
         report.applied = True
         crashpoint("after_write")
         decision = plan.decision
@@ -244,6 +251,8 @@ class Reconciler:
             "pending": report.pending,
             "conflicts": report.conflicts,
             "write_seconds": report.write_seconds,
+            "trigger_at": report.trigger_at,
+            "write_acked_at": report.write_acked_at,
             "health": {
                 name: {"state": h.state.value, "reason": h.reason} for name, h in health.items()
             },

@@ -57,12 +57,15 @@ def test_killed_active_moves_and_the_secondary_serves_it(scene: Scene) -> None:
     daemon = scene.daemon()
     wait_for(lambda: daemon.health()["services"]["acme"]["active"] == "ca-a", 10, "settled")
     scene.a.kill()
-    took = wait_for(lambda: scene.serves(B), 10, "the name on ca-b on both servers")
-    assert took < 2 * 1 + 1.5  # fall × interval, plus scheduling and a margin
+    killed_at = time.time()
+    # How fast is measured in bench/failover.py; here only that it happens.
+    wait_for(lambda: scene.serves(B), 10, "the name on ca-b on both servers")
     wait_for(lambda: ("failover", "ca-b") in events(daemon), 5, "the audit entry")
     entry = next(e for e in daemon.audit() if e["event"] == "failover")
     assert (entry["from"], entry["to"], entry["rule"]) == ("ca-a", "ca-b", "failover")
     assert entry["outcome"] == "applied" and entry["propagation_complete"] is True
+    # the failing probe that decided it came after the kill, and the write after that
+    assert killed_at < entry["trigger_at"] <= entry["write_acked_at"] < time.time()
     assert "Connection refused" in entry["health"]["ca-a"]["reason"]
 
 
@@ -70,8 +73,7 @@ def test_frozen_active_moves_within_fall_interval_timeout(scene: Scene) -> None:
     daemon = scene.daemon()
     wait_for(lambda: daemon.health()["services"]["acme"]["active"] == "ca-a", 10, "settled")
     scene.a.freeze()
-    took = wait_for(lambda: scene.serves(B), 10, "the name on ca-b")
-    assert took < 2 * 1 + 0.8 + 1.5
+    wait_for(lambda: scene.serves(B), 10, "the name on ca-b")
     scene.a.resume()
 
 
