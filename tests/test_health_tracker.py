@@ -61,6 +61,27 @@ def test_since_records_the_state_change_not_each_sample() -> None:
     assert health.last is not None and health.last.observed_at == 14.0
 
 
+def test_passing_since_restarts_at_each_failure_though_the_state_holds() -> None:
+    health = CheckHealth("acme")
+    for at, outcome in enumerate([H, H, H, U, B, H, H, E, H], start=10):
+        health = step(health, result(outcome, float(at)), rise=3, fall=2)
+        if at == 13:
+            assert health.state is State.HEALTHY and health.passing_since is None
+    assert health.state is State.HEALTHY and health.since == 12.0
+    assert health.passing_since == 15.0  # busy and error results neither pass nor fail
+
+
+def test_instance_passing_since_is_the_latest_of_its_required_checks() -> None:
+    tracker = _tracker()
+    for at in range(3):
+        tracker.observe("svc", "a", result(H, at, "acme"), 3, 2)
+        tracker.observe("svc", "a", result(H, at + 5, "ocsp"), 3, 2)
+    tracker.observe("svc", "a", result(U, 9, "crl"), 3, 2)  # informational: does not count
+    assert tracker.snapshot(10).instance("svc", "a").passing_since == 5.0
+    tracker.observe("svc", "a", result(U, 10, "acme"), 3, 2)
+    assert tracker.snapshot(11).instance("svc", "a").passing_since is None
+
+
 def test_fall_one_flips_on_a_single_failure() -> None:
     assert run([H, U], rise=1, fall=1) == [Y, N]
 

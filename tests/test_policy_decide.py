@@ -25,12 +25,19 @@ def service(**overrides: Any) -> Service:
     })  # fmt: skip
 
 
-def health(states: str, since: float = NOW - 3600) -> dict[str, InstanceHealth]:
-    """'YNK' → a healthy, b unhealthy, c unknown."""
+def health(
+    states: str, since: float = NOW - 3600, passing: float | None = None
+) -> dict[str, InstanceHealth]:
+    """'YNK' → a healthy, b unhealthy, c unknown; healthy ones passing every probe since
+    `passing` (default: since they became healthy)."""
     codes = {"Y": Y, "N": N, "K": K}
     return {
         name: InstanceHealth(
-            name, codes[code], None if code == "K" else since, MappingProxyType({})
+            name,
+            codes[code],
+            None if code == "K" else since,
+            MappingProxyType({}),
+            (since if passing is None else passing) if code == "Y" else None,
         )
         for name, code in zip("abc", states, strict=True)
     }
@@ -90,6 +97,14 @@ CASES = [
         "YYY",
         "b",
         {"since": NOW - 60},
+        {"failback": "auto"},
+        (Kind.KEEP, None, "failback_wait"),
+    ),
+    (
+        "failback_auto_waits_for_steady_passes",  # healthy an hour, but a probe failed 60 s ago
+        "YYY",
+        "b",
+        {"passing": NOW - 60},
         {"failback": "auto"},
         (Kind.KEEP, None, "failback_wait"),
     ),
@@ -200,8 +215,8 @@ def test_decide(
     overrides: dict[str, Any],
     expected: tuple[Kind, str | None, str],
 ) -> None:
-    since = extra.pop("since", NOW - 3600)
-    decision = decide(PolicyInput(service(**overrides), health(states, since), current,
+    since, passing = extra.pop("since", NOW - 3600), extra.pop("passing", None)
+    decision = decide(PolicyInput(service(**overrides), health(states, since, passing), current,
                                   now=NOW, **extra))  # fmt: skip
     assert (decision.kind, decision.target, decision.rule) == expected, decision.reason
     assert decision.current == current

@@ -6,6 +6,10 @@ OVERLOADED result (alive, shedding load) and an ERROR result (the probe's own tr
 no streak: they neither raise nor lower health by themselves. An instance is HEALTHY when all
 its required checks are; UNHEALTHY when any required check is; UNKNOWN otherwise.
 Informational checks are reported and never decide.
+
+Apart from the state, each check keeps `passing_since`: when its current run of passing results
+began (None after a failure). A check can stay HEALTHY while failing one probe in five, below
+`fall` in a row; `passing_since` tells steady health from that, and failback asks for it.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class CheckHealth:
     failures: int = 0
     since: float | None = None  # when the state was entered (None while UNKNOWN)
     last: ProbeResult | None = None
+    passing_since: float | None = None  # start of the current run of passes (None: last failed)
 
     @property
     def reason(self) -> str:
@@ -47,15 +52,20 @@ def step(health: CheckHealth, result: ProbeResult, rise: int, fall: int) -> Chec
         return replace(health, last=result)
     if result.outcome is Outcome.HEALTHY:
         successes, failures = health.successes + 1, 0
+        passing_since = (
+            health.passing_since if health.passing_since is not None else result.observed_at
+        )
     else:
-        successes, failures = 0, health.failures + 1
+        successes, failures, passing_since = 0, health.failures + 1, None
     state = health.state
     if successes >= rise:
         state = State.HEALTHY
     elif failures >= fall:
         state = State.UNHEALTHY
     since = result.observed_at if state is not health.state else health.since
-    return CheckHealth(health.check, health.required, state, successes, failures, since, result)
+    return CheckHealth(
+        health.check, health.required, state, successes, failures, since, result, passing_since
+    )
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,7 @@ class InstanceHealth:
     state: State
     since: float | None  # when the instance entered its state (None while UNKNOWN)
     checks: Mapping[str, CheckHealth]
+    passing_since: float | None = None  # every required check has passed every probe since
 
     @property
     def reason(self) -> str:
@@ -82,7 +93,9 @@ def combine(name: str, checks: Mapping[str, CheckHealth]) -> InstanceHealth:
         since = min(c.since or 0.0 for c in required if c.state is State.UNHEALTHY)
     else:
         state, since = State.UNKNOWN, None
-    return InstanceHealth(name, state, since, MappingProxyType(dict(checks)))
+    passing = [c.passing_since for c in required if c.passing_since is not None]
+    passing_since = max(passing) if passing and len(passing) == len(required) else None
+    return InstanceHealth(name, state, since, MappingProxyType(dict(checks)), passing_since)
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ The rules, in the order they are applied (each is one branch below):
 | record absent                               | MOVE to the first healthy instance           |
 | active drained                              | MOVE to the first healthy undrained one      |
 | active healthy, failback manual             | KEEP (sticky)                                |
-| active healthy, failback auto, a preferred  | MOVE once healthy for failback_after         |
-|   instance healthy long enough              |   (hold-down and flip limit apply)           |
+| active healthy, failback auto, a preferred  | MOVE once it passed every probe for          |
+|   instance steadily healthy long enough     |   failback_after (hold-down, flip limit)     |
 | active unhealthy, a healthy candidate       | MOVE (hold-down and flip limit apply)        |
 | active unhealthy, no healthy candidate      | ALARM: fail-static, keep the record          |
 
@@ -103,7 +103,10 @@ def _rate_limited(inp: PolicyInput, current: str | None, target: str, rule: str)
 
 def _why(inp: PolicyInput, current: str | None, target: str, rule: str) -> str:
     if rule == "failback":
-        return f"failback to preferred {target}: healthy for {human(inp.service.failback_after)}"
+        return (
+            f"failback to preferred {target}: passed every probe for "
+            f"{human(inp.service.failback_after)}"
+        )
     if rule == "drain":
         return f"{current} is drained: moving to {target}"
     if rule == "create":
@@ -211,16 +214,18 @@ def _decide_healthy(inp: PolicyInput, current: str, candidates: list[str]) -> De
         order = [i.name for i in service.instances]
         preferred = candidates[0]
         if order.index(preferred) < order.index(current):
-            health = inp.health[preferred]
-            healthy_for = inp.now - (health.since or inp.now)
-            if healthy_for >= service.failback_after:
+            # Steady health, not just HEALTHY: an instance failing one probe in five stays
+            # HEALTHY under `fall`, and failing back to it would move the name to and fro.
+            passing_since = inp.health[preferred].passing_since
+            steady_for = inp.now - (passing_since if passing_since is not None else inp.now)
+            if steady_for >= service.failback_after:
                 return _rate_limited(inp, current, preferred, "failback")
             return Decision(
                 Kind.KEEP,
                 current,
                 None,
                 "failback_wait",
-                f"{current} healthy; preferred {preferred} healthy for "
-                f"{human(healthy_for)} of {human(service.failback_after)}",
+                f"{current} healthy; preferred {preferred} has passed every probe for "
+                f"{human(steady_for)} of {human(service.failback_after)}",
             )
     return Decision(Kind.KEEP, current, None, "sticky", f"{current} healthy")
