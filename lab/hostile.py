@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 from lab.net import LOOPBACK
 from lab.tls import CertFiles
@@ -132,6 +133,9 @@ HOSTILE_ROUTES: dict[str, Route] = {
     "/nonce-500/dir": lambda h: _send(h, 200, json.dumps(
         {**directory(_base(h)), "newNonce": f"{_base(h)}/nonce-500/nonce"}).encode()),
     "/nonce-500/nonce": problem(500, "serverInternal"),
+    "/nonce-hang/dir": lambda h: _send(h, 200, json.dumps(
+        {**directory(_base(h)), "newNonce": f"{_base(h)}/nonce-hang/nonce"}).encode()),
+    "/nonce-hang/nonce": hang,
 }  # fmt: skip
 
 
@@ -151,15 +155,26 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _KeepAliveHandler(_Handler):
+    protocol_version = "HTTP/1.1"
+
+
 class HostileServer(ThreadingHTTPServer):
+    """`keep_alive`: answer HTTP/1.1 and keep connections open (the default closes each one).
+    `connections` counts the connections accepted."""
+
     daemon_threads = True
     name = "hostile"
 
     def __init__(
-        self, tls: CertFiles | None = None, routes: dict[str, Route] | None = None
+        self,
+        tls: CertFiles | None = None,
+        routes: dict[str, Route] | None = None,
+        keep_alive: bool = False,
     ) -> None:
-        super().__init__((LOOPBACK, 0), _Handler)
+        super().__init__((LOOPBACK, 0), _KeepAliveHandler if keep_alive else _Handler)
         self.routes = dict(HOSTILE_ROUTES if routes is None else routes)
+        self.connections = 0
         self.tls = tls is not None
         if tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -168,6 +183,11 @@ class HostileServer(ThreadingHTTPServer):
                 self.socket, server_side=True, do_handshake_on_connect=False
             )
         self._thread = threading.Thread(target=self.serve_forever, name="hostile", daemon=True)
+
+    def get_request(self) -> tuple[Any, Any]:
+        accepted = super().get_request()
+        self.connections += 1
+        return accepted
 
     @property
     def port(self) -> int:

@@ -107,11 +107,11 @@ class Lab:
         server.start()
         return server
 
-    def hostile(self, tls: bool = True, **cert: object) -> HostileServer:
+    def hostile(self, tls: bool = True, keep_alive: bool = False, **cert: object) -> HostileServer:
         """A misbehaving HTTPS server; `cert` goes to LabCA.issue (names, valid_days, ...)."""
         files = self.tls.issue(f"hostile-{self._count}", **cert) if tls else None  # type: ignore[arg-type]
         self._count += 1
-        server = self._own(HostileServer(files))
+        server = self._own(HostileServer(files, keep_alive=keep_alive))
         server.start()
         return server
 

@@ -3,7 +3,9 @@ return a result every time, never an exception (hypothesis)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,10 @@ class CannedHttp:
 
     def request(self, method: str, url: str, deadline: float, max_bytes: int, **_: Any) -> Response:
         return Response(self.status, self.headers, self.body[:max_bytes], url, None)
+
+    @contextlib.contextmanager
+    def scope(self, deadline: float) -> Iterator[None]:
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -145,12 +145,13 @@ class AcmeProbe:
         warnings: list[str] = []
         tls_days: list[float] = []
         try:
-            directory = self._directory(deadline, details, tls_days)
-            self._nonce(directory, deadline, details, warnings)
-            if self._key is not None:
-                self._account(directory, deadline, details)
-            if self._ari_id is not None:
-                self._renewal_info(directory, deadline, details)
+            with self.http.scope(deadline):  # one deadline, one keep-alive connection
+                directory = self._directory(deadline, details, tls_days)
+                self._nonce(directory, deadline, details, warnings)
+                if self._key is not None:
+                    self._account(directory, deadline, details)
+                if self._ari_id is not None:
+                    self._renewal_info(directory, deadline, details)
             outcome, reason = (
                 Outcome.HEALTHY,
                 "directory, nonce"

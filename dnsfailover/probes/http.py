@@ -3,11 +3,20 @@
 requests/urllib3 timeouts bound each socket operation, not the exchange: a server that
 trickles one byte a second never trips them. Here every socket a probe opens is registered
 with its deadline, and one watchdog thread shuts the socket down when the deadline passes, so
-the blocked read returns at once. Connections are not reused (`Connection: close`), so every
-exchange runs on a socket that was registered. Bodies are read up to a cap. Redirects are
-followed only on the same host. TLS is always verified; `verify=` is passed on every request
-and the environment is ignored (REQUESTS_CA_BUNDLE would override a session's verify).
-Imports nothing from the rest of the package.
+the blocked read returns at once. Bodies are read up to a cap. Redirects are followed only on
+the same host.
+
+A probe runs its requests inside `HttpClient.scope(deadline)`: one budget, one fresh
+connection pool, closed when the probe ends. The requests of one probe (directory, then
+newNonce) share a keep-alive connection, every socket of the scope is registered, and no
+connection outlives the probe. A request made outside a scope gets its own budget and
+`Connection: close`.
+
+TLS is always verified. The SSLContext (trust anchors loaded once) is shared by every client
+with the same CA bundle file and the same hostname mode, and rebuilt when the file changes;
+urllib3 would otherwise build a context and parse the whole bundle for every connection. The
+environment is ignored (REQUESTS_CA_BUNDLE would override a session's verify). Imports nothing
+from the rest of the package.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -49,7 +59,9 @@ class RedirectRefused(Exception):
 @dataclass
 class _Budget:
     deadline: float  # time.monotonic()
-    fds: list[int] = field(default_factory=list)
+    # (fd, inode) of each socket: a socket closed during the probe frees its fd number for
+    # any other socket of the process; the inode tells whether the fd is still ours.
+    fds: list[tuple[int, int]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     done: bool = False
     expired: bool = False
@@ -62,15 +74,17 @@ class _Budget:
         with self.lock:
             if self.expired:
                 raise ProbeTimeout
-            self.fds.append(fd)
+            self.fds.append((fd, os.fstat(fd).st_ino))
 
     def expire(self) -> None:
         with self.lock:
             if self.done:
                 return
             self.expired = True
-            for fd in self.fds:
+            for fd, inode in self.fds:
                 with contextlib.suppress(OSError):
+                    if os.fstat(fd).st_ino != inode:
+                        continue  # closed, and the number reused by a socket not ours
                     sock = socket.socket(fileno=fd)
                     try:
                         sock.shutdown(socket.SHUT_RDWR)
@@ -84,6 +98,42 @@ class _Budget:
 
 
 _budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("budget", default=None)
+
+
+@dataclass
+class _Scope:
+    budget: _Budget
+    session: requests.Session
+
+
+_scope: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("scope", default=None)
+
+_contexts: dict[tuple[str, int, int, bool], ssl.SSLContext] = {}
+_contexts_lock = threading.Lock()
+
+
+def _ssl_context(bundle: str, pinned_name: bool) -> ssl.SSLContext:
+    """One verifying context per (CA bundle as it is on disk now, hostname mode).
+
+    With a pinned server name urllib3 checks the name itself and turns the context's
+    check_hostname off; such contexts are made with it off, so urllib3 never changes a context
+    another client relies on.
+    """
+    st = os.stat(bundle)
+    key = (bundle, st.st_mtime_ns, st.st_size, pinned_name)
+    with _contexts_lock:
+        context = _contexts.get(key)
+        if context is None:
+            context = ssl.create_default_context(
+                cafile=None if os.path.isdir(bundle) else bundle,
+                capath=bundle if os.path.isdir(bundle) else None,
+            )
+            if pinned_name:
+                context.check_hostname = False
+            for stale in [k for k in _contexts if k[0] == bundle and k[3] == pinned_name]:
+                del _contexts[stale]
+            _contexts[key] = context
+        return context
 
 
 class _Watchdog:
@@ -162,18 +212,39 @@ class _HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
 
 
 class _Adapter(HTTPAdapter):
-    """Deadline-aware pools; SNI and certificate name can be pinned to a public name."""
+    """Deadline-aware pools on a shared verifying SSLContext; SNI and certificate name can be
+    pinned to a public name."""
 
-    def __init__(self, server_name: str | None) -> None:
+    def __init__(self, server_name: str | None, context: ssl.SSLContext | None) -> None:
         self._server_name = server_name
+        self._context = context
         super().__init__(pool_connections=1, pool_maxsize=4, max_retries=0)
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         if self._server_name:
             kwargs["server_hostname"] = self._server_name
             kwargs["assert_hostname"] = self._server_name
+        if self._context is not None:
+            kwargs["ssl_context"] = self._context
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: bool | str, cert: Any = None
+    ) -> Any:
+        # The trust anchors are in the shared context: no per-pool bundle path to load again.
+        shared = self._context is not None and verify is not False
+        return super().build_connection_pool_key_attributes(
+            request, True if shared else verify, cert
+        )
+
+    def cert_verify(self, conn: Any, url: str, verify: bool | str, cert: Any) -> None:
+        if self._context is None or verify is False:
+            super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
+            return
+        conn.cert_reqs = "CERT_REQUIRED"  # verified against the shared context's anchors
+        conn.ca_certs = None
+        conn.ca_cert_dir = None
 
 
 @dataclass(frozen=True)
@@ -196,14 +267,39 @@ class HttpClient:
             SYSTEM_BUNDLE if os.path.exists(SYSTEM_BUNDLE) else True
         )
         self.server_name = server_name
-        self.session = requests.Session()
-        self.session.trust_env = False
-        adapter = _Adapter(server_name)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
+        self._context = (
+            _ssl_context(self.verify, server_name is not None)
+            if isinstance(self.verify, str)
+            else None
+        )
+        self.session = self._new_session()
+
+    def _new_session(self) -> requests.Session:
+        session = requests.Session()
+        session.trust_env = False
+        adapter = _Adapter(self.server_name, self._context)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        return session
 
     def close(self) -> None:
         self.session.close()
+
+    @contextlib.contextmanager
+    def scope(self, deadline: float) -> Iterator[None]:
+        """The requests of one probe: one deadline over all of them, one connection pool that
+        keeps a connection alive between them and is closed at the end."""
+        budget = _Budget(deadline)
+        session = self._new_session()
+        token, budget_token = _scope.set(_Scope(budget, session)), _budget.set(budget)
+        _WATCHDOG.watch(budget)
+        try:
+            yield
+        finally:
+            budget.finish()
+            _budget.reset(budget_token)
+            _scope.reset(token)
+            session.close()
 
     def request(
         self,
@@ -239,21 +335,26 @@ class HttpClient:
         headers: dict[str, str] | None,
         data: bytes | None,
     ) -> Response:
-        budget = _Budget(deadline)
-        remaining = budget.remaining()
+        scope = _scope.get()
+        budget = scope.budget if scope is not None else _Budget(deadline)
+        session = scope.session if scope is not None else self.session
+        remaining = min(budget.remaining(), deadline - time.monotonic())
         if remaining <= 0:
             raise ProbeTimeout
-        all_headers = {"User-Agent": USER_AGENT, "Connection": "close", **(headers or {})}
+        all_headers = {"User-Agent": USER_AGENT, **(headers or {})}
+        if scope is None:
+            all_headers["Connection"] = "close"  # no connection may outlive its budget
         if self.server_name:
             port = urlsplit(url).port
             default = 443 if url.startswith("https:") else 80
             all_headers["Host"] = self.server_name + (
                 f":{port}" if port not in (None, default) else ""
             )
-        token = _budget.set(budget)
-        _WATCHDOG.watch(budget)
+        if scope is None:
+            token = _budget.set(budget)
+            _WATCHDOG.watch(budget)
         try:
-            with self.session.request(
+            with session.request(
                 method,
                 url,
                 headers=all_headers,
@@ -266,14 +367,16 @@ class HttpClient:
                 body = self._read(raw, budget, max_bytes)
                 peer = budget.peer_cert
                 status, response_headers = raw.status_code, raw.headers
-                budget.finish()
+                if scope is None:
+                    budget.finish()
         except (requests.RequestException, OSError, urllib3.exceptions.HTTPError) as e:
             if budget.expired or budget.remaining() <= 0:
                 raise ProbeTimeout from None
             raise e
         finally:
-            budget.finish()
-            _budget.reset(token)
+            if scope is None:
+                budget.finish()
+                _budget.reset(token)
         cert = x509.load_der_x509_certificate(peer) if peer else None
         return Response(status, response_headers, body, url, cert)
 

@@ -219,3 +219,37 @@ def test_a_hanging_server_is_cut_at_the_deadline_exactly(lab: Lab, timeout: floa
     result = run(probe(lab.hostile().url("/hang/dir"), lab), timeout=timeout)
     assert result.outcome is Outcome.UNHEALTHY
     assert timeout - 0.05 <= result.latency <= timeout + 0.2
+
+
+@pytest.mark.parametrize("keep_alive", [True, False], ids=["kept_alive", "closed"])
+def test_a_nonce_that_hangs_after_a_good_directory_is_cut_at_the_deadline(
+    lab: Lab, keep_alive: bool
+) -> None:
+    """The deadline covers the whole probe, on the connection the directory came over too."""
+    result = run(probe(lab.hostile(keep_alive=keep_alive).url("/nonce-hang/dir"), lab))
+    assert result.outcome is Outcome.UNHEALTHY
+    assert "newNonce" in result.reason and "deadline" in result.reason
+    assert TIMEOUT - 0.05 <= result.latency <= TIMEOUT + 0.2
+
+
+def test_one_probe_one_connection_and_none_kept_after_it(lab: Lab) -> None:
+    server = lab.hostile(keep_alive=True)
+    acme = probe(server.url("/dir"), lab)
+    first = run(acme)
+    assert first.outcome is Outcome.HEALTHY, first.reason
+    assert server.connections == 1  # directory and newNonce over one TLS connection
+    second = run(acme)
+    assert second.outcome is Outcome.HEALTHY, second.reason
+    assert server.connections == 2  # a new probe never reuses the last probe's connection
+
+
+def test_pinned_and_plain_clients_sharing_a_bundle_both_check_the_name(lab: Lab) -> None:
+    """Clients with the same CA bundle share one SSLContext; a client that pins a server name
+    must not switch hostname checking off for one that does not."""
+    server = lab.hostile(names=("wrong.example.test",))
+    pinned = probe(server.url("/dir"), lab, server_name="wrong.example.test")
+    plain = probe(server.url("/dir"), lab)
+    assert run(pinned).outcome is Outcome.HEALTHY
+    result = run(plain)
+    assert result.outcome is Outcome.UNHEALTHY
+    assert "127.0.0.1" in result.reason or "mismatch" in result.reason, result.reason
