@@ -1,7 +1,8 @@
 """The daemon: probes on a schedule, one controller thread that owns every decision.
 
-APScheduler runs each probe on its interval (with a little jitter, never two runs of one probe
-at once) on a bounded thread pool; results go into one queue. The controller thread (the main
+APScheduler runs each probe once at start, then on its interval at its own phase (probes are
+spread over the interval, never two runs of one probe at once) on a bounded thread pool;
+results go into one queue. The controller thread (the main
 thread) takes them in order, feeds the health tracker, and reconciles a service at once when
 one of its instances changes state, and every `tick` otherwise (to honour pins and drains set
 from the CLI, and to retry a failed write). Signal handlers only set flags: SIGTERM/SIGINT stop
@@ -18,6 +19,7 @@ import random
 import signal
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -25,6 +27,7 @@ from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 
 from dnsfailover.config import load_config
 from dnsfailover.controller.reconcile import Reconciler, Report
@@ -74,6 +77,8 @@ class Daemon:
         self._retry_at: dict[str, float] = {}  # service → monotonic time of the next try
         self._backoff: dict[str, float] = {}
         self._job_keys: set[str] = set()
+        self._running: set[str] = set()  # probes running now, by job key
+        self._running_lock = threading.Lock()
         self._ready = False
         self._register(self.runtime)
 
@@ -106,12 +111,23 @@ class Daemon:
         self._job_keys = {j.key for j in runtime.jobs}
 
     def _probe(self, job: ProbeJob) -> None:
-        """Runs on a scheduler thread: probe, hand the result to the controller thread."""
+        """Runs on a scheduler thread: probe, hand the result to the controller thread.
+
+        A probe never runs twice at once (its first run and its first scheduled run could
+        meet if the first overran its deadline): the later one is skipped."""
+        with self._running_lock:
+            if job.key in self._running:
+                log.debug("probe_skipped job=%s: still running", job.key)
+                return
+            self._running.add(job.key)
         try:
             result = job.probe.run(time.monotonic() + job.timeout)
         except Exception:  # a probe bug must not kill its schedule
             log.exception("probe_crashed job=%s", job.key)
             return
+        finally:
+            with self._running_lock:
+                self._running.discard(job.key)
         self.results.put((job, result))
 
     def _start_scheduler(self) -> None:
@@ -122,15 +138,21 @@ class Daemon:
         )
         now = time.time()
         for job in self.runtime.jobs:
+            # Every probe runs once at start (READY waits for that round). After that each one
+            # keeps its own phase, spread evenly over the interval by a hash of its key (as
+            # Prometheus spreads scrapes): a thousand probes never start in the same second.
             first = now + random.uniform(0, min(job.interval, 1.0) * 0.2)
+            phase = zlib.crc32(job.key.encode()) / 2**32 * job.interval
+            scheduler.add_job(
+                self._probe, "date", run_date=_datetime(first), args=[job], id=job.key + "#first"
+            )
             scheduler.add_job(
                 self._probe,
-                "interval",
-                seconds=job.interval,
-                jitter=job.interval * 0.05,
+                IntervalTrigger(
+                    seconds=job.interval, start_date=_datetime(first + job.timeout + phase)
+                ),
                 args=[job],
                 id=job.key,
-                next_run_time=_datetime(first),
             )
         scheduler.start()
         self._scheduler = scheduler
