@@ -4,15 +4,22 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 # Debian packages the lab and the tests need (see LAB.md); installed when missing.
 APT_PACKAGES := pebble bind9 bind9-utils bind9-dnsutils openssl iproute2 util-linux systemd
-LINT_PATHS  := dnsfailover tests lab scripts
+# and what the benchmarks add (bench/): many-port HTTPS targets and the reference prober.
+BENCH_PACKAGES := nginx-light prometheus-blackbox-exporter
+LINT_PATHS  := dnsfailover tests lab scripts bench
+PARTS       ?=
 
-.PHONY: test demo lint unit deps system-deps clean
+.PHONY: test demo bench lint unit deps system-deps clean
 
 test: deps lint  ## everything: lint, types, unit and integration tests against real servers
 	scripts/isolated $(PY) -m pytest
 
 demo: deps  ## a real failover on a lab of real servers (two Pebble CAs, BIND), then teardown
 	scripts/isolated $(PY) scripts/demo.py
+
+bench: deps  ## benchmarks (about 40 min): bench/results/*.json and bench/RESULTS.md; PARTS="flap scale" for some
+	@scripts/apt-ensure $(BENCH_PACKAGES)
+	scripts/isolated $(PY) -m bench $(PARTS)
 
 unit: deps  ## the pure core only, no servers
 	$(PY) -m pytest --ignore=tests/integration

@@ -40,6 +40,24 @@ class MotoServer:
     def reset(self) -> None:
         requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=5)
 
+    def forget_change_history(self) -> None:
+        """Work around moto 5.2: a CREATE identical to any earlier change fails with "already
+        exists" while the name exists, even when the same batch DELETEs it first, so a record
+        cannot be swapped back to a value it once had. Real Route 53 has no such rule. Keeps,
+        in each zone's journal (moto runs in this process), only the latest CREATE or UPSERT
+        of each name and type: moto checks a DELETE against it."""
+        from moto.route53.models import ChangeList, route53_backends
+
+        for account in route53_backends.values():
+            for backend in account.values():
+                for zone in backend.zones.values():
+                    latest: dict[tuple[str, str], Any] = {}
+                    for change in zone.rr_changes:
+                        if change["Action"] in ("CREATE", "UPSERT"):
+                            record = change["ResourceRecordSet"]
+                            latest[(record["Name"], record["Type"])] = change
+                    zone.rr_changes = ChangeList(latest.values())
+
     def stop(self) -> None:
         self._server.stop()
 

@@ -81,10 +81,17 @@ def write_config(
 class DaemonProcess(ManagedProcess):
     """`dnsfailover run` as a child process, with its log in a file."""
 
-    def __init__(self, config: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        verbose: bool = True,
+    ) -> None:
         self.config = config
         self.state_dir = Path(yaml.safe_load(config.read_text())["state_dir"])
-        argv = [sys.executable, "-m", "dnsfailover", "-v", "run", "-c", str(config), *extra]
+        argv = [sys.executable, "-m", "dnsfailover", *(["-v"] if verbose else [])]
+        argv += ["run", "-c", str(config), *extra]
         super().__init__(
             "dnsfailover",
             argv,

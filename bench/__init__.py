@@ -1,0 +1,1 @@
+"""Benchmarks: numbers, not assertions. `make bench` runs them and writes bench/RESULTS.md."""

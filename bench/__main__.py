@@ -1,0 +1,113 @@
+"""`python -m bench [PART ...]`: run benchmarks, write bench/results/PART.json and RESULTS.md.
+
+Parts: flap, failover, footprint, scale (all when none is named). Run it through
+`make bench`, which installs what the benchmarks need and isolates the network (loopback only).
+Each part's JSON records the machine, the commit and the settings next to the figures;
+RESULTS.md is rendered from every JSON file present, so one part can be re-run alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+PARTS = ("flap", "failover", "footprint", "scale")
+TITLES = {
+    "flap": "Flap resistance (simulated clock)",
+    "failover": "Failover time (interval 1 s, fall 2, timeout 1 s)",
+    "footprint": "Footprint",
+    "scale": "Probing at scale",
+}
+
+
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
+
+
+def commit() -> str:
+    done = subprocess.run(
+        ["git", "-C", str(HERE.parent), "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout.strip() or "unknown"
+
+
+def render() -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        "Rendered by `python -m bench` from `bench/results/*.json`; reproduce with `make bench`",
+        "(or `make bench PARTS=failover`). Shared, noisy machines: each figure is repeated and",
+        "reported as median and p95; peers are measured in the same run.",
+    ]
+    for part in PARTS:
+        path = RESULTS / f"{part}.json"
+        if not path.exists():
+            continue
+        document = json.loads(path.read_text())
+        module = importlib.import_module(f"bench.{part}")
+        m = document["machine"]
+        lines += [
+            "",
+            f"## {TITLES[part]}",
+            "",
+            f"Commit `{document['commit']}`, {document['date']}, {m['cpu']}, {m['cores']} cores, "
+            f"Python {m['python']}; {document['seconds']:.0f} s.",
+            "",
+            *module.report(document["results"]),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("parts", nargs="*", metavar="PART", help=", ".join(PARTS))
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, a smoke run")
+    args = parser.parse_args(argv)
+    unknown = set(args.parts) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown part {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
+    RESULTS.mkdir(exist_ok=True)
+    for part in args.parts or PARTS:
+        module = importlib.import_module(f"bench.{part}")
+        print(f"bench: {part} ...", file=sys.stderr, flush=True)
+        started = time.monotonic()
+        results = module.run(quick=args.quick)
+        document = {
+            "part": part,
+            "commit": commit(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine": machine(),
+            "quick": args.quick,
+            "seconds": time.monotonic() - started,
+            "results": results,
+        }
+        (RESULTS / f"{part}.json").write_text(json.dumps(document, indent=1) + "\n")
+        print("\n".join(module.report(results)), file=sys.stderr, flush=True)
+    (HERE / "RESULTS.md").write_text(render())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

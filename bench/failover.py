@@ -1,0 +1,301 @@
+"""Failover time on the lab: two Pebble CAs, BIND primary + secondary, RFC 2136.
+
+interval 1 s, fall 2, timeout 1 s. Outage shapes: the active CA killed (connection refused),
+frozen with SIGSTOP (a hang), and answering 500 serverInternal (a fault proxy in front of it).
+For each repetition: outage start → the probe result that made the instance unhealthy
+(detection, as the daemon received it) → compare-and-swap write acknowledged → the secondary
+serving the new target (polled every 5 ms from here). Also, for the "killed" shape, the
+zone-file provider (named-checkzone on the temporary file, rename, a reload command; "serving"
+means the file on disk holds the new record, as no name server reads it here) and moto's
+Route 53 (write + INSYNC poll every 100 ms; "serving" means list_resource_record_sets returns
+it; moto reports INSYNC at once, so this measures our side, not Route 53's propagation).
+"""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import boto3
+import dns.exception
+import dns.zone
+
+from bench.stats import summary
+from lab import Lab
+from lab.bind import ZONE_TEXT
+from lab.moto import FAKE_KEY_ID, FAKE_SECRET
+from lab.proxy import FaultProxy
+from lab.scenario import NAME, DaemonProcess, wait_for, write_config
+
+A, B = "ca-a.example.test.", "ca-b.example.test."
+FAST = {
+    "checks": {"interval": "1s", "timeout": "1s", "rise": 2, "fall": 2},
+    "hold_down": "1s",
+    "max_flips_per_hour": 10000,
+}
+
+
+def _cli(config: Path, *args: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "dnsfailover", *args, "-c", str(config)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"dnsfailover {' '.join(args)}: exit {done.returncode}: {done.stderr}")
+
+
+def _entry_after(daemon: DaemonProcess, since: float) -> dict[str, Any]:
+    def found() -> dict[str, Any] | None:
+        for entry in daemon.audit():
+            if entry["event"] == "failover" and (entry.get("trigger_at") or 0) >= since:
+                return entry
+        return None
+
+    wait_for(lambda: found() is not None, 10, "the audit entry")
+    entry = found()
+    assert entry is not None
+    return entry
+
+
+def _measure(
+    daemon: DaemonProcess,
+    config: Path,
+    serves: Callable[[str], bool],
+    inject: Callable[[], None],
+    restore: Callable[[], None],
+    reps: int,
+    before_change: Callable[[], None] = lambda: None,
+) -> list[dict[str, float]]:
+    samples = []
+    for _ in range(reps):
+        restore()
+        wait_for(
+            lambda: daemon.health()["services"]["acme"]["instances"]["ca-a"]["state"] == "healthy",
+            30,
+            "ca-a healthy",
+        )
+        if not serves(A):
+            before_change()
+            _cli(config, "failover", "acme", "--to", "ca-a")
+            _cli(config, "release", "acme")
+        wait_for(lambda: serves(A), 10, "the name back on ca-a")
+        before_change()
+        time.sleep(1.5 + random.random())  # past hold-down, at a random probe phase
+        start = time.time()
+        inject()
+        wait_for(lambda: serves(B), 30, "the name on ca-b", step=0.005)
+        served = time.time()
+        entry = _entry_after(daemon, start)
+        samples.append(
+            {
+                "detection": entry["trigger_at"] - start,
+                "decision_to_write_ack": entry["write_acked_at"] - entry["trigger_at"],
+                "overhead": served - entry["trigger_at"],
+                "total": served - start,
+                "write": entry["write_seconds"],
+                "propagation": entry.get("propagation_seconds") or 0.0,
+            }
+        )
+    return samples
+
+
+def _summaries(samples: list[dict[str, float]]) -> dict[str, Any]:
+    keys = samples[0].keys() if samples else []
+    return {k: summary([s[k] for s in samples]) for k in keys} | {"samples": samples}
+
+
+def bind_shapes(reps: int) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    with Lab() as lab:
+        a, b = lab.pebble("ca-a"), lab.pebble("ca-b")
+        bind = lab.bind()
+        config = write_config(lab.directory / "config.yaml", lab, bind, [a, b], FAST)
+        daemon = lab.daemon(config)
+
+        def serves(target: str) -> bool:
+            return bind.secondary.rrset(NAME, "CNAME") == {target}
+
+        def restart() -> None:
+            if not a.running():
+                a.start()
+
+        results["killed"] = _summaries(_measure(daemon, config, serves, a.kill, restart, reps))
+        frozen = {"on": False}
+
+        def freeze() -> None:
+            a.freeze()
+            frozen["on"] = True
+
+        def thaw() -> None:
+            if frozen["on"]:
+                a.resume()
+                frozen["on"] = False
+            restart()
+
+        results["frozen"] = _summaries(_measure(daemon, config, serves, freeze, thaw, reps))
+        daemon.stop()
+        thaw()
+
+        proxy = lab._own(FaultProxy(a.base_url, lab.tls))
+        proxy.start()
+        proxied = lab.directory / "proxied.yaml"
+        write_config(proxied, lab, bind, [a, b], FAST)
+        proxied.write_text(proxied.read_text().replace(a.directory_url, proxy.directory_url))
+        daemon = lab.daemon(proxied)
+
+        def fail() -> None:
+            proxy.fail = True
+
+        def heal() -> None:
+            proxy.fail = False
+
+        results["500"] = _summaries(_measure(daemon, proxied, serves, fail, heal, reps))
+    return results
+
+
+def zonefile_shape(reps: int) -> dict[str, Any]:
+    with Lab() as lab:
+        a, b = lab.pebble("ca-a"), lab.pebble("ca-b")
+        zone = lab.directory / "example.test.zone"
+        zone.write_text(ZONE_TEXT)
+        provider = {
+            "type": "zonefile",
+            "path": str(zone),
+            "zone": "example.test.",
+            "check_command": ["named-checkzone", "example.test.", "{path}"],
+            "reload_command": ["true"],
+        }
+        config = write_config(
+            lab.directory / "config.yaml", lab, None, [a, b], FAST, provider=provider
+        )
+        daemon = lab.daemon(config)
+
+        def serves(target: str) -> bool:
+            try:
+                parsed = dns.zone.from_file(str(zone), origin="example.test.", relativize=False)
+            except dns.exception.DNSException:
+                return False  # between writes: the provider renames a whole file into place
+            rdataset = parsed.get_rdataset(NAME, "CNAME")
+            return rdataset is not None and {rd.to_text() for rd in rdataset} == {target}
+
+        def restart() -> None:
+            if not a.running():
+                a.start()
+
+        return _summaries(_measure(daemon, config, serves, a.kill, restart, reps))
+
+
+def route53_shape(reps: int) -> dict[str, Any]:
+    with Lab() as lab:
+        a, b = lab.pebble("ca-a"), lab.pebble("ca-b")
+        moto = lab.moto()
+        client = boto3.client("route53", **moto.client_kwargs())
+        zone_id = client.create_hosted_zone(Name="example.test.", CallerReference="bench")[
+            "HostedZone"
+        ]["Id"]
+        client.change_resource_record_sets(
+            HostedZoneId=zone_id,
+            ChangeBatch={
+                "Changes": [
+                    {
+                        "Action": "CREATE",
+                        "ResourceRecordSet": {
+                            "Name": NAME,
+                            "Type": "CNAME",
+                            "TTL": 60,
+                            "ResourceRecords": [{"Value": A}],
+                        },
+                    }
+                ]
+            },
+        )
+        credentials = lab.directory / "aws"
+        credentials.write_text(
+            f"[default]\naws_access_key_id = {FAKE_KEY_ID}\naws_secret_access_key = {FAKE_SECRET}\n"
+        )
+        provider = {
+            "type": "route53",
+            "zone": "example.test.",
+            "endpoint_url": moto.endpoint_url,
+            "credentials_file": str(credentials),
+            "poll_interval": "100ms",
+        }
+        config = write_config(
+            lab.directory / "config.yaml", lab, None, [a, b], FAST, provider=provider
+        )
+        daemon = lab.daemon(config)
+
+        def serves(target: str) -> bool:
+            records = client.list_resource_record_sets(
+                HostedZoneId=zone_id, StartRecordName=NAME, StartRecordType="CNAME", MaxItems="1"
+            )["ResourceRecordSets"]
+            return bool(records) and records[0]["ResourceRecords"][0]["Value"] == target
+
+        def restart() -> None:
+            if not a.running():
+                a.start()
+
+        return _summaries(
+            _measure(daemon, config, serves, a.kill, restart, reps, moto.forget_change_history)
+        )
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    reps = 3 if quick else 20
+    return {
+        "rfc2136": bind_shapes(reps),
+        "zonefile": {"killed": zonefile_shape(reps)},
+        "route53_moto": {"killed": route53_shape(reps)},
+        "settings": {"interval": 1.0, "fall": 2, "timeout": 1.0, "reps": reps},
+    }
+
+
+TARGETS = {  # seconds; interval 1, fall 2, timeout 1
+    "overhead_median": 0.100,
+    "overhead_p95": 0.250,
+    "killed_total_median": 2 * 1.0 + 0.3,
+    "frozen_total_median": 2 * 1.0 + 1.0 + 0.3,
+}
+
+
+def _ms(value: float) -> str:
+    return f"{value * 1000:.0f}"
+
+
+def report(results: dict[str, Any]) -> list[str]:
+    lines = [
+        "| provider | shape | n | detection med / p95 (ms) | deciding result → write acked "
+        "med / p95 | overhead (→ serving) med / p95 | total med / p95 | target |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for provider in ("rfc2136", "zonefile", "route53_moto"):
+        for shape, r in results.get(provider, {}).items():
+            total_target = TARGETS.get(f"{shape}_total_median")
+            verdicts = [
+                r["overhead"]["median"] <= TARGETS["overhead_median"],
+                r["overhead"]["p95"] <= TARGETS["overhead_p95"],
+            ]
+            if total_target is not None:
+                verdicts.append(r["total"]["median"] <= total_target)
+            target = "met" if all(verdicts) else "**missed**"
+            lines.append(
+                f"| {provider} | {shape} | {r['total']['n']} "
+                + "".join(
+                    f"| {_ms(r[key]['median'])} / {_ms(r[key]['p95'])} "
+                    for key in ("detection", "decision_to_write_ack", "overhead", "total")
+                )
+                + f"| {target} |"
+            )
+    lines += [
+        "",
+        "Targets: overhead (deciding probe result → the new answer served) median ≤ 100 ms, "
+        "p95 ≤ 250 ms; total for killed ≤ 2.3 s, for frozen ≤ 3.3 s (medians). "
+        "The 500 shape has no total target; it is detected like a killed CA.",
+    ]
+    return lines
