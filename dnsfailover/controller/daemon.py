@@ -77,8 +77,7 @@ class Daemon:
         self._retry_at: dict[str, float] = {}  # service → monotonic time of the next try
         self._backoff: dict[str, float] = {}
         self._job_keys: set[str] = set()
-        self._running: set[str] = set()  # probes running now, by job key
-        self._running_lock = threading.Lock()
+        self._probe_locks: dict[str, threading.Lock] = {}  # one run of a probe at a time
         self._ready = False
         self._register(self.runtime)
 
@@ -113,28 +112,29 @@ class Daemon:
     def _probe(self, job: ProbeJob) -> None:
         """Runs on a scheduler thread: probe, hand the result to the controller thread.
 
-        A probe never runs twice at once (its first run and its first scheduled run could
-        meet if the first overran its deadline): the later one is skipped."""
-        with self._running_lock:
-            if job.key in self._running:
-                log.debug("probe_skipped job=%s: still running", job.key)
-                return
-            self._running.add(job.key)
+        A probe never runs twice at once. A run that finds the last one still going (a
+        target that hangs until the deadline, when the timeout is as long as the interval)
+        waits for it, up to one timeout, and then starts at once: skipping it would delay
+        detecting a hung instance by a whole interval."""
+        lock = self._probe_locks.setdefault(job.key, threading.Lock())
+        if not lock.acquire(timeout=job.timeout):
+            log.warning("probe_skipped job=%s: the last run has not ended", job.key)
+            return
         try:
             result = job.probe.run(time.monotonic() + job.timeout)
         except Exception:  # a probe bug must not kill its schedule
             log.exception("probe_crashed job=%s", job.key)
             return
         finally:
-            with self._running_lock:
-                self._running.discard(job.key)
+            lock.release()
         self.results.put((job, result))
 
     def _start_scheduler(self) -> None:
         workers = max(4, min(MAX_PROBE_THREADS, len(self.runtime.jobs)))
         scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=workers)},
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+            # Two instances of a job may be started; _probe makes the second wait for the first.
+            job_defaults={"coalesce": True, "max_instances": 2, "misfire_grace_time": None},
         )
         now = time.time()
         for job in self.runtime.jobs:

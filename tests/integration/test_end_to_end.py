@@ -69,12 +69,18 @@ def test_killed_active_moves_and_the_secondary_serves_it(scene: Scene) -> None:
     assert "Connection refused" in entry["health"]["ca-a"]["reason"]
 
 
-def test_frozen_active_moves_within_fall_interval_timeout(scene: Scene) -> None:
+@pytest.mark.parametrize("timeout", ["800ms", "1s"], ids=["timeout_under_interval", "equal"])
+def test_frozen_active_moves_and_no_probe_run_is_skipped(scene: Scene, timeout: str) -> None:
+    """A hung probe ends at its deadline, just as its next run is due: that run waits for it
+    instead of being dropped (which would cost a whole interval of detection)."""
+    scene.rewrite({"checks": {"interval": "1s", "timeout": timeout, "rise": 2, "fall": 2}})
     daemon = scene.daemon()
     wait_for(lambda: daemon.health()["services"]["acme"]["active"] == "ca-a", 10, "settled")
     scene.a.freeze()
     wait_for(lambda: scene.serves(B), 10, "the name on ca-b")
     scene.a.resume()
+    log = daemon.log_since_start()
+    assert "probe_skipped" not in log and "maximum number of running instances" not in log
 
 
 def test_all_down_changes_nothing_then_sticky_when_one_returns(scene: Scene) -> None:
