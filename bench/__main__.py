@@ -84,12 +84,15 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("parts", nargs="*", metavar="PART", help=", ".join(PARTS))
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, a smoke run")
+    parser.add_argument(
+        "--render", action="store_true", help="only render RESULTS.md from the JSON results"
+    )
     args = parser.parse_args(argv)
     unknown = set(args.parts) - set(PARTS)
     if unknown:
         parser.error(f"unknown part {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
     RESULTS.mkdir(exist_ok=True)
-    for part in args.parts or PARTS:
+    for part in [] if args.render else args.parts or PARTS:
         module = importlib.import_module(f"bench.{part}")
         print(f"bench: {part} ...", file=sys.stderr, flush=True)
         started = time.monotonic()

@@ -130,7 +130,7 @@ def report(results: dict[str, Any]) -> list[str]:
         "The one flip left is a real failover: the active instance failed `fall` probes in a row",
         "(with 20% random failures, three in a row happens 0.8% of cycles, about 65 times in",
         "10,000), and the name moved to `b` and stayed there. Before failback asked for steady",
-        "health (every probe passing for `failback_after`, commit after d071ed0), failback auto",
+        "health (every probe passing for `failback_after`, commit cddf6a9), failback auto",
         "moved the name back whenever `a` had merely been HEALTHY for 10 min: 56.5 flips (max 67)",
         "at fall 2 and 68.5 (max 77) at fall 3 over 10,000 cycles.",
     ]

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import json
 import secrets
-import ssl
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
 
-from lab.net import LOOPBACK
+from lab.httpserver import LoopbackServer
 from lab.tls import CertFiles
 
 Route = Callable[[BaseHTTPRequestHandler], None]
@@ -159,11 +156,10 @@ class _KeepAliveHandler(_Handler):
     protocol_version = "HTTP/1.1"
 
 
-class HostileServer(ThreadingHTTPServer):
+class HostileServer(LoopbackServer):
     """`keep_alive`: answer HTTP/1.1 and keep connections open (the default closes each one).
     `connections` counts the connections accepted."""
 
-    daemon_threads = True
     name = "hostile"
 
     def __init__(
@@ -172,36 +168,5 @@ class HostileServer(ThreadingHTTPServer):
         routes: dict[str, Route] | None = None,
         keep_alive: bool = False,
     ) -> None:
-        super().__init__((LOOPBACK, 0), _KeepAliveHandler if keep_alive else _Handler)
+        super().__init__(_KeepAliveHandler if keep_alive else _Handler, tls)
         self.routes = dict(HOSTILE_ROUTES if routes is None else routes)
-        self.connections = 0
-        self.tls = tls is not None
-        if tls is not None:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(str(tls.cert), str(tls.key))
-            self.socket = context.wrap_socket(
-                self.socket, server_side=True, do_handshake_on_connect=False
-            )
-        self._thread = threading.Thread(target=self.serve_forever, name="hostile", daemon=True)
-
-    def get_request(self) -> tuple[Any, Any]:
-        accepted = super().get_request()
-        self.connections += 1
-        return accepted
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
-
-    def url(self, path: str, host: str = LOOPBACK) -> str:
-        return f"{'https' if self.tls else 'http'}://{host}:{self.port}{path}"
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "(in-process test server)"

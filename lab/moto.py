@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -71,3 +72,24 @@ class MotoServer:
             "aws_access_key_id": FAKE_KEY_ID,
             "aws_secret_access_key": FAKE_SECRET,
         }
+
+    def write_credentials(self, path: Path) -> Path:
+        """An AWS shared-credentials file with the lab's fake keys, for `credentials_file`."""
+        path.write_text(
+            f"[default]\naws_access_key_id = {FAKE_KEY_ID}\naws_secret_access_key = {FAKE_SECRET}\n"
+        )
+        return path
+
+    def zone_with_cname(self, zone: str, name: str, target: str) -> tuple[Any, str]:
+        """A hosted zone holding `name` CNAME `target` (TTL 60); a boto3 client and its id."""
+        import boto3
+
+        client = boto3.client("route53", **self.client_kwargs())
+        created = client.create_hosted_zone(Name=zone, CallerReference=f"lab-{name}")
+        zone_id = str(created["HostedZone"]["Id"])
+        record = {"Name": name, "Type": "CNAME", "TTL": 60, "ResourceRecords": [{"Value": target}]}
+        client.change_resource_record_sets(
+            HostedZoneId=zone_id,
+            ChangeBatch={"Changes": [{"Action": "CREATE", "ResourceRecordSet": record}]},
+        )
+        return client, zone_id

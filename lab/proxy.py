@@ -8,13 +8,11 @@ directory URLs for the proxy's address. Runs in a thread of the calling process,
 from __future__ import annotations
 
 import json
-import ssl
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import requests
 
-from lab.net import LOOPBACK
+from lab.httpserver import LoopbackServer
 from lab.tls import LabCA
 
 PROBLEM = json.dumps(
@@ -22,8 +20,7 @@ PROBLEM = json.dumps(
 ).encode()
 
 
-class FaultProxy(ThreadingHTTPServer):
-    daemon_threads = True
+class FaultProxy(LoopbackServer):
     name = "fault-proxy"
 
     def __init__(self, upstream: str, tls: LabCA) -> None:
@@ -32,32 +29,11 @@ class FaultProxy(ThreadingHTTPServer):
         self.session = requests.Session()
         self.session.trust_env = False
         self.verify = str(tls.cert_path)
-        super().__init__((LOOPBACK, 0), _Handler)
-        files = tls.issue(f"proxy-{self.server_address[1]}")
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(str(files.cert), str(files.key))
-        self.socket = context.wrap_socket(
-            self.socket, server_side=True, do_handshake_on_connect=False
-        )
-        self._thread = threading.Thread(target=self.serve_forever, name="proxy", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self.server_address[1])
+        super().__init__(_Handler, tls.issue("fault-proxy"))
 
     @property
     def directory_url(self) -> str:
-        return f"https://{LOOPBACK}:{self.port}/dir"
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-
-    def log_tail(self, lines: int = 40) -> str:
-        return "(in-process proxy)"
+        return self.url("/dir")
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -4,43 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import boto3
 import dns.serial
 import dns.zone
 
 from lab import Lab
 from lab.bind import ZONE_TEXT
-from lab.moto import FAKE_KEY_ID, FAKE_SECRET
+from lab.moto import FAKE_SECRET
 from lab.scenario import NAME, wait_for, write_config
 
 
 def test_failover_through_route53_on_moto(lab: Lab, tmp_path: Path) -> None:
     a, b = lab.pebble("ca-a"), lab.pebble("ca-b")
     moto = lab.moto()
-    client = boto3.client("route53", **moto.client_kwargs())
-    zone_id = client.create_hosted_zone(Name="example.test.", CallerReference="e2e")["HostedZone"][
-        "Id"
-    ]
-    client.change_resource_record_sets(
-        HostedZoneId=zone_id,
-        ChangeBatch={
-            "Changes": [
-                {
-                    "Action": "CREATE",
-                    "ResourceRecordSet": {
-                        "Name": NAME,
-                        "Type": "CNAME",
-                        "TTL": 60,
-                        "ResourceRecords": [{"Value": "ca-a.example.test."}],
-                    },
-                }
-            ]
-        },
-    )
-    credentials = tmp_path / "aws"
-    credentials.write_text(
-        f"[default]\naws_access_key_id = {FAKE_KEY_ID}\naws_secret_access_key = {FAKE_SECRET}\n"
-    )
+    client, zone_id = moto.zone_with_cname("example.test.", NAME, "ca-a.example.test.")
+    credentials = moto.write_credentials(tmp_path / "aws")
     provider = {
         "type": "route53",
         "zone": "example.test.",

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dnsfailover.cli.main import main
 from lab import Lab
-from lab.moto import FAKE_KEY_ID, FAKE_SECRET
+from lab.moto import FAKE_SECRET
 from lab.net import free_port
 from lab.scenario import NAME, wait_for, write_config
 
@@ -134,9 +134,7 @@ def test_no_secret_in_logs_status_metrics_audit_or_errors(
     wrong = "d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldC13cm9uZy0="
     monkeypatch.setenv("LAB_TSIG_SECRET", wrong)
     moto = lab.moto()
-    credentials = tmp_path / "aws"
-    credentials.write_text(f"[default]\naws_access_key_id = {FAKE_KEY_ID}\n"
-                           f"aws_secret_access_key = {FAKE_SECRET}\n")  # fmt: skip
+    credentials = moto.write_credentials(tmp_path / "aws")
     port = free_port()
     config = write_config(tmp_path / "config.yaml", lab, bind, [a, b],
                           metrics_listen=f"127.0.0.1:{port}")  # fmt: skip

@@ -15,7 +15,7 @@ from dnsfailover.providers import Change
 from dnsfailover.providers.route53 import Route53Provider
 from dnsfailover.rrset import RRset
 from lab import Lab
-from lab.moto import FAKE_KEY_ID, FAKE_SECRET, MotoServer
+from lab.moto import FAKE_SECRET, MotoServer
 
 ACME = "acme.example.test."
 
@@ -35,10 +35,7 @@ def _zone(moto: MotoServer, name: str = "example.test.", private: bool = False) 
 
 
 def provider(moto: MotoServer, tmp_path: Path, **overrides: object) -> Route53Provider:
-    credentials = tmp_path / "aws-credentials"
-    credentials.write_text(
-        f"[default]\naws_access_key_id = {FAKE_KEY_ID}\naws_secret_access_key = {FAKE_SECRET}\n"
-    )
+    credentials = moto.write_credentials(tmp_path / "aws-credentials")
     settings: dict[str, object] = {
         "type": "route53",
         "zone": "example.test.",
