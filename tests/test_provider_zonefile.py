@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -54,6 +56,40 @@ def test_read_and_compare_and_swap(tmp_path: Path) -> None:
     assert receipt.token == "2026112800"
     assert dns.read(ACME, "CNAME") == WEST
     assert dns.wait(receipt, timeout=1).complete
+
+
+def test_reads_see_every_edit_of_the_file(tmp_path: Path) -> None:
+    """read() keeps the parsed zone while the file is unchanged; any edit is seen."""
+    dns = provider(tmp_path)
+    assert dns.read(ACME, "CNAME") == EAST
+    text = dns.path.read_text()
+    dns.path.write_text(text.replace("ca-east", "ca-west"))  # in place: same inode and size
+    assert dns.read(ACME, "CNAME") == WEST
+    replacement = dns.path.with_name("new.zone")
+    replacement.write_text(text)  # an editor that renames a new file into place
+    replacement.replace(dns.path)
+    assert dns.read(ACME, "CNAME") == EAST
+    dns.path.unlink()
+    with pytest.raises(ProviderError, match="does not exist"):
+        dns.read(ACME, "CNAME")
+
+
+def test_a_still_zone_file_is_parsed_once_until_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dns = provider(tmp_path)
+    long_ago = time.time() - 60
+    os.utime(dns.path, (long_ago, long_ago))
+    loads: list[object] = []
+    load = dns._load
+    monkeypatch.setattr(dns, "_load", lambda path=None: loads.append(path) or load(path))
+    for _ in range(3):
+        assert dns.read(ACME, "CNAME") == EAST
+    assert len(loads) == 1
+    dns.path.write_text(dns.path.read_text().replace("ca-east", "ca-west"))
+    os.utime(dns.path, (long_ago + 1, long_ago + 1))  # an old mtime, but not the same one
+    assert dns.read(ACME, "CNAME") == WEST
+    assert len(loads) == 2
 
 
 def test_stale_read_is_a_conflict_and_the_file_is_untouched(tmp_path: Path) -> None:

@@ -280,13 +280,13 @@ class Daemon:
         return self.tracker.snapshot(self.clock())
 
     def reconcile(self, service: str, trigger_at: float | None = None) -> Report:
-        snapshot = self.snapshot()
+        health = self.tracker.instances(service)  # this service only: a cycle reconciles all
         settings = self.runtime.config.services[service]
         report = self.reconciler.reconcile(
             service,
             settings,
             self.runtime.provider_for(settings),
-            snapshot.services[service],
+            health,
             trigger_at=trigger_at,
         )
         self.last_reports[service] = report
@@ -295,9 +295,7 @@ class Daemon:
             self.active[service] = decision.target
         elif decision is not None and not report.drift:
             self.active[service] = decision.current
-        self._record_report(
-            report, [i.name for i in settings.instances], snapshot.services[service]
-        )
+        self._record_report(report, [i.name for i in settings.instances], health)
         self._schedule_retry(service, report)
         return report
 

@@ -147,6 +147,12 @@ class HealthTracker:
         checks[result.check] = step(checks[result.check], result, rise, fall)
         return before, combine(instance, checks)
 
+    def instances(self, service: str) -> Mapping[str, InstanceHealth]:
+        """One service's instances, as snapshot() would give them (without building the rest)."""
+        return MappingProxyType(
+            {name: combine(name, self._checks[(service, name)]) for name in self._order[service]}
+        )
+
     def snapshot(self, at: float) -> HealthSnapshot:
         services = {
             service: MappingProxyType(

@@ -37,6 +37,9 @@ from dnsfailover.rrset import RRset, describe, same_values
 log = logging.getLogger(__name__)
 
 
+STILL_SECONDS = 2.0  # a zone file unchanged this long may be kept parsed between reads
+
+
 def next_serial(old: int, today: dt.date) -> int:
     """The larger, in RFC 1982 arithmetic, of today's YYYYMMDD00 and old + 1 (mod 2**32)."""
     dated = int(today.strftime("%Y%m%d")) * 100
@@ -58,6 +61,7 @@ class ZoneFileProvider(Provider):
         self.settings = settings
         self.path = Path(settings.path)
         self._today = today
+        self._parsed: tuple[tuple[int, int, int], dns.zone.Zone] | None = None
 
     # ------------------------------------------------------------------ file plumbing
 
@@ -128,7 +132,30 @@ class ZoneFileProvider(Provider):
     # ------------------------------------------------------------------ hooks
 
     def _read(self, name: str, rdtype: str) -> RRset | None:
-        return self._rrset_in(self._load(), name, rdtype)
+        return self._rrset_in(self._current(), name, rdtype)
+
+    def _current(self) -> dns.zone.Zone:
+        """The zone as the file is now, parsed again only when the file changed (another inode,
+        size or mtime; our own writes rename a new file into place). The daemon reads every
+        service's record each cycle: with hundreds of services in one zone, parsing the whole
+        file for each of them was most of its controller thread's time. Writes always parse
+        the file afresh under the lock."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise ProviderError(f"zone file {self.path} does not exist") from None
+        except OSError as e:
+            raise ProviderError(f"zone file {self.path}: {e.strerror}") from None
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if self._parsed is not None and self._parsed[0] == key:
+            return self._parsed[1]
+        zone = self._load()
+        # As git does with racily clean files: mtime ticks are coarse (a few ms), so an edit
+        # right after the one we parsed could leave the key unchanged. Keep the parse only if
+        # the file had been still for a while when we read it.
+        if time.time() - st.st_mtime_ns / 1e9 > STILL_SECONDS:
+            self._parsed = (key, zone)
+        return zone
 
     def _write(self, change: Change) -> str:
         with self._locked():
