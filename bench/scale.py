@@ -121,7 +121,8 @@ def _measure_window(pid: int, nginx: NginxTargets, rounds: int, latencies: Any) 
 def _ours(lab: Lab, nginx: NginxTargets, count: int, windows: int, rounds: int) -> list[Any]:
     directory = lab.directory / f"ours-{count}"
     directory.mkdir()
-    daemon = DaemonProcess(write_config(directory, lab, nginx, count), verbose=False)
+    config = write_config(directory, lab, nginx, count)
+    daemon = DaemonProcess(config, verbose=False, start_timeout=120)
     started = time.monotonic()
     daemon.start()
     samples: dict[tuple[str, float], float] = {}
@@ -140,7 +141,7 @@ def _ours(lab: Lab, nginx: NginxTargets, count: int, windows: int, rounds: int) 
     collector = threading.Thread(target=collect, daemon=True)
     collector.start()
     try:
-        wait_for(lambda: _settled(daemon, count), 60, f"{count} instances healthy")
+        wait_for(lambda: _settled(daemon, count), 180, f"{count} instances healthy")
         ready = time.monotonic() - started
         time.sleep(INTERVAL)  # one more round: steady state
 

@@ -87,8 +87,10 @@ class DaemonProcess(ManagedProcess):
         *extra: str,
         env: dict[str, str] | None = None,
         verbose: bool = True,
+        start_timeout: float = 30.0,
     ) -> None:
         self.config = config
+        self.start_timeout = start_timeout
         self.state_dir = Path(yaml.safe_load(config.read_text())["state_dir"])
         argv = [sys.executable, "-m", "dnsfailover", *(["-v"] if verbose else [])]
         argv += ["run", "-c", str(config), *extra]
@@ -101,7 +103,7 @@ class DaemonProcess(ManagedProcess):
 
     def start(self) -> None:
         super().start()
-        self.wait_until(lambda: self.health() is not None, timeout=30)
+        self.wait_until(lambda: self.health() is not None, timeout=self.start_timeout)
 
     def health(self) -> dict[str, Any] | None:
         try:
