@@ -45,12 +45,16 @@ def machine() -> dict[str, Any]:
 
 
 def commit() -> str:
-    done = subprocess.run(
-        ["git", "-C", str(HERE.parent), "describe", "--always", "--dirty"],
-        capture_output=True,
-        text=True,
-    )
-    return done.stdout.strip() or "unknown"
+    """HEAD, with "-dirty" if anything but the benchmark results differs from it."""
+
+    def git(*args: str) -> str:
+        argv = ["git", "-C", str(HERE.parent), *args]
+        done = subprocess.run(argv, capture_output=True, text=True)
+        return done.stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    changed = git("status", "--porcelain", "--", ".", ":!bench/results", ":!bench/RESULTS.md")
+    return head + ("-dirty" if changed else "")
 
 
 def render() -> str:

@@ -37,17 +37,20 @@ print("boto3" in sys.modules)
 """
 
 
-def _start(config: Path, notify: Path) -> tuple[ManagedProcess, float]:
-    """Start the daemon; return it and the seconds until READY=1."""
+def _start(lab: Lab, config: Path, notify: Path) -> tuple[ManagedProcess, float]:
+    """Start the daemon (the lab stops it at close, whatever happens); return it and the
+    seconds until READY=1."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
         notify.unlink(missing_ok=True)
         listener.bind(str(notify))
         listener.settimeout(60)
-        daemon = ManagedProcess(
-            "dnsfailover",
-            [sys.executable, "-m", "dnsfailover", "run", "-c", str(config)],
-            config.parent / "daemon.log",
-            env={"NOTIFY_SOCKET": str(notify)},
+        daemon = lab._own(
+            ManagedProcess(
+                "dnsfailover",
+                [sys.executable, "-m", "dnsfailover", "run", "-c", str(config)],
+                config.parent / "daemon.log",
+                env={"NOTIFY_SOCKET": str(notify)},
+            )
         )
         started = time.monotonic()
         daemon.start()
@@ -94,7 +97,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         config = write_config(directory, lab, nginx, 10)
         times = []
         for _ in range(starts):
-            daemon, seconds = _start(config, directory / "notify")
+            daemon, seconds = _start(lab, config, directory / "notify")
             times.append(seconds)
             daemon.stop()
         results["ready_seconds"] = summary(times) | {"samples": times}
@@ -106,7 +109,9 @@ def run(quick: bool = False) -> dict[str, Any]:
         rss = {}
         for count in sizes:
             directory = _directory(lab, f"size-{count}")
-            daemon, _ = _start(write_config(directory, lab, nginx, count), directory / "notify")
+            daemon, _ = _start(
+                lab, write_config(directory, lab, nginx, count), directory / "notify"
+            )
             try:
                 time.sleep(2 * INTERVAL)
                 rss[str(count)] = memory_mb(daemon.pid)

@@ -122,7 +122,7 @@ def _ours(lab: Lab, nginx: NginxTargets, count: int, windows: int, rounds: int) 
     directory = lab.directory / f"ours-{count}"
     directory.mkdir()
     config = write_config(directory, lab, nginx, count)
-    daemon = DaemonProcess(config, verbose=False, start_timeout=120)
+    daemon = lab._own(DaemonProcess(config, verbose=False, start_timeout=120))  # stopped at close
     started = time.monotonic()
     daemon.start()
     samples: dict[tuple[str, float], float] = {}
@@ -168,7 +168,7 @@ def _settled(daemon: DaemonProcess, count: int) -> bool:
 def _blackbox(
     lab: Lab, nginx: NginxTargets, count: int, windows: int, rounds: int, spread: bool
 ) -> list[Any]:
-    exporter = BlackboxExporter(lab.directory / f"blackbox-{count}-{spread}", lab.tls)
+    exporter = lab._own(BlackboxExporter(lab.directory / f"blackbox-{count}-{spread}", lab.tls))
     exporter.start()
     ports = list(nginx.ports)[:count]
     local = threading.local()
