@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import socket
 import time
+from pathlib import Path
 
-from dnsfailover.probes.http import _Budget
+import pytest
+import requests
+
+from dnsfailover.probes.http import HttpClient, _Budget
 
 
 def test_expiry_shuts_down_the_probe_socket() -> None:
@@ -39,3 +43,14 @@ def test_expiry_leaves_a_reused_fd_number_alone() -> None:
             os.close(number)
         other.close()
         other_peer.close()
+
+
+def test_an_unreadable_ca_bundle_fails_each_request_not_the_client(tmp_path: Path) -> None:
+    """A bundle that is missing or garbage must not stop the daemon from building its probes:
+    each probe reports it instead."""
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    for bundle in (tmp_path / "missing.pem", garbage):
+        client = HttpClient(ca_bundle=str(bundle))
+        with pytest.raises((OSError, requests.RequestException)):
+            client.request("GET", "https://127.0.0.1:9/dir", time.monotonic() + 1, 1000)

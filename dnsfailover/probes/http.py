@@ -112,22 +112,29 @@ _contexts: dict[tuple[str, int, int, bool], ssl.SSLContext] = {}
 _contexts_lock = threading.Lock()
 
 
-def _ssl_context(bundle: str, pinned_name: bool) -> ssl.SSLContext:
+def _ssl_context(bundle: str, pinned_name: bool) -> ssl.SSLContext | None:
     """One verifying context per (CA bundle as it is on disk now, hostname mode).
 
     With a pinned server name urllib3 checks the name itself and turns the context's
     check_hostname off; such contexts are made with it off, so urllib3 never changes a context
-    another client relies on.
+    another client relies on. None when the bundle cannot be read or parsed now: the client
+    then loads it for each connection, and each probe reports why it fails.
     """
-    st = os.stat(bundle)
+    try:
+        st = os.stat(bundle)
+    except OSError:
+        return None
     key = (bundle, st.st_mtime_ns, st.st_size, pinned_name)
     with _contexts_lock:
         context = _contexts.get(key)
         if context is None:
-            context = ssl.create_default_context(
-                cafile=None if os.path.isdir(bundle) else bundle,
-                capath=bundle if os.path.isdir(bundle) else None,
-            )
+            try:
+                context = ssl.create_default_context(
+                    cafile=None if os.path.isdir(bundle) else bundle,
+                    capath=bundle if os.path.isdir(bundle) else None,
+                )
+            except (OSError, ssl.SSLError):
+                return None
             if pinned_name:
                 context.check_hostname = False
             for stale in [k for k in _contexts if k[0] == bundle and k[3] == pinned_name]:
