@@ -9,8 +9,7 @@ the same host.
 A probe runs its requests inside `HttpClient.scope(deadline)`: one budget, one fresh
 connection pool, closed when the probe ends. The requests of one probe (directory, then
 newNonce) share a keep-alive connection, every socket of the scope is registered, and no
-connection outlives the probe. A request made outside a scope gets its own budget and
-`Connection: close`.
+connection outlives the probe. A request made outside a scope runs in a scope of its own.
 
 TLS is always verified. The SSLContext (trust anchors loaded once) is shared by every client
 with the same CA bundle file and the same hostname mode, and rebuilt when the file changes;
@@ -279,7 +278,6 @@ class HttpClient:
             if isinstance(self.verify, str)
             else None
         )
-        self.session = self._new_session()
 
     def _new_session(self) -> requests.Session:
         session = requests.Session()
@@ -288,9 +286,6 @@ class HttpClient:
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         return session
-
-    def close(self) -> None:
-        self.session.close()
 
     @contextlib.contextmanager
     def scope(self, deadline: float) -> Iterator[None]:
@@ -319,8 +314,12 @@ class HttpClient:
         max_redirects: int = 2,
     ) -> Response:
         """One exchange (following same-host redirects), all of it before `deadline`."""
+        scope = _scope.get()
+        if scope is None:  # not inside a probe's scope: a scope of its own
+            with self.scope(deadline):
+                return self.request(method, url, deadline, max_bytes, headers, data, max_redirects)
         for _ in range(max_redirects + 1):
-            response = self._once(method, url, deadline, max_bytes, headers, data)
+            response = self._once(scope, method, url, deadline, max_bytes, headers, data)
             location = response.header("Location")
             if response.status not in (301, 302, 303, 307, 308) or not location:
                 return response
@@ -335,6 +334,7 @@ class HttpClient:
 
     def _once(
         self,
+        scope: _Scope,
         method: str,
         url: str,
         deadline: float,
@@ -342,26 +342,19 @@ class HttpClient:
         headers: dict[str, str] | None,
         data: bytes | None,
     ) -> Response:
-        scope = _scope.get()
-        budget = scope.budget if scope is not None else _Budget(deadline)
-        session = scope.session if scope is not None else self.session
+        budget = scope.budget
         remaining = min(budget.remaining(), deadline - time.monotonic())
         if remaining <= 0:
             raise ProbeTimeout
         all_headers = {"User-Agent": USER_AGENT, **(headers or {})}
-        if scope is None:
-            all_headers["Connection"] = "close"  # no connection may outlive its budget
         if self.server_name:
             port = urlsplit(url).port
             default = 443 if url.startswith("https:") else 80
             all_headers["Host"] = self.server_name + (
                 f":{port}" if port not in (None, default) else ""
             )
-        if scope is None:
-            token = _budget.set(budget)
-            _WATCHDOG.watch(budget)
         try:
-            with session.request(
+            with scope.session.request(
                 method,
                 url,
                 headers=all_headers,
@@ -374,16 +367,10 @@ class HttpClient:
                 body = self._read(raw, budget, max_bytes)
                 peer = budget.peer_cert
                 status, response_headers = raw.status_code, raw.headers
-                if scope is None:
-                    budget.finish()
         except (requests.RequestException, OSError, urllib3.exceptions.HTTPError) as e:
             if budget.expired or budget.remaining() <= 0:
                 raise ProbeTimeout from None
             raise e
-        finally:
-            if scope is None:
-                budget.finish()
-                _budget.reset(token)
         cert = x509.load_der_x509_certificate(peer) if peer else None
         return Response(status, response_headers, body, url, cert)
 
