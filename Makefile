@@ -28,6 +28,10 @@ lint: deps
 	$(VENV)/bin/ruff check $(LINT_PATHS)
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy dnsfailover
+	$(VENV)/bin/lint-imports
+	$(PY) -c "import sys, dnsfailover.policy, dnsfailover.plan; \
+	  loaded = [m for m in ('requests', 'urllib3', 'cryptography', 'dns.query') if m in sys.modules]; \
+	  sys.exit(f'the pure core loads {loaded} on import' if loaded else 0)"
 
 deps: system-deps $(VENV)/.installed
 

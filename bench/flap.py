@@ -1,10 +1,13 @@
 """Flap resistance on a simulated clock: the real tracker and policy, no servers.
 
-Two instances: `a` is active and first in the list, `b` always passes. `a` either fails 20%
-of its probes at random or alternates pass/fail. Every cycle (10 s of simulated time) each
-instance gets one result, then the policy decides and a MOVE is applied at once, as the
-controller would. Counted over 10,000 cycles, for fall 1, 2 and 3 (rise 3, the default):
-how often `a` turned unhealthy, and how often the name moved (a "flip").
+Two instances: `a` is active and first in the list, `b` always passes. Both start healthy
+(`rise` passing probes); then `a` either fails 20% of its probes at random or alternates
+pass/fail. (An active that alternates from its very first probe never settles, and after the
+settle window it is left for the healthy `b`: not known healthy is not healthy.) Every cycle
+(10 s of simulated time) each instance gets one result, then the policy decides and a MOVE
+is applied at once, as the controller would. Counted over 10,000 cycles, for fall 1, 2
+and 3 (rise 3, the default): how often `a` turned unhealthy, and how often the name moved
+(a "flip").
 
 The policy runs with the shipped defaults (failback manual, hold-down 5 min, 4 flips an hour)
 and also with failback auto after 10 min, the setting that could move the name back and forth.
@@ -20,7 +23,7 @@ from bench.stats import summary
 from dnsfailover.config.models import Service
 from dnsfailover.health import HealthTracker, State
 from dnsfailover.policy import Kind, PolicyInput, decide
-from dnsfailover.probes import Outcome, ProbeResult
+from dnsfailover.results import Outcome, ProbeResult
 
 INTERVAL = 10.0
 CYCLES = 10_000
@@ -65,9 +68,9 @@ def simulate(
         tracker.register("acme", name, "acme", True)
     current, unhealthy = "a", 0
     flips: list[float] = []
-    for cycle in range(cycles):
+    for cycle in range(-RISE, cycles):
         now = cycle * INTERVAL
-        passes = {"a": next(pattern), "b": True}
+        passes = {"a": next(pattern) if cycle >= 0 else True, "b": True}
         for name, ok in passes.items():
             outcome = Outcome.HEALTHY if ok else Outcome.UNHEALTHY
             before, after = tracker.observe(

@@ -79,6 +79,36 @@ class Metrics:
             ["service"],
             registry=r,
         )
+        self.unsettled = Gauge(
+            "dnsfailover_instance_unsettled_seconds",
+            "How long an instance has had results without settling (UNKNOWN); 0 once settled.",
+            ["service", "instance"],
+            registry=r,
+        )
+        self.flips_last_hour = Gauge(
+            "dnsfailover_flips_last_hour",
+            "DNS changes of the service in the last hour (compare with max_flips_per_hour).",
+            ["service"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "dnsfailover_change_in_flight_seconds",
+            "Age of the service's DNS change being written and confirmed; 0 when none.",
+            ["service"],
+            registry=r,
+        )
+        self.overdue = Gauge(
+            "dnsfailover_change_overdue",
+            "1 while the service's change has been in flight longer than its timeout.",
+            ["service"],
+            registry=r,
+        )
+        self.unconfirmed = Gauge(
+            "dnsfailover_change_unconfirmed",
+            "1 while a written change is not yet served by every server that answers clients.",
+            ["service"],
+            registry=r,
+        )
         self.write_seconds = Histogram(
             "dnsfailover_dns_write_duration_seconds",
             "Compare-and-swap write, acknowledged.",

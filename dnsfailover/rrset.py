@@ -66,3 +66,22 @@ def same_values(a: RRset | None, b: RRset | None) -> bool:
 
 def describe(rrset: RRset | None) -> str:
     return "(absent)" if rrset is None else rrset.text()
+
+
+@dataclass(frozen=True)
+class Change:
+    """Replace `before` (what was just read; None when absent) with `after`."""
+
+    before: RRset | None
+    after: RRset
+
+    @property
+    def name(self) -> str:
+        return self.after.name
+
+    @property
+    def rdtype(self) -> str:
+        return self.after.rdtype
+
+    def summary(self) -> str:
+        return f"{self.name} {self.rdtype}: {describe(self.before)} -> {self.after.text()}"

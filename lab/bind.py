@@ -113,6 +113,27 @@ class NamedServer(ManagedProcess):
         return {rd.to_text() for rrset in response.answer if rrset.rdtype == wanted for rd in rrset}
 
 
+_FILE_ZONE = """\
+zone "example.test" {{ type primary; file "{file}"; }};
+"""
+
+
+def file_server(directory: Path, zone_file: Path) -> NamedServer:
+    """A BIND that serves `zone_file` as it is on disk (no dynamic updates): SIGHUP reloads it,
+    as `rndc reload` would (the lab runs named without a control channel)."""
+    port = free_port()
+    options = _OPTIONS.format(keys=_empty_keys(directory), dir=directory, port=port, extra="")
+    return NamedServer("bind-file", directory, port, options + _FILE_ZONE.format(file=zone_file))
+
+
+def _empty_keys(directory: Path) -> Path:
+    keys = directory / "keys"
+    keys.mkdir(parents=True, exist_ok=True)
+    for name in ("ddns.key", "xfr.key", "other.key"):
+        (keys / name).write_text("")
+    return keys
+
+
 class BindPair:
     """A primary that takes signed updates for MANAGED names, and a secondary fed by IXFR."""
 

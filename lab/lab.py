@@ -8,7 +8,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-from lab.bind import BindPair
+from lab.bind import BindPair, NamedServer, file_server
 from lab.crl import OpensslCA, StaticServer
 from lab.hostile import HostileServer
 from lab.moto import MotoServer
@@ -93,6 +93,12 @@ class Lab:
         self._own(pair.secondary)
         pair.start()
         return pair
+
+    def bind_serving(self, zone_file: Path) -> NamedServer:
+        """A BIND that serves `zone_file` from disk; `reload()` (SIGHUP) loads it again."""
+        server = self._own(file_server(self._dir("bind-file"), zone_file))
+        server.start()
+        return server
 
     def moto(self) -> MotoServer:
         server = self._own(MotoServer())

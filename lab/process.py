@@ -67,6 +67,9 @@ class ManagedProcess:
             time.sleep(0.05)
         raise LabError(f"{self.name} did not answer within {timeout}s:\n{self.log_tail()}")
 
+    def reload(self) -> None:
+        os.kill(self.pid, signal.SIGHUP)
+
     def freeze(self) -> None:
         os.kill(self.pid, signal.SIGSTOP)
 

@@ -7,7 +7,6 @@ end-to-end tests, `make demo` and the benchmarks.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -111,9 +110,6 @@ class DaemonProcess(ManagedProcess):
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) else None
-
-    def reload(self) -> None:
-        os.kill(self.pid, 1)  # SIGHUP
 
     def audit(self) -> list[dict[str, Any]]:
         path = self.state_dir / "audit.jsonl"

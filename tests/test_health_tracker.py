@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from dnsfailover.health import CheckHealth, HealthTracker, State, step
-from dnsfailover.probes import Outcome, ProbeResult
+from dnsfailover.results import Outcome, ProbeResult
 
 H, U, B, E = Outcome.HEALTHY, Outcome.UNHEALTHY, Outcome.OVERLOADED, Outcome.ERROR  # B: busy
 

@@ -49,16 +49,71 @@ CASES = [
     ("failover_to_first_healthy_in_order", "NNY", "a", {}, {}, (Kind.MOVE, "c", "failover")),
     ("failover_prefers_list_order", "NYY", "a", {}, {}, (Kind.MOVE, "b", "failover")),
     ("sticky_when_primary_recovers", "YYN", "b", {}, {}, (Kind.KEEP, None, "sticky")),
-    ("unknown_health_changes_nothing", "NKY", "a", {}, {}, (Kind.KEEP, None, "unknown")),
+    (
+        "unknown_preferred_waits_inside_the_settle_window",
+        "NKY",
+        "a",
+        {"settle_until": NOW + 10},
+        {},
+        (Kind.KEEP, None, "unknown"),
+    ),
+    (
+        "unknown_is_no_candidate_after_the_settle_window",
+        "NKY",
+        "a",
+        {"settle_until": NOW - 1},
+        {},
+        (Kind.MOVE, "c", "failover"),
+    ),
+    (
+        "dead_active_moves_at_once_when_the_unknown_is_less_preferred",
+        "NYK",
+        "a",
+        {"settle_until": NOW + 10},
+        {},
+        (Kind.MOVE, "b", "failover"),
+    ),
+    (
+        "unknown_active_waits_inside_the_settle_window",
+        "KYY",
+        "a",
+        {"settle_until": NOW + 10},
+        {},
+        (Kind.KEEP, None, "unknown"),
+    ),
+    (
+        "unknown_active_is_left_after_the_settle_window",
+        "KYY",
+        "a",
+        {"settle_until": NOW - 1},
+        {},
+        (Kind.MOVE, "b", "failover"),
+    ),
+    (
+        "no_alarm_while_an_unknown_may_still_settle",
+        "NNK",
+        "a",
+        {"settle_until": NOW + 10},
+        {},
+        (Kind.KEEP, None, "unknown"),
+    ),
+    (
+        "unknown_alone_after_the_window_is_fail_static",
+        "KNK",
+        "a",
+        {},
+        {},
+        (Kind.ALARM, None, "all_down"),
+    ),
     ("fail_static_when_all_down", "NNN", "a", {}, {}, (Kind.ALARM, None, "all_down")),
     ("never_moves_to_unhealthy", "NNN", "b", {}, {}, (Kind.ALARM, None, "all_down")),
     (
-        "hold_down_refuses_second_flip",
+        "hold_down_never_keeps_a_dead_active",
         "NYY",
         "a",
         {"flips": (NOW - 60,)},
         {},
-        (Kind.REFUSE, "b", "hold_down"),
+        (Kind.MOVE, "b", "failover"),
     ),
     (
         "hold_down_over_allows_flip",
@@ -69,12 +124,36 @@ CASES = [
         (Kind.MOVE, "b", "failover"),
     ),
     (
-        "flip_limit_refuses",
+        "flip_limit_warns_but_never_keeps_a_dead_active",
         "NYY",
         "a",
         {"flips": (NOW - 3000, NOW - 2000, NOW - 1000)},
         {},
-        (Kind.REFUSE, "b", "flip_limit"),
+        (Kind.MOVE, "b", "failover"),
+    ),
+    (
+        "flip_limit_refuses_failback",
+        "YYY",
+        "b",
+        {"flips": (NOW - 3000, NOW - 2000, NOW - 1000)},
+        {"failback": "auto"},
+        (Kind.REFUSE, "a", "flip_limit"),
+    ),
+    (
+        "pin_pull_back_respects_hold_down",
+        "YYY",
+        "a",
+        {"pin": "c", "flips": (NOW - 10,)},
+        {},
+        (Kind.REFUSE, "c", "hold_down"),
+    ),
+    (
+        "pin_pull_off_a_dead_active_ignores_hold_down",
+        "NYY",
+        "a",
+        {"pin": "c", "flips": (NOW - 10,)},
+        {},
+        (Kind.MOVE, "c", "pin"),
     ),
     (
         "old_flips_do_not_count",
@@ -227,8 +306,18 @@ def test_reasons_read_well() -> None:
     moved = decide(PolicyInput(service(), health("NYY"), "a", now=NOW))
     assert moved.reason.startswith("a unhealthy")
     assert moved.reason.endswith("moving to b")
-    held = decide(PolicyInput(service(), health("NYY"), "a", flips=(NOW - 90,), now=NOW))
-    assert held.reason == "failover to b refused: last flip 1m30s ago, inside hold_down 5m"
+    held = decide(PolicyInput(service(failback="auto"), health("YYY"), "b", flips=(NOW - 90,),
+                              now=NOW))  # fmt: skip
+    assert held.reason == "failback to a refused: last flip 1m30s ago, inside hold_down 5m"
+    busy = decide(PolicyInput(service(), health("NYY"), "a", flips=(NOW - 9, NOW - 5, NOW - 1),
+                              now=NOW))  # fmt: skip
+    assert busy.kind is Kind.MOVE and busy.warning is not None
+    assert busy.warning.startswith("flip rate high: 3 flips in the last hour")
+    waiting = decide(PolicyInput(service(), health("NKY"), "a", now=NOW, settle_until=NOW + 75))
+    assert (
+        waiting.reason
+        == "health not settled yet for b: waiting up to 1m15s more before acting on it"
+    )
     down = decide(PolicyInput(service(), health("NNN"), "a", now=NOW))
     assert "fail-static" in down.reason
 

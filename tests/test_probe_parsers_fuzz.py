@@ -19,19 +19,21 @@ from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
 from dnsfailover.config.models import AcmeCheck, CrlCheck, OcspCheck
-from dnsfailover.probes import Outcome
 from dnsfailover.probes.acme import AcmeProbe
 from dnsfailover.probes.crl import CrlProbe
-from dnsfailover.probes.http import Response
+from dnsfailover.probes.http import HttpClient, Response
 from dnsfailover.probes.ocsp import OcspProbe
+from dnsfailover.results import Outcome
 
 DIRECTORY = "https://ca.example.test/dir"
 
 
-class CannedHttp:
-    """Answers every request with the same status, headers and body (no network)."""
+class CannedHttp(HttpClient):
+    """Answers every request with the same status, headers and body (no network); the
+    translation of transport errors (`fetch`) is the real one."""
 
     def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        super().__init__()
         self.status, self.body = status, body
         self.headers = CaseInsensitiveDict(headers or {})
 

@@ -13,11 +13,11 @@ import botocore.exceptions
 import pytest
 from botocore.stub import ANY, Stubber
 
-from dnsfailover.config.models import Route53Provider as Settings
+from dnsfailover.config.models import Route53Settings as Settings
 from dnsfailover.errors import ConflictError, ProviderAuthError, TransientError
-from dnsfailover.providers import Change, RetryPolicy
+from dnsfailover.providers import RetryPolicy
 from dnsfailover.providers.route53 import Route53Provider, make_client
-from dnsfailover.rrset import RRset
+from dnsfailover.rrset import Change, RRset
 
 ACME = "acme.example.test."
 ZONE_ID = "Z0123456789ABC"

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from dnsfailover.config.models import ZoneFileProvider as Settings
+from dnsfailover.config.models import ZoneFileSettings as Settings
 from dnsfailover.errors import ConflictError, ProviderError
-from dnsfailover.providers import Change
 from dnsfailover.providers.zonefile import ZoneFileProvider, next_serial
-from dnsfailover.rrset import RRset
+from dnsfailover.rrset import Change, RRset
 
 SAMPLE = Path(__file__).resolve().parent.parent / "configs" / "zones" / "example.com.zone"
 ACME = "acme.example.com."
@@ -130,15 +129,22 @@ def test_round_trip_through_named_checkzone(tmp_path: Path) -> None:
     )
 
 
-def test_reload_command_runs_and_its_failure_is_reported(tmp_path: Path) -> None:
-    marker = tmp_path / "reloaded"
-    dns = provider(tmp_path, reload_command=["touch", str(marker)])
-    dns.apply(Change(EAST, WEST))
-    assert marker.exists()
-    failing = provider(tmp_path, reload_command=["false"])
-    with pytest.raises(ProviderError, match="reload command `false` exited 1"):
-        failing.apply(Change(WEST, EAST))
-    assert failing.read(ACME, "CNAME") == EAST  # written; only the reload failed
+def test_written_is_not_served_until_the_reload_succeeds(tmp_path: Path) -> None:
+    """The reload belongs to wait(): a failed reload leaves the change unconfirmed, and each
+    later wait() runs it again until it works; once it did, it is not run again."""
+    marker, switch = tmp_path / "reloads", tmp_path / "reload-works"
+    script = f"test -e {switch} && echo reload >> {marker}"
+    dns = provider(tmp_path, reload_command=["sh", "-c", script])
+    receipt = dns.apply(Change(EAST, WEST))
+    assert dns.read(ACME, "CNAME") == WEST  # written
+    first = dns.wait(receipt, timeout=1)
+    assert not first.complete and "reload command" in first.summary()
+    assert "retried later" in first.summary() and not marker.exists()
+    assert not dns.wait(receipt, timeout=1).complete  # still failing: still not served
+    switch.touch()
+    assert dns.wait(receipt, timeout=1).complete
+    assert dns.wait(receipt, timeout=1).complete
+    assert marker.read_text() == "reload\n"  # ran once it worked, and not again
 
 
 def test_concurrent_writers_are_serialised_by_the_lock(tmp_path: Path) -> None:

@@ -1,8 +1,9 @@
 """The operator's commands: run, status, plan, failover, release, drain, undrain.
 
-Thin: each parses nothing itself, builds what it needs from the config, and calls the
-controller. They work with or without a running daemon; pins and drains go to the state
-directory, where the daemon reads them every tick.
+Thin: each builds what it needs from the config and calls the controller (the state store's
+verbs, `oneshot.run_once`, `oneshot.preview`, the `Reconciler`). They work with or without a
+running daemon; pins and drains go to the state directory, where the daemon reads them every
+tick.
 """
 
 from __future__ import annotations
@@ -11,22 +12,20 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from typing import Any
 
 from dnsfailover.config import load_config
-from dnsfailover.config.consistency import in_zone
-from dnsfailover.config.models import Config, ZoneFileProvider
-from dnsfailover.controller.oneshot import one_round_health, probe_once
+from dnsfailover.config.models import Config, Service, ZoneFileSettings
+from dnsfailover.controller import documents
+from dnsfailover.controller.oneshot import one_round_health, preview, probe_once, run_once
 from dnsfailover.controller.reconcile import Reconciler, Report
 from dnsfailover.controller.runtime import Runtime
-from dnsfailover.controller.state import Drain, Pin, StateStore
+from dnsfailover.controller.state import StateStore
 from dnsfailover.errors import ConfigError, DnsFailoverError, RefusedError
-from dnsfailover.health import InstanceHealth, State
-from dnsfailover.plan import make_plan, owner_of
-from dnsfailover.policy import Decision, Kind, PolicyInput, decide
+from dnsfailover.health import State
+from dnsfailover.plan import owner_of
+from dnsfailover.policy import Decision, Kind
 from dnsfailover.providers import Provider
-from dnsfailover.rrset import describe
 
 
 def _runtime(args: argparse.Namespace) -> tuple[Config, Runtime, StateStore]:
@@ -42,6 +41,8 @@ def _print_reports(reports: list[Report]) -> int:
         tail = f" (error: {report.error})" if report.error else ""
         mode = " [dry-run: not written]" if report.dry_run else ""
         print(f"{report.service}: {what}{mode} — {reason}{tail}")
+        if decision is not None and decision.warning:
+            print(f"  warning: {decision.warning}")
         if report.propagation is not None:
             print(
                 f"  propagation {report.propagation.seconds:.3f}s: {report.propagation.summary()}"
@@ -54,8 +55,6 @@ def _print_reports(reports: list[Report]) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     if args.once:
-        from dnsfailover.controller.daemon import run_once
-
         _, runtime, store = _runtime(args)
         try:
             return _print_reports(run_once(runtime, store, args.dry_run))
@@ -70,37 +69,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def status_document(config: Config, runtime: Runtime, store: StateStore) -> dict[str, Any]:
-    state = store.load()
-    health = store.load_health() or {}
-    pid = store.daemon_pid()
-    services: dict[str, Any] = {}
+    live: dict[str, tuple[Any, str | None, str | None]] = {}
     for key, service in config.services.items():
-        entry: dict[str, Any] = {"name": service.name, "type": service.type}
         try:
-            live = runtime.provider_for(service).read(service.name, service.type)
-            entry["live"] = describe(live)
-            entry["instance"] = owner_of(service, live) or (
-                "(absent)" if live is None else "(foreign: drift)"
-            )
+            record = runtime.provider_for(service).read(service.name, service.type)
+            live[key] = (record, owner_of(service, record), None)
         except DnsFailoverError as e:
-            entry["live"], entry["instance"] = None, None
-            entry["live_error"] = str(e)
-        known = health.get("services", {}).get(key, {}) if pid is not None else {}
-        entry["instances"] = {
-            i.name: known.get("instances", {}).get(i.name, {"state": "unknown (no daemon)"})
-            for i in service.instances
-        }
-        entry["drained"] = sorted(i.name for i in service.instances if i.name in state.drains)
-        pin = state.pins.get(key)
-        entry["pin"] = None if pin is None else vars(pin)
-        entry["last"] = known.get("last")
-        entry["flips"] = [vars(f) for f in state.flips.get(key, ())][-5:]
-        services[key] = entry
-    return {
-        "daemon": {"running": pid is not None, "pid": pid, "health_updated": health.get("updated")},
-        "drains": {name: vars(d) for name, d in state.drains.items()},
-        "services": services,
-    }
+            live[key] = (None, None, str(e))
+    return documents.status_document(
+        config, store.load(), store.load_health(), store.daemon_pid(), live
+    )
 
 
 def _ago(when: float | None) -> str:
@@ -124,23 +102,41 @@ def cmd_status(args: argparse.Namespace) -> int:
     )
     for key, entry in document["services"].items():
         print(f"\n{key}: {entry['name']} {entry['type']} → {entry['live']}  [{entry['instance']}]")
-        if "live_error" in entry:
-            print(f"  cannot read the record: {entry['live_error']}")
-        if entry["pin"]:
-            print(f"  pinned to {entry['pin']['instance']}: {entry['pin']['reason']}")
-        for name, h in entry["instances"].items():
-            drained = " (drained)" if name in entry["drained"] else ""
-            print(f"  {name}{drained}: {h.get('state')}  {h.get('reason', '')}")
-        if entry["last"] and entry["last"].get("event") not in (None, "keep", "none"):
-            last = entry["last"]
-            print(f"  last: {last['event']}: {last.get('error') or last.get('reason')}")
-        if entry["last"] and entry["last"].get("pending"):
-            print(f"  PENDING (not written yet, retrying): {entry['last']['pending']}")
-        for flip in entry["flips"]:
-            print(
-                f"  flip {_ago(flip['at'])}: {flip['source']} → {flip['target']} ({flip['rule']})"
-            )
+        for line in _service_lines(entry):
+            print(f"  {line}")
     return 0
+
+
+def _service_lines(entry: dict[str, Any]) -> list[str]:
+    lines = []
+    if "live_error" in entry:
+        lines.append(f"cannot read the record: {entry['live_error']}")
+    if entry["pin"]:
+        lines.append(f"pinned to {entry['pin']['instance']}: {entry['pin']['reason']}")
+    for name, h in entry["instances"].items():
+        drained = " (drained)" if name in entry["drained"] else ""
+        lines.append(f"{name}{drained}: {h.get('state')}  {h.get('reason', '')}")
+    last = entry["last"] or {}
+    if last.get("event") not in (None, "keep", "none"):
+        lines.append(f"last: {last['event']}: {last.get('error') or last.get('reason')}")
+    if last.get("warning"):
+        lines.append(f"WARNING: {last['warning']}")
+    if last.get("pending"):
+        lines.append(f"PENDING (not written yet, retrying): {last['pending']}")
+    writing = entry.get("writing")
+    if writing and writing["kind"] == "unconfirmed":
+        lines.append(
+            f"UNCONFIRMED (written, not served everywhere yet; checked again): "
+            f"{writing['change']}: {writing['propagation']}"
+        )
+    elif writing:
+        over = f" — OVER its {writing['timeout']:.0f}s timeout" if writing["overdue"] else ""
+        lines.append(f"writing for {writing['seconds']:.0f}s{over}: {writing['change']}")
+    for flip in entry["flips"]:
+        lines.append(
+            f"flip {_ago(flip['at'])}: {flip['source']} → {flip['target']} ({flip['rule']})"
+        )
+    return lines
 
 
 # ----------------------------------------------------------------------------- plan
@@ -163,7 +159,7 @@ def _assumptions(values: list[str], config: Config) -> dict[str, State]:
 def _zone_file_provider(path: str, zone: str | None) -> Provider:
     import dns.zone
 
-    from dnsfailover.providers.zonefile import ZoneFileProvider as FileProvider
+    from dnsfailover.providers.zonefile import ZoneFileProvider
 
     if zone is None:
         try:
@@ -172,68 +168,43 @@ def _zone_file_provider(path: str, zone: str | None) -> Provider:
             raise ConfigError(
                 f"--zone-file {path}: cannot tell its zone ({e}); add --zone"
             ) from None
-    settings = ZoneFileProvider(type="zonefile", path=path, zone=zone)
-    return FileProvider("zone-file", settings)
+    settings = ZoneFileSettings(type="zonefile", path=path, zone=zone)
+    return ZoneFileProvider("zone-file", settings)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     config, runtime, store = _runtime(args)
     try:
         assumed = _assumptions(args.assume, config)
-        state = store.load()
-        health = one_round_health(probe_once(runtime.jobs))
-        file_provider = _zone_file_provider(args.zone_file, args.zone) if args.zone_file else None
-        for key, service in config.services.items():
-            provider = runtime.provider_for(service)
-            if file_provider is not None and in_zone(service.name, file_provider.zone):
-                provider = file_provider
-            _plan_one(key, service, provider, health.get(key, {}), assumed, state)
+        zone_file = _zone_file_provider(args.zone_file, args.zone) if args.zone_file else None
+        for report, provider in preview(runtime, store, assumed, zone_file):
+            _print_plan(report, provider)
     finally:
         runtime.close()
     return 0
 
 
-def _plan_one(
-    key: str,
-    service: Any,
-    provider: Provider,
-    health: dict[str, InstanceHealth],
-    assumed: dict[str, State],
-    state: Any,
-) -> None:
-    health = {n: replace(h, state=assumed.get(n, h.state)) for n, h in health.items()}
-    try:
-        live = provider.read(service.name, service.type)
-    except DnsFailoverError as e:
-        print(f"{key}: cannot read {service.name}: {e}")
+def _print_plan(report: Report, provider: Provider) -> None:
+    key, decision = report.service, report.decision
+    if report.error is not None:
+        print(f"{key}: cannot read the record: {report.error}")
         return
-    owner = owner_of(service, live)
-    if live is not None and owner is None and not service.adopt:
-        print(f"{key}: {service.name} holds {describe(live)}, no instance's record: left alone")
+    assert decision is not None
+    if report.drift:
+        print(f"{key}: {decision.reason}")
         return
-    pin = state.pins.get(key)
-    decision = decide(
-        PolicyInput(
-            service,
-            health,
-            owner,
-            pin.instance if pin else None,
-            frozenset(state.drains),
-            state.flip_times(key),
-            time.time(),
-        )
-    )
-    plan = make_plan(key, service, decision, live)
-    states = ", ".join(f"{n} {h.state.value}" for n, h in health.items())
+    states = ", ".join(f"{n} {h.state.value}" for n, h in report.health.items())
     print(f"{key}: {decision.kind.value} ({decision.rule}): {decision.reason}  [{states}]")
-    if plan.change is not None:
-        print("  " + provider.render(plan.change).replace("\n", "\n  "))
+    if decision.warning:
+        print(f"  warning: {decision.warning}")
+    if report.plan is not None and report.plan.change is not None:
+        print("  " + provider.render(report.plan.change).replace("\n", "\n  "))
 
 
 # ----------------------------------------------------------------------------- failover
 
 
-def _service(config: Config, key: str) -> Any:
+def _service(config: Config, key: str) -> Service:
     if key not in config.services:
         raise ConfigError(f"no service {key!r} (services: {', '.join(config.services)})")
     return config.services[key]
@@ -248,8 +219,7 @@ def cmd_failover(args: argparse.Namespace) -> int:
             raise ConfigError(f"{args.service} has no instance {args.to!r} ({', '.join(names)})")
         state = store.load()
         jobs = [j for j in runtime.jobs if j.service == args.service and j.instance == args.to]
-        observations = probe_once(jobs)
-        health = one_round_health(observations).get(args.service, {})
+        health = one_round_health(probe_once(jobs)).get(args.service, {})
         target = health.get(args.to)
         if target is None or target.state is not State.HEALTHY:
             why = target.reason if target else "no result"
@@ -267,11 +237,7 @@ def cmd_failover(args: argparse.Namespace) -> int:
         report = Reconciler(store).reconcile(
             args.service, service, runtime.provider_for(service), health, manual=manual
         )
-        with store.locked():
-            state = store.load()
-            pin = Pin(args.to, reason, time.time())
-            store.save(replace(state, pins={**state.pins, args.service: pin}))
-        store.audit({"service": args.service, "event": "pin", "to": args.to, "reason": reason})
+        store.pin(args.service, args.to, reason)
     finally:
         runtime.close()
     code = _print_reports([report])
@@ -285,16 +251,10 @@ def cmd_failover(args: argparse.Namespace) -> int:
 def cmd_release(args: argparse.Namespace) -> int:
     config = load_config(args.config).config
     _service(config, args.service)
-    store = StateStore(config.state_dir)
-    with store.locked():
-        state = store.load()
-        pin = state.pins.get(args.service)
-        if pin is None:
-            print(f"{args.service} is not pinned")
-            return 0
-        pins = {k: v for k, v in state.pins.items() if k != args.service}
-        store.save(replace(state, pins=pins))
-    store.audit({"service": args.service, "event": "release", "from": pin.instance})
+    pin = StateStore(config.state_dir).release(args.service)
+    if pin is None:
+        print(f"{args.service} is not pinned")
+        return 0
     print(f"{args.service}: pin to {pin.instance} released; automatic policy resumes")
     return 0
 
@@ -313,11 +273,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
     config = load_config(args.config).config
     services = _instance_known(config, args.instance)
     store = StateStore(config.state_dir)
-    with store.locked():
-        state = store.load()
-        drains = {**state.drains, args.instance: Drain(args.reason, time.time())}
-        store.save(replace(state, drains=drains))
-    store.audit({"event": "drain", "instance": args.instance, "reason": args.reason})
+    store.drain(args.instance, args.reason)
     print(f"{args.instance} drained ({args.reason}); services: {', '.join(services)}")
     pid = store.daemon_pid()
     if pid is not None:
@@ -325,34 +281,16 @@ def cmd_drain(args: argparse.Namespace) -> int:
         return 0
     runtime = Runtime.build(config)
     try:
-        jobs = [j for j in runtime.jobs if j.service in services]
-        health = one_round_health(probe_once(jobs))
-        reconciler = Reconciler(store, dry_run=config.dry_run)
-        reports = [
-            reconciler.reconcile(
-                key,
-                config.services[key],
-                runtime.provider_for(config.services[key]),
-                health.get(key, {}),
-            )
-            for key in services
-        ]
+        return _print_reports(run_once(runtime, store, dry_run=False, services=services))
     finally:
         runtime.close()
-    return _print_reports(reports)
 
 
 def cmd_undrain(args: argparse.Namespace) -> int:
     config = load_config(args.config).config
     _instance_known(config, args.instance)
-    store = StateStore(config.state_dir)
-    with store.locked():
-        state = store.load()
-        if args.instance not in state.drains:
-            print(f"{args.instance} is not drained")
-            return 0
-        drains = {k: v for k, v in state.drains.items() if k != args.instance}
-        store.save(replace(state, drains=drains))
-    store.audit({"event": "undrain", "instance": args.instance})
+    if not StateStore(config.state_dir).undrain(args.instance):
+        print(f"{args.instance} is not drained")
+        return 0
     print(f"{args.instance} undrained; traffic does not move back by itself (sticky)")
     return 0

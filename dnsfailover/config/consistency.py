@@ -10,20 +10,20 @@ import ipaddress
 from collections.abc import Mapping
 
 from dnsfailover.config.models import (
-    Provider,
-    Rfc2136Provider,
-    Route53Provider,
+    ProviderSettings,
+    Rfc2136Settings,
+    Route53Settings,
     Service,
-    ZoneFileProvider,
+    ZoneFileSettings,
 )
 from dnsfailover.config.yamlsource import Path_
 
 Finding = tuple[Path_, str]
 
 
-def provider_zone(provider: Provider) -> str | None:
+def provider_zone(provider: ProviderSettings) -> str | None:
     """The zone a provider writes to, when the config names it."""
-    if isinstance(provider, Rfc2136Provider | Route53Provider | ZoneFileProvider):
+    if isinstance(provider, Rfc2136Settings | Route53Settings | ZoneFileSettings):
         return provider.zone
     return None
 
@@ -44,7 +44,7 @@ def check_provider_reference(key: str, service: object, provider_names: set[str]
 def check_service(
     key: str,
     service: Service,
-    providers: Mapping[str, Provider],
+    providers: Mapping[str, ProviderSettings],
 ) -> tuple[list[Finding], list[Finding]]:
     """Return (errors, warnings) for one service that validated on its own."""
     here: Path_ = ("services", key)

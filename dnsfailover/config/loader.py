@@ -16,11 +16,11 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from dnsfailover.config.consistency import check_provider_reference, check_service
-from dnsfailover.config.models import Config, Provider, Service
+from dnsfailover.config.models import Config, ProviderSettings, Service
 from dnsfailover.config.yamlsource import Path_, Source, dotted, parse
 from dnsfailover.errors import ConfigError
 
-_PROVIDER = TypeAdapter[Provider](Provider)
+_PROVIDER = TypeAdapter[ProviderSettings](ProviderSettings)
 
 _MESSAGES = {
     "extra_forbidden": "unknown key",
@@ -110,7 +110,7 @@ def _consistency(
     raw_services = data.get("services")
     if not isinstance(raw_providers, dict) or not isinstance(raw_services, dict):
         return [], []
-    providers: dict[str, Provider] = {}
+    providers: dict[str, ProviderSettings] = {}
     for name, raw in raw_providers.items():
         with contextlib.suppress(ValidationError):  # reported by the whole-config validation
             providers[name] = _PROVIDER.validate_python(raw, context=context)

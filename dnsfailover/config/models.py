@@ -94,7 +94,7 @@ class Tsig(Model):
         return self
 
 
-class Rfc2136Provider(Model):
+class Rfc2136Settings(Model):
     type: Literal["rfc2136"]
     server: str  # the primary's address (IP or hostname)
     port: int = Field(53, ge=1, le=65535)
@@ -105,7 +105,7 @@ class Rfc2136Provider(Model):
     propagation_timeout: Duration = 30.0
 
 
-class Route53Provider(Model):
+class Route53Settings(Model):
     type: Literal["route53"]
     hosted_zone_id: str | None = None
     zone: Fqdn | None = None  # the zone's name, when hosted_zone_id is not given
@@ -118,23 +118,28 @@ class Route53Provider(Model):
     poll_interval: Duration = 2.0
 
     @model_validator(mode="after")
-    def _zone_given(self) -> Route53Provider:
+    def _zone_given(self) -> Route53Settings:
         if self.hosted_zone_id is None and self.zone is None:
             raise ValueError("give hosted_zone_id or zone")
         return self
 
 
-class ZoneFileProvider(Model):
+class ZoneFileSettings(Model):
     type: Literal["zonefile"]
     path: ConfigPath
     zone: Fqdn
     check_command: tuple[str, ...] | None = None  # e.g. [named-checkzone, example.com., "{path}"]
     reload_command: tuple[str, ...] | None = None  # e.g. [rndc, reload, example.com]
     command_timeout: Duration = 30.0
+    # Servers that load the file and must serve a change before it counts as done ("ADDR" or
+    # "ADDR:PORT"). Default: none, and the change is done once the reload command succeeded.
+    verify_servers: tuple[str, ...] | None = None
+    timeout: Duration = 5.0  # per DNS query to a verify server
+    propagation_timeout: Duration = 30.0
 
 
-Provider = Annotated[
-    Rfc2136Provider | Route53Provider | ZoneFileProvider, Field(discriminator="type")
+ProviderSettings = Annotated[
+    Rfc2136Settings | Route53Settings | ZoneFileSettings, Field(discriminator="type")
 ]
 
 # ----------------------------------------------------------------------------- checks
@@ -184,8 +189,24 @@ class CrlCheck(Model):
 class Checks(Model):
     interval: Duration = 10.0
     timeout: Duration = 3.0
+    # TCP connect + TLS handshake, inside `timeout`: a frozen host completes the TCP handshake
+    # in its kernel and hangs in TLS; on a LAN a short value detects that sooner.
+    connect_timeout: Duration | None = None  # default: the whole timeout
     rise: int = Field(3, ge=1, le=100)
     fall: int = Field(2, ge=1, le=100)
+
+    @property
+    def settle_window(self) -> float:
+        """How long, after start-up or a reload, the policy may wait for UNKNOWN instances.
+
+        An instance that answers consistently decides after k = max(rise, fall) results. The
+        first round runs at once and ends within `timeout`; later runs start at the probe's own
+        phase (under one interval) and then every interval, each ending within `timeout`. So
+        the k-th result is in by (k - 1) intervals + phase + 2 timeouts, which (timeout <=
+        interval) is less than (k + 1) intervals + timeout. An instance still UNKNOWN after
+        that never completes a streak (it alternates, or only errors): waiting longer is no use.
+        """
+        return (max(self.rise, self.fall) + 1) * self.interval + self.timeout
 
     @model_validator(mode="after")
     def _timeout_fits(self) -> Checks:
@@ -193,6 +214,8 @@ class Checks(Model):
             raise ValueError("timeout must not be longer than interval")
         if self.interval < 0.1:
             raise ValueError("interval must be at least 100ms")
+        if self.connect_timeout is not None and not 0 < self.connect_timeout <= self.timeout:
+            raise ValueError("connect_timeout must be above 0 and not longer than timeout")
         return self
 
 
@@ -251,7 +274,11 @@ class Config(Model):
     state_dir: ConfigPath = Path("/var/lib/dnsfailover")
     metrics_listen: HostPort | None = None
     dry_run: bool = False
+    # On SIGTERM, how long to wait for DNS writes in flight before stopping anyway (keep it
+    # under the unit's TimeoutStopSec). A write left behind is audited as abandoned; its flip
+    # intent in state.json is settled against the live record at the next start.
+    shutdown_grace: Duration = 20.0
     notify: NotifySettings | None = None
     defaults: ServiceDefaults = ServiceDefaults()
-    providers: dict[str, Provider]
+    providers: dict[str, ProviderSettings]
     services: dict[str, Service]

@@ -1,49 +1,48 @@
-"""The daemon: probes on a schedule, one controller thread that owns every decision.
+"""The daemon: one controller thread that owns every decision; probes and writes run elsewhere.
 
-APScheduler runs each probe once at start, then on its interval at its own phase (probes are
-spread over the interval, never two runs of one probe at once) on a bounded thread pool;
-results go into one queue. The controller thread (the main
-thread) takes them in order, feeds the health tracker, and reconciles a service at once when
-one of its instances changes state, and every `tick` otherwise (to honour pins and drains set
-from the CLI, and to retry a failed write). Signal handlers only set flags: SIGTERM/SIGINT stop
-after the write in flight; SIGHUP reloads — the new config is validated and built in full
-before it replaces the old one, and health carries over. systemd is told READY once the
-first probe round is in, WATCHDOG only after a completed cycle.
+Probe results (from `ProbeScheduler`) and write outcomes (from `Workers`) arrive on one queue.
+The controller thread takes them in order, feeds the health tracker, and reconciles a service
+at once when one of its instances changes state, and every `tick` otherwise (to honour pins
+and drains set from the CLI, to retry a failed write, to check an unconfirmed change again). A
+decided change runs on a worker: one slow DNS write or propagation wait never holds another
+service, the health bookkeeping, or the watchdog. Signal handlers only set flags: SIGTERM and
+SIGINT stop, after waiting up to `shutdown_grace` for writes in flight; SIGHUP reloads — the
+new config is validated and built in full before it replaces the old one, health carries over,
+and writes in flight finish against the provider they started with. systemd is told READY once
+the first probe round is in, and WATCHDOG=1 as long as the controller loop turns.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
-import random
 import signal
 import threading
 import time
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.interval import IntervalTrigger
-
 from dnsfailover.config import load_config
-from dnsfailover.controller.reconcile import Reconciler, Report
+from dnsfailover.controller import documents, telemetry
+from dnsfailover.controller.reconcile import MAX_CONFLICTS, Reconciler, Report
 from dnsfailover.controller.runtime import ProbeJob, Runtime
+from dnsfailover.controller.scheduler import ProbeScheduler
 from dnsfailover.controller.state import StateStore
-from dnsfailover.errors import DnsFailoverError, StateError
+from dnsfailover.controller.workers import Flight, Workers
+from dnsfailover.errors import ConfigError, DnsFailoverError, StateError
 from dnsfailover.health import HealthSnapshot, HealthTracker, State
 from dnsfailover.metrics import Metrics
 from dnsfailover.notify import Notifications
-from dnsfailover.probes import ProbeResult
+from dnsfailover.results import ProbeResult
 from dnsfailover.systemd import Notifier
 
 log = logging.getLogger(__name__)
 
-MAX_PROBE_THREADS = 64
 MAX_BACKOFF = 30.0  # the longest wait before retrying a service whose reconcile failed
+Item = tuple[ProbeJob, ProbeResult] | Flight | None  # None: wake up (a signal)
 
 
 class Daemon:
@@ -67,17 +66,25 @@ class Daemon:
         self.metrics = Metrics()
         self.notifications = self._notifications()
         self.reconciler = self._reconciler()
-        self.results: queue.Queue[tuple[ProbeJob, ProbeResult] | None] = queue.Queue()
+        self.queue: queue.Queue[Item] = queue.Queue()
         self.active: dict[str, str | None] = {}
         self.last_reports: dict[str, Report] = {}
+        self.settle_until: dict[str, float] = {}
         self._stop = threading.Event()
         self._reload = False
-        self._scheduler: BackgroundScheduler | None = None
+        self._scheduler: ProbeScheduler | None = None
+        self._workers = Workers(len(loaded.config.services), self.queue.put)
+        self._retired: list[Runtime] = []  # replaced by a reload, closed once no write uses them
         self._seen_jobs: set[str] = set()
+        self._job_keys: set[str] = set()
         self._retry_at: dict[str, float] = {}  # service → monotonic time of the next try
         self._backoff: dict[str, float] = {}
-        self._job_keys: set[str] = set()
-        self._probe_locks: dict[str, threading.Lock] = {}  # one run of a probe at a time
+        self._conflicts: dict[str, int] = {}  # conflicts in a row, per service
+        self._unconfirmed: dict[str, Report] = {}  # applied, not yet served everywhere
+        self._confirm_at: dict[str, float] = {}
+        self._confirm_backoff: dict[str, float] = {}
+        self._unsettled_told: set[tuple[str, str]] = set()
+        self._last_beat = 0.0
         self._ready = False
         self._register(self.runtime)
 
@@ -100,77 +107,29 @@ class Daemon:
         intervals = [s.checks.interval for s in self.runtime.config.services.values()]
         return max(1.0, min([10.0, *intervals]))
 
-    # ------------------------------------------------------------------ probes
-
     def _register(self, runtime: Runtime) -> None:
-        """Track the runtime's checks; health of checks that stay carries over a reload."""
+        """Track the runtime's checks; health of checks that stay carries over a reload. The
+        settle window starts again for every service."""
         for job in runtime.jobs:
             self.tracker.register(job.service, job.instance, job.probe.check, job.probe.required)
         self.tracker.keep_only({(j.service, j.instance, j.probe.check) for j in runtime.jobs})
         self._job_keys = {j.key for j in runtime.jobs}
-
-    def _probe(self, job: ProbeJob) -> None:
-        """Runs on a scheduler thread: probe, hand the result to the controller thread.
-
-        A probe never runs twice at once. A run that finds the last one still going (a
-        target that hangs until the deadline, when the timeout is as long as the interval)
-        waits for it, up to one timeout, and then starts at once: skipping it would delay
-        detecting a hung instance by a whole interval."""
-        lock = self._probe_locks.setdefault(job.key, threading.Lock())
-        if not lock.acquire(timeout=job.timeout):
-            log.warning("probe_skipped job=%s: the last run has not ended", job.key)
-            return
-        try:
-            result = job.probe.run(time.monotonic() + job.timeout)
-        except Exception:  # a probe bug must not kill its schedule
-            log.exception("probe_crashed job=%s", job.key)
-            return
-        finally:
-            lock.release()
-        self.results.put((job, result))
-
-    def _start_scheduler(self) -> None:
-        workers = max(4, min(MAX_PROBE_THREADS, len(self.runtime.jobs)))
-        scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(max_workers=workers)},
-            # Two instances of a job may be started; _probe makes the second wait for the first.
-            job_defaults={"coalesce": True, "max_instances": 2, "misfire_grace_time": None},
-        )
-        now = time.time()
-        for job in self.runtime.jobs:
-            # Every probe runs once at start (READY waits for that round). After that each one
-            # keeps its own phase, spread evenly over the interval by a hash of its key (as
-            # Prometheus spreads scrapes): a thousand probes never start in the same second.
-            first = now + random.uniform(0, min(job.interval, 1.0) * 0.2)
-            phase = zlib.crc32(job.key.encode()) / 2**32 * job.interval
-            scheduler.add_job(
-                self._probe, "date", run_date=_datetime(first), args=[job], id=job.key + "#first"
-            )
-            scheduler.add_job(
-                self._probe,
-                IntervalTrigger(
-                    seconds=job.interval, start_date=_datetime(first + job.timeout + phase)
-                ),
-                args=[job],
-                id=job.key,
-            )
-        scheduler.start()
-        self._scheduler = scheduler
-
-    def _stop_scheduler(self) -> None:
-        if self._scheduler is not None:
-            self._scheduler.shutdown(wait=False)
-            self._scheduler = None
+        now = self.clock()
+        self.settle_until = {
+            key: now + service.checks.settle_window
+            for key, service in runtime.config.services.items()
+        }
+        self._unsettled_told.clear()
 
     # ------------------------------------------------------------------ signals
 
     def _on_stop(self, signum: int, frame: FrameType | None) -> None:
         self._stop.set()
-        self.results.put(None)
+        self.queue.put(None)
 
     def _on_reload(self, signum: int, frame: FrameType | None) -> None:
         self._reload = True
-        self.results.put(None)
+        self.queue.put(None)
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self._on_stop)
@@ -184,37 +143,80 @@ class Daemon:
             raise StateError(
                 f"another daemon (pid {self.store.daemon_pid()}) holds {self.store.directory}"
             )
-        self._check_state_directory()
-        self.install_signal_handlers()
-        if self.runtime.config.metrics_listen:
-            self.metrics.serve(self.runtime.config.metrics_listen)
-        self._start_scheduler()
-        log.info(
-            "started services=%d probes=%d dry_run=%s",
-            len(self.runtime.config.services),
-            len(self.runtime.jobs),
-            self.reconciler.dry_run,
-        )
-        next_tick = time.monotonic() + self.tick
         try:
-            while not self._stop.is_set():
-                self._drain_results(timeout=max(0.0, next_tick - time.monotonic()))
-                if self._reload:
-                    self._do_reload()
-                if self._stop.is_set():
-                    break
-                if time.monotonic() >= next_tick:
-                    self.cycle()
-                    next_tick = time.monotonic() + self.tick
+            self._check_state_directory()
+            self.install_signal_handlers()
+            self._serve_metrics()
+            self._start_probes()
+            log.info(
+                "started services=%d probes=%d dry_run=%s",
+                len(self.runtime.config.services),
+                len(self.runtime.jobs),
+                self.reconciler.dry_run,
+            )
+            self._loop()
         finally:
-            self.notifier.stopping()
-            self._stop_scheduler()
-            self.notifications.close()
-            self.metrics.close()
-            self.runtime.close()
-            self.store.release_daemon()
-            log.info("stopped")
+            self._shut_down()
         return 0
+
+    def _serve_metrics(self) -> None:
+        listen = self.runtime.config.metrics_listen
+        if not listen:
+            return
+        try:
+            self.metrics.serve(listen)
+        except OSError as e:
+            raise ConfigError(
+                f"metrics_listen {listen}: cannot listen there: {e.strerror or e}"
+            ) from None
+
+    def _loop(self) -> None:
+        next_tick = time.monotonic() + self.tick
+        while not self._stop.is_set():
+            wait = next_tick - time.monotonic()
+            if self.notifier.watchdog_interval:
+                wait = min(wait, self.notifier.watchdog_interval / 2)
+            self._drain_queue(timeout=max(0.0, wait))
+            if self._reload:
+                self._do_reload()
+            if self._stop.is_set():
+                break
+            if time.monotonic() >= next_tick:
+                self.cycle()
+                next_tick = time.monotonic() + self.tick
+            self._beat()
+
+    def _beat(self) -> None:
+        """WATCHDOG=1 while the controller loop turns (writes in flight do not hold it)."""
+        interval = self.notifier.watchdog_interval
+        now = time.monotonic()
+        if interval is None or now - self._last_beat >= interval / 2:
+            self.notifier.watchdog()
+            self._last_beat = now
+
+    def _shut_down(self) -> None:
+        self.notifier.stopping()
+        self._stop_probes()
+        grace = self.runtime.config.shutdown_grace
+        left = self._workers.drain(grace)
+        self._drain_queue(timeout=0.0)  # the outcomes that came in while we waited
+        for flight in left:
+            report: Report = flight.payload
+            report.abandoned = True
+            log.error(
+                "write_abandoned service=%s change=%s after=%.1fs (shutdown_grace %s)",
+                flight.service,
+                report.change,
+                flight.age(time.monotonic()),
+                grace,
+            )
+            self.reconciler.finish(report)
+        self.notifications.close()
+        self.metrics.close()
+        for runtime in (*self._retired, self.runtime):
+            runtime.close()
+        self.store.release_daemon()
+        log.info("stopped")
 
     def _check_state_directory(self) -> None:
         """Start-up hygiene after a crash: stale temp files, a torn last audit line."""
@@ -225,19 +227,35 @@ class Daemon:
         for problem in problems:
             log.warning("audit_torn_line %s", problem)
 
-    def _drain_results(self, timeout: float) -> None:
+    def _start_probes(self) -> None:
+        self._scheduler = ProbeScheduler(
+            self.runtime.jobs, lambda job, result: self.queue.put((job, result))
+        )
+        self._scheduler.start()
+
+    def _stop_probes(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.stop()
+            self._scheduler = None
+
+    def _drain_queue(self, timeout: float) -> None:
         try:
-            item = self.results.get(timeout=timeout)
+            item = self.queue.get(timeout=timeout) if timeout > 0 else self.queue.get_nowait()
         except queue.Empty:
             return
         changed: dict[str, float] = {}  # service → when its first health-changing result finished
+        landed: list[Flight] = []
         while item is not None:
-            job, result = item
-            self._observe(job, result, changed)
+            if isinstance(item, Flight):
+                landed.append(item)
+            else:
+                self._observe(*item, changed)
             try:
-                item = self.results.get_nowait()
+                item = self.queue.get_nowait()
             except queue.Empty:
                 break
+        for flight in landed:
+            self._land(flight)
         if not self._ready and self._seen_jobs >= self._job_keys:
             self._ready = True
             self.cycle()
@@ -246,62 +264,119 @@ class Daemon:
         for service in sorted(changed):
             if self._ready and not self._stop.is_set():
                 self.reconcile(service, trigger_at=changed[service])
-        if changed:
+        if changed or landed:
             self._write_health()
 
     def _observe(self, job: ProbeJob, result: ProbeResult, changed: dict[str, float]) -> None:
         if job.key not in self._job_keys:
             return  # a result from before a reload, for a probe that is gone
         self._seen_jobs.add(job.key)
-        self._record_probe(job, result)
+        telemetry.record_probe(self.metrics, job, result)
         before, after = self.tracker.observe(job.service, job.instance, result, job.rise, job.fall)
-        if before.state is not after.state:
-            self.metrics.set_state(job.service, job.instance, after.state.value)
-            if before.state is State.UNHEALTHY and after.state is State.HEALTHY:
-                self.notifications.send(
-                    {
-                        "event": "recovery",
-                        "service": job.service,
-                        "instance": job.instance,
-                        "reason": after.reason,
-                    }
-                )
-            log.info(
-                "health_changed service=%s instance=%s from=%s to=%s reason=%s",
-                job.service,
-                job.instance,
-                before.state.value,
-                after.state.value,
-                after.reason,
+        telemetry.record_health(self.metrics, job.service, after)
+        if before.state is after.state:
+            return
+        if before.state is State.UNHEALTHY and after.state is State.HEALTHY:
+            self.notifications.send(
+                {
+                    "event": "recovery",
+                    "service": job.service,
+                    "instance": job.instance,
+                    "reason": after.reason,
+                }
             )
-            changed.setdefault(job.service, result.observed_at + result.latency)
+        log.info(
+            "health_changed service=%s instance=%s from=%s to=%s reason=%s",
+            job.service,
+            job.instance,
+            before.state.value,
+            after.state.value,
+            after.reason,
+        )
+        changed.setdefault(job.service, result.observed_at + result.latency)
 
     def snapshot(self) -> HealthSnapshot:
         return self.tracker.snapshot(self.clock())
 
-    def reconcile(self, service: str, trigger_at: float | None = None) -> Report:
-        health = self.tracker.instances(service)  # this service only: a cycle reconciles all
-        settings = self.runtime.config.services[service]
-        report = self.reconciler.reconcile(
+    # ------------------------------------------------------------------ deciding and writing
+
+    def reconcile(self, service: str, trigger_at: float | None = None) -> Report | None:
+        """Decide now; a change to write goes to a worker. None while one is in flight."""
+        if self._workers.busy(service):
+            return None  # its decisions wait for the outcome
+        runtime = self.runtime
+        settings = runtime.config.services[service]
+        provider = runtime.provider_for(settings)
+        report = self.reconciler.prepare(
             service,
             settings,
-            self.runtime.provider_for(settings),
-            health,
+            provider,
+            self.tracker.instances(service),  # this service only: a cycle reconciles all
             trigger_at=trigger_at,
+            settle_until=self.settle_until.get(service, -math.inf),
         )
+        if not report.wants_write:
+            self._conclude(report)
+            return report
+        self._unconfirmed.pop(service, None)  # a new change supersedes an unconfirmed one
+        flight = Flight(service, "write", report, runtime, provider.change_timeout)
+        self._workers.submit(flight, lambda: self.reconciler.execute(report, provider))
+        return report
+
+    def _land(self, flight: Flight) -> None:
+        """A worker finished: take its outcome on the controller thread."""
+        self._workers.land(flight)
+        self._close_retired()
+        report: Report = flight.payload
+        if flight.kind == "confirm":
+            self._confirmed(report)
+            return
+        self._conclude(report)
+        if report.applied and report.propagation is not None and not report.propagation.complete:
+            self._unconfirmed[report.service] = report
+            self._schedule_confirm(report.service)
+        if report.conflict and not self._stop.is_set():
+            count = self._conflicts.get(report.service, 0) + 1
+            self._conflicts[report.service] = count
+            if count <= MAX_CONFLICTS:  # re-read and re-decide now; after that, back off
+                log.warning("conflict service=%s attempt=%d: re-reading", report.service, count)
+                self.reconcile(report.service)
+        else:
+            self._conflicts.pop(report.service, None)
+
+    def _conclude(self, report: Report) -> None:
+        service = report.service
+        self.reconciler.finish(report)
         self.last_reports[service] = report
         decision = report.decision
         if report.applied and decision is not None:
             self.active[service] = decision.target
         elif decision is not None and not report.drift:
             self.active[service] = decision.current
-        self._record_report(report, [i.name for i in settings.instances], health)
+        settings = self.runtime.config.services.get(service)
+        if settings is not None:
+            flips = self._flips_last_hour(service)
+            telemetry.record_report(
+                self.metrics,
+                report,
+                [i.name for i in settings.instances],
+                self.active.get(service),
+                report.health,
+                flips,
+            )
         self._schedule_retry(service, report)
-        return report
+
+    def _flips_last_hour(self, service: str) -> int:
+        try:
+            flips = self.store.load().flip_times(service)
+        except StateError:
+            return 0
+        now = self.clock()
+        return sum(1 for t in flips if now - t < 3600)
 
     def _schedule_retry(self, service: str, report: Report) -> None:
         """After a failed reconcile, wait tick, 2×tick, 4×tick … (at most MAX_BACKOFF)."""
-        if report.error is None:
+        if report.error is None or report.conflict:
             self._backoff.pop(service, None)
             self._retry_at.pop(service, None)
             return
@@ -312,96 +387,129 @@ class Daemon:
             "retry_scheduled service=%s in=%.1fs pending=%s", service, backoff, report.pending
         )
 
-    def _record_probe(self, job: ProbeJob, result: ProbeResult) -> None:
-        m = self.metrics
-        m.probes.labels(job.service, job.instance, result.check, result.outcome.value).inc()
-        m.probe_latency.labels(job.service, job.instance, result.check).observe(result.latency)
-        if result.runway is not None:
-            m.runway.labels(job.service, job.instance, result.check).set(result.runway)
-        if result.tls_days_left is not None:
-            m.tls_expiry.labels(job.service, job.instance).set(result.tls_days_left * 86400)
-
-    def _record_report(self, report: Report, instances: list[str], health: Any) -> None:
-        m, service, decision = self.metrics, report.service, report.decision
-        m.set_active(service, instances, self.active.get(service))
-        m.healthy_instances.labels(service).set(
-            sum(1 for h in health.values() if h.state is State.HEALTHY)
+    def _schedule_confirm(self, service: str) -> None:
+        backoff = min(
+            max(self.tick, self._confirm_backoff.get(service, self.tick / 2) * 2), MAX_BACKOFF
         )
-        if report.applied and decision is not None:
-            m.failovers.labels(service, decision.rule).inc()
-        m.conflicts.labels(service).inc(report.conflicts)
-        if report.error is not None:
-            m.errors.labels(service).inc()
-        m.pending.labels(service).set(report.pending is not None)
-        if report.write_seconds is not None:
-            m.write_seconds.labels(service).observe(report.write_seconds)
-        if report.propagation is not None:
-            m.propagation_seconds.labels(service).observe(report.propagation.seconds)
+        self._confirm_backoff[service] = backoff
+        self._confirm_at[service] = time.monotonic() + backoff
+
+    def _confirm_again(self, service: str) -> None:
+        """Check an applied change that was not served everywhere yet (a zone file whose
+        reload failed, a server that lagged): it is done only when it is served."""
+        report = self._unconfirmed[service]
+        settings = self.runtime.config.services.get(service)
+        if settings is None:
+            self._unconfirmed.pop(service)
+            return
+        provider = self.runtime.provider_for(settings)
+        flight = Flight(service, "confirm", report, self.runtime, provider.change_timeout)
+        self._workers.submit(flight, lambda: self.reconciler.confirm(report, provider))
+
+    def _confirmed(self, report: Report) -> None:
+        service = report.service
+        complete = report.propagation is not None and report.propagation.complete
+        self.reconciler.finish_confirmation(report)
+        if complete:
+            self._unconfirmed.pop(service, None)
+            self._confirm_backoff.pop(service, None)
+            self._confirm_at.pop(service, None)
+        elif service in self._unconfirmed:
+            self._schedule_confirm(service)
 
     def cycle(self) -> None:
         """Reconcile every service (one's failure never blocks another), then report."""
+        now = time.monotonic()
         for service in self.runtime.config.services:
             if self._stop.is_set():
                 return
-            if time.monotonic() < self._retry_at.get(service, 0.0):
-                continue  # backing off after a failure: no retry storm
             try:
+                confirm_due = now >= self._confirm_at.get(service, 0.0)
+                if service in self._unconfirmed and confirm_due and not self._workers.busy(service):
+                    self._confirm_again(service)
+                if now < self._retry_at.get(service, 0.0):
+                    continue  # backing off after a failure: no retry storm
                 self.reconcile(service)
             except Exception:  # a bug in one service's cycle must not stop the others
                 log.exception("cycle_crashed service=%s", service)
+        self._tell_unsettled()
         self._write_health()
         self.metrics.last_cycle.set(self.clock())
         self.notifier.status(self.status_line())
         self.notifier.watchdog()
+        self._last_beat = time.monotonic()
+
+    def _tell_unsettled(self) -> None:
+        """Once per settle window: instances still UNKNOWN after it go to the log and audit."""
+        now = self.clock()
+        for service, until in self.settle_until.items():
+            if now < until:
+                continue
+            for name, health in self.tracker.instances(service).items():
+                if health.state is not State.UNKNOWN or (service, name) in self._unsettled_told:
+                    continue
+                self._unsettled_told.add((service, name))
+                log.warning(
+                    "unsettled service=%s instance=%s reason=%s", service, name, health.reason
+                )
+                entry = {
+                    "service": service,
+                    "event": "unsettled",
+                    "instance": name,
+                    "reason": health.reason,
+                }
+                try:
+                    self.store.audit(entry)
+                except DnsFailoverError as e:
+                    log.error("audit_failed service=%s error=%s", service, e)
+
+    # ------------------------------------------------------------------ status
 
     def status_line(self) -> str:
         parts = []
         for service in self.runtime.config.services:
             report = self.last_reports.get(service)
             note = f" ({report.event})" if report and report.event not in ("keep", "none") else ""
+            if self._workers.busy(service):
+                note += " (writing)"
             parts.append(f"{service}→{self.active.get(service) or '?'}{note}")
         return ", ".join(parts)
 
+    def writing(self) -> dict[str, dict[str, Any]]:
+        """Changes in flight and changes not yet confirmed, per service (for health.json)."""
+        now = time.monotonic()
+        found: dict[str, dict[str, Any]] = {}
+        for service, report in self._unconfirmed.items():
+            propagation = report.propagation.summary() if report.propagation else None
+            found[service] = {
+                "kind": "unconfirmed",
+                "change": report.change,
+                "propagation": propagation,
+            }
+        for flight in self._workers.flights():
+            report = flight.payload
+            found[flight.service] = {
+                "kind": flight.kind,
+                "change": report.change,
+                "seconds": round(flight.age(now), 1),
+                "timeout": flight.timeout,
+                "overdue": flight.overdue(now),
+            }
+        for service in self.runtime.config.services:
+            entry = found.get(service, {})
+            self.metrics.in_flight.labels(service).set(entry.get("seconds", 0.0))
+            self.metrics.overdue.labels(service).set(bool(entry.get("overdue")))
+            self.metrics.unconfirmed.labels(service).set(service in self._unconfirmed)
+        return found
+
     def _write_health(self) -> None:
+        document = documents.health_document(
+            self.snapshot(), self.active, self.last_reports, self.writing(), self.settle_until
+        )
         try:
-            self.store.save_health(self.health_document())
+            self.store.save_health(document)
         except StateError as e:
             log.error("health_not_saved error=%s", e)
-
-    def health_document(self) -> dict[str, Any]:
-        snapshot = self.snapshot()
-        services: dict[str, Any] = {}
-        for key, instances in snapshot.services.items():
-            report = self.last_reports.get(key)
-            services[key] = {
-                "active": self.active.get(key),
-                "last": None
-                if report is None
-                else {
-                    "event": report.event,
-                    "reason": report.decision.reason if report.decision else None,
-                    "error": report.error,
-                    "change": report.change,
-                    "pending": report.pending,
-                },
-                "instances": {
-                    name: {
-                        "state": h.state.value,
-                        "since": h.since,
-                        "reason": h.reason,
-                        "checks": {
-                            c: {
-                                "state": ch.state.value,
-                                "reason": ch.reason,
-                                "result": ch.last.as_dict() if ch.last else None,
-                            }
-                            for c, ch in h.checks.items()
-                        },
-                    }
-                    for name, h in instances.items()
-                },
-            }
-        return {"updated": snapshot.at, "services": services}
 
     # ------------------------------------------------------------------ reload
 
@@ -421,36 +529,23 @@ class Daemon:
             log.warning(
                 "reload: state_dir changes only at restart; keeping %s", self.store.directory
             )
-        self._stop_scheduler()
-        old, self.runtime = self.runtime, runtime
-        old.close()
+        self._stop_probes()
+        self._retired.append(self.runtime)  # its writes in flight finish against it
+        self.runtime = runtime
+        self._close_retired()
         self._register(runtime)
         self.notifications.close()
         self.notifications = self._notifications()
         self.reconciler = self._reconciler()
-        self._start_scheduler()
+        self._start_probes()
         self.metrics.reloads.labels("ok").inc()
         log.info(
             "reload_done services=%d probes=%d", len(runtime.config.services), len(runtime.jobs)
         )
         self.notifier.ready(self.status_line())
 
-
-def _datetime(epoch: float) -> Any:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(epoch, dt.UTC)
-
-
-def run_once(runtime: Runtime, store: StateStore, dry_run: bool) -> list[Report]:
-    """`run --once`: one probe round, one reconcile of every service."""
-    from dnsfailover.controller.oneshot import one_round_health, probe_once
-
-    health = one_round_health(probe_once(runtime.jobs))
-    reconciler = Reconciler(store, dry_run=dry_run or runtime.config.dry_run)
-    reports = []
-    for key, service in runtime.config.services.items():
-        reports.append(
-            reconciler.reconcile(key, service, runtime.provider_for(service), health.get(key, {}))
-        )
-    return reports
+    def _close_retired(self) -> None:
+        busy = {id(f.owner) for f in self._workers.flights()}
+        for old in [r for r in self._retired if id(r) not in busy]:
+            old.close()
+            self._retired.remove(old)

@@ -1,20 +1,30 @@
-"""One round of probes, run concurrently, and the health it implies.
+"""The commands that act once: one round of probes, the health it implies, and one reconcile.
 
-For the commands that act once (`check`, `plan`, `run --once`, `drain` and `failover` without
-a daemon): a single round cannot satisfy rise/fall, so each check counts as `rise = fall = 1`,
-and an overloaded answer counts as up (alive, shedding load).
+For `check`, `plan`, `run --once`, and `drain` or `failover` without a daemon. A single round
+cannot satisfy rise/fall, so each check counts as `rise = fall = 1`, and an overloaded answer
+counts as up (alive, shedding load). A check whose only result was inconclusive (the probe's
+own error) stays UNKNOWN, and one round is all there is: the settle window never ends inside
+it, so such an instance makes a decision wait when it could change it (policy/decide.py).
+They go through the same `Reconciler` as the daemon: one path from health to plan.
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from dnsfailover.controller.runtime import ProbeJob
-from dnsfailover.health import HealthTracker, InstanceHealth
-from dnsfailover.probes import Outcome, ProbeResult
+from dnsfailover.config.consistency import in_zone
+from dnsfailover.controller.reconcile import Reconciler, Report
+from dnsfailover.controller.runtime import ProbeJob, Runtime
+from dnsfailover.controller.state import StateStore
+from dnsfailover.health import HealthTracker, InstanceHealth, State
+from dnsfailover.providers import Provider
+from dnsfailover.results import Outcome, ProbeResult
+
+ONE_ROUND = math.inf  # the settle window of a single round: it never ends inside it
 
 
 @dataclass(frozen=True)
@@ -46,3 +56,53 @@ def one_round_health(
         tracker.observe(o.job.service, o.job.instance, result, rise=1, fall=1)
     snapshot = tracker.snapshot(time.time())
     return {service: dict(instances) for service, instances in snapshot.services.items()}
+
+
+def run_once(
+    runtime: Runtime,
+    store: StateStore,
+    dry_run: bool,
+    services: Collection[str] | None = None,
+) -> list[Report]:
+    """`run --once` (every service) and `drain` without a daemon (the drained one's)."""
+    keys = [k for k in runtime.config.services if services is None or k in services]
+    health = one_round_health(probe_once(j for j in runtime.jobs if j.service in keys))
+    reconciler = Reconciler(store, dry_run=dry_run or runtime.config.dry_run)
+    reports = []
+    for key in keys:
+        service = runtime.config.services[key]
+        provider = runtime.provider_for(service)
+        reports.append(
+            reconciler.reconcile(
+                key, service, provider, health.get(key, {}), settle_until=ONE_ROUND
+            )
+        )
+    return reports
+
+
+def assume(
+    health: Mapping[str, InstanceHealth], assumed: Mapping[str, State]
+) -> dict[str, InstanceHealth]:
+    """Health with some instances' state overridden (`plan --assume NAME=down`)."""
+    return {n: replace(h, state=assumed.get(n, h.state)) for n, h in health.items()}
+
+
+def preview(
+    runtime: Runtime,
+    store: StateStore,
+    assumed: Mapping[str, State],
+    zone_file: Provider | None = None,
+) -> list[tuple[Report, Provider]]:
+    """`plan`: what one reconcile of every service would do now, writing nothing; names inside
+    `zone_file`'s zone are planned against that file instead of their provider."""
+    health = one_round_health(probe_once(runtime.jobs))
+    reconciler = Reconciler(store)
+    found = []
+    for key, service in runtime.config.services.items():
+        provider = runtime.provider_for(service)
+        if zone_file is not None and in_zone(service.name, zone_file.zone):
+            provider = zone_file
+        instances = assume(health.get(key, {}), assumed)
+        report = reconciler.preview(key, service, provider, instances, settle_until=ONE_ROUND)
+        found.append((report, provider))
+    return found

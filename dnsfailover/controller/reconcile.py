@@ -1,29 +1,38 @@
-"""One reconcile of one service: read → decide → plan → compare-and-swap → confirm → record.
+"""One reconcile of one service, in three steps that the daemon can run on different threads:
 
-Used by the daemon for every cycle and by the CLI for `failover`, `drain` and `run --once`.
-A conflict (someone changed the record between our read and our write) means re-read and
-re-decide, a bounded number of times; a manual move is never retried blindly (exit 4).
-State is proven writable before a DNS write, so no change is made that could not be recorded.
-Every decision other than a quiet "keep" goes to the audit log with the health behind it.
+1. `prepare`: read the live record → decide → plan. Cheap; on the controller thread.
+2. `execute`: record the flip intent → compare-and-swap write → record the flip → wait until
+   every authoritative server serves it. Slow; the daemon runs it on a per-service worker.
+3. `finish`: log and audit the outcome. On the controller thread.
+
+`reconcile` runs the three in a row (the CLI's `failover`, `drain`, `run --once`), `preview`
+only the first (`plan`): one path from health to plan for every caller. A conflict (someone
+changed the record between our read and our write) means re-read and re-decide, a bounded
+number of times; a manual move is never retried blindly (ConflictError, exit 4). State is
+proven writable before a DNS write (the intent is saved first), so no change is made that
+could not be recorded, and a crash between the write and the flip record is settled by
+`recover` at the next read.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dnsfailover.config.models import Service
+from dnsfailover.controller import documents
 from dnsfailover.controller.state import Flip, State, StateStore
 from dnsfailover.crashpoint import crashpoint
-from dnsfailover.errors import ConflictError, DnsFailoverError
+from dnsfailover.errors import ConflictError, DnsFailoverError, TransientError
 from dnsfailover.health import InstanceHealth
 from dnsfailover.plan import Plan, drift_reason, make_plan, owner_of
 from dnsfailover.policy import Decision, Kind, PolicyInput, decide
-from dnsfailover.providers import Propagation, Provider
-from dnsfailover.rrset import RRset, describe
+from dnsfailover.providers import Propagation, Provider, Receipt, ServerView
+from dnsfailover.rrset import RRset
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +45,20 @@ class Report:
     """What one reconcile did; the controller turns it into status, metrics and events."""
 
     service: str
+    health: Mapping[str, InstanceHealth] = field(default_factory=dict)  # behind the decision
     decision: Decision | None = None
     live: RRset | None = None
+    plan: Plan | None = None
     change: str | None = None
     applied: bool = False
     dry_run: bool = False
     drift: bool = False
     conflicts: int = 0
+    conflict: bool = False  # the last write attempt met a conflict
+    abandoned: bool = False  # the daemon stopped before the write finished
     error: str | None = None
     pending: str | None = None  # a change wanted but not written (the provider failed)
+    receipt: Receipt | None = None
     write_seconds: float | None = None
     propagation: Propagation | None = None
     # Wall-clock times for the audit, so failover time can be measured from the outside:
@@ -52,13 +66,24 @@ class Report:
     # the provider acknowledged the write.
     trigger_at: float | None = None
     write_acked_at: float | None = None
-    events: list[str] = field(default_factory=list)
+
+    @property
+    def wants_write(self) -> bool:
+        return (
+            self.plan is not None
+            and self.plan.change is not None
+            and not self.dry_run
+            and self.error is None
+            and not self.applied
+        )
 
     @property
     def event(self) -> str:
         """The event a notification or metric names: failover, manual, refusal, all_down, ..."""
+        if self.abandoned:
+            return "abandoned"
         if self.error is not None:
-            return "conflict" if self.error.startswith("conflict") else "error"
+            return "conflict" if self.conflict else "error"
         if self.drift:
             return "drift"
         if self.decision is None:
@@ -66,6 +91,19 @@ class Report:
         if self.applied or self.dry_run:
             return "manual" if self.decision.rule == "manual" else "failover"
         return {Kind.REFUSE: "refusal", Kind.ALARM: "all_down"}.get(self.decision.kind, "keep")
+
+    @property
+    def outcome(self) -> str:
+        """applied, applied_unconfirmed (written, not yet served everywhere), abandoned (the
+        daemon stopped before the write landed), dry_run, failed or not_applied."""
+        if self.applied:
+            complete = self.propagation is not None and self.propagation.complete
+            return "applied" if complete else "applied_unconfirmed"
+        if self.abandoned:
+            return "abandoned"
+        if self.dry_run:
+            return "dry_run"
+        return "failed" if self.error else "not_applied"
 
 
 class Reconciler:
@@ -82,6 +120,9 @@ class Reconciler:
         self.on_event = on_event  # every audited decision, for notifications
         self._last_audited: dict[str, tuple[str, str]] = {}
         self._last_live: dict[str, RRset | None] = {}  # the record at the last good read
+        self._executing: set[str] = set()  # services whose write runs now, in this process
+
+    # ------------------------------------------------------------------ the whole path
 
     def reconcile(
         self,
@@ -91,68 +132,82 @@ class Reconciler:
         health: Mapping[str, InstanceHealth],
         manual: Decision | None = None,
         trigger_at: float | None = None,
+        settle_until: float = -math.inf,
     ) -> Report:
-        report = Report(key, trigger_at=trigger_at)
-        try:
-            self._run(key, service, provider, health, manual, report)
-        except ConflictError as e:
-            report.error = f"conflict: {e}"
-            if manual is not None:
-                self._audit(report, health)
-                raise
-        except DnsFailoverError as e:
-            report.error = str(e)
-            if manual is not None:
-                self._audit(report, health)
-                raise
-            report.pending = self._pending(key, service, health, report)
-        if report.error:
-            log.error("reconcile_failed service=%s error=%s", key, report.error)
-        self._audit(report, health)
+        """Prepare, execute and finish, now: for the commands that act once."""
+        conflicts = 0
+        while True:
+            report = self.prepare(key, service, provider, health, manual, trigger_at, settle_until)
+            report.conflicts = conflicts
+            if report.wants_write:
+                self.execute(report, provider)
+            conflicts = report.conflicts
+            if not report.conflict or manual is not None or conflicts > MAX_CONFLICTS:
+                break
+            log.warning("conflict service=%s attempt=%d: re-reading", key, conflicts)
+        self.finish(report)
+        if manual is not None and report.error is not None:
+            raise (ConflictError if report.conflict else DnsFailoverError)(report.error)
         return report
 
-    def _run(
+    def preview(
         self,
         key: str,
         service: Service,
         provider: Provider,
         health: Mapping[str, InstanceHealth],
-        manual: Decision | None,
-        report: Report,
-    ) -> None:
-        for attempt in range(MAX_CONFLICTS + 1):
+        settle_until: float = -math.inf,
+    ) -> Report:
+        """What `reconcile` would do now, writing nothing (not even the audit): `plan`."""
+        return self.prepare(
+            key, service, provider, health, settle_until=settle_until, dry_run=True, recover=False
+        )
+
+    # ------------------------------------------------------------------ 1. prepare
+
+    def prepare(
+        self,
+        key: str,
+        service: Service,
+        provider: Provider,
+        health: Mapping[str, InstanceHealth],
+        manual: Decision | None = None,
+        trigger_at: float | None = None,
+        settle_until: float = -math.inf,
+        dry_run: bool | None = None,
+        recover: bool = True,
+    ) -> Report:
+        report = Report(key, health, trigger_at=trigger_at)
+        report.dry_run = self.dry_run if dry_run is None else dry_run
+        try:
+            if recover and key not in self._executing:
+                self.recover(key, service, provider)
             state = self.store.load()
             live = provider.read(service.name, service.type)
-            self._last_live[key] = live
-            report.live = live
-            owner = owner_of(service, live)
-            if live is not None and owner is None and manual is None and not service.adopt:
-                report.drift = True
-                report.decision = Decision(
-                    Kind.KEEP, None, None, "drift", drift_reason(service, live) + ": left alone"
-                )
-                return
-            if manual is not None:
-                decision = Decision(Kind.MOVE, owner, manual.target, "manual", manual.reason)
-            else:
-                decision = self._decide(key, service, health, owner, state)
-            report.decision = decision
-            plan = make_plan(key, service, decision, live)
-            if plan.change is None:
-                return
-            report.change = plan.change.summary()
-            if self.dry_run:
-                report.dry_run = True
+        except DnsFailoverError as e:
+            report.error = str(e)
+            report.pending = self._pending(key, service, health, settle_until)
+            return report
+        self._last_live[key] = live
+        report.live = live
+        owner = owner_of(service, live)
+        if live is not None and owner is None and manual is None and not service.adopt:
+            report.drift = True
+            report.decision = Decision(
+                Kind.KEEP, None, None, "drift", drift_reason(service, live) + ": left alone"
+            )
+            return report
+        if manual is not None:
+            decision = Decision(Kind.MOVE, owner, manual.target, "manual", manual.reason)
+        else:
+            decision = self._decide(key, service, health, owner, state, settle_until)
+        report.decision = decision
+        report.plan = make_plan(key, service, decision, live)
+        if report.plan.change is not None:
+            report.change = report.plan.change.summary()
+            if report.dry_run:
                 log.info("dry_run service=%s change=%s", key, report.change)
-                return
-            try:
-                self._write(key, provider, plan, report)
-                return
-            except ConflictError:
-                report.conflicts += 1
-                log.warning("conflict service=%s attempt=%d: re-reading", key, attempt + 1)
-                if manual is not None or attempt == MAX_CONFLICTS:
-                    raise
+        return report
 
     def _decide(
         self,
@@ -161,6 +216,7 @@ class Reconciler:
         health: Mapping[str, InstanceHealth],
         owner: str | None,
         state: State,
+        settle_until: float,
     ) -> Decision:
         pin = state.pins.get(key)
         return decide(
@@ -172,15 +228,18 @@ class Reconciler:
                 frozenset(state.drains),
                 state.flip_times(key),
                 self.clock(),
+                settle_until,
             )
         )
 
     def _pending(
-        self, key: str, service: Service, health: Mapping[str, InstanceHealth], report: Report
+        self,
+        key: str,
+        service: Service,
+        health: Mapping[str, InstanceHealth],
+        settle_until: float,
     ) -> str | None:
         """The change this service still wants, judged from the last record we could read."""
-        if report.decision is not None and report.decision.kind is Kind.MOVE:
-            return report.change or f"move to {report.decision.target}"
         if key not in self._last_live:
             return None
         live = self._last_live[key]
@@ -188,38 +247,103 @@ class Reconciler:
         if live is not None and owner is None:
             return None
         try:
-            decision = self._decide(key, service, health, owner, self.store.load())
+            decision = self._decide(key, service, health, owner, self.store.load(), settle_until)
         except DnsFailoverError:
             return None
         plan = make_plan(key, service, decision, live)
         return None if plan.change is None else plan.change.summary()
 
-    def _write(self, key: str, provider: Provider, plan: Plan, report: Report) -> None:
-        assert plan.change is not None
-        with self.store.locked():
-            self.store.save(self.store.load())  # prove the state is writable before DNS moves
-        crashpoint("before_write")
-        started = time.monotonic()
-        receipt = provider.apply(plan.change)
+    def recover(self, key: str, service: Service, provider: Provider) -> None:
+        """Settle a flip intent that no write of this process owns (a crash, or a write whose
+        outcome was uncertain): the flip happened if the record holds its target."""
+        intent = self.store.load().intents.get(key)
+        if intent is None:
+            return
+        owner = owner_of(service, provider.read(service.name, service.type))
+        if owner == intent.target:
+            self.store.complete_flip(key, intent)
+            log.warning("flip_recovered service=%s to=%s: it landed", key, intent.target)
+        else:
+            self.store.abandon_flip(key)
+            log.warning("flip_intent_dropped service=%s to=%s: it did not land", key, intent.target)
+
+    # ------------------------------------------------------------------ 2. execute
+
+    def execute(self, report: Report, provider: Provider) -> Report:
+        """Write the planned change and wait for it to be served. Never raises."""
+        key, plan = report.service, report.plan
+        assert plan is not None and plan.change is not None
+        decision = plan.decision
+        assert decision.target is not None
+        flip = Flip(self.clock(), decision.current, decision.target, decision.rule)
+        self._executing.add(key)
+        try:
+            self._write(report, provider, flip)
+        finally:
+            self._executing.discard(key)
+        return report
+
+    def _write(self, report: Report, provider: Provider, flip: Flip) -> None:
+        key, plan = report.service, report.plan
+        assert plan is not None and plan.change is not None
+        try:
+            self.store.begin_flip(key, flip)  # proves the state writable, before DNS moves
+            crashpoint("before_write")
+            started = time.monotonic()
+            report.receipt = provider.apply(plan.change)
+        except ConflictError as e:
+            report.conflicts += 1
+            report.conflict, report.error = True, f"conflict: {e}"
+            self._forget(key)
+            return
+        except TransientError as e:
+            report.error = str(e)  # it may have landed: the intent stays, the next read settles it
+            report.pending = report.change
+            return
+        except DnsFailoverError as e:
+            report.error = str(e)
+            report.pending = report.change
+            self._forget(key)
+            return
         report.write_seconds = time.monotonic() - started
         report.write_acked_at = self.clock()
         report.applied = True
         crashpoint("after_write")
-        decision = plan.decision
-        assert decision.target is not None
-        with self.store.locked():
-            state = self.store.load()
-            flip = Flip(self.clock(), decision.current, decision.target, decision.rule)
-            self.store.save(state.with_flip(key, flip))
         log.info(
             "written service=%s change=%s seconds=%.3f", key, report.change, report.write_seconds
         )
-        report.propagation = provider.wait(receipt, provider.propagation_timeout)
-        if not report.propagation.complete:
-            report.events.append("propagation_incomplete")
-            log.error("propagation_incomplete service=%s %s", key, report.propagation.summary())
+        try:
+            self.store.complete_flip(key, replace(flip, at=report.write_acked_at))
+        except DnsFailoverError as e:  # the intent stays: recovered at the next read
+            log.error("flip_not_recorded service=%s error=%s", key, e)
+        self.confirm(report, provider)
 
-    def _audit(self, report: Report, health: Mapping[str, InstanceHealth]) -> None:
+    def confirm(self, report: Report, provider: Provider) -> Report:
+        """Wait until every server that answers clients serves the applied change."""
+        assert report.receipt is not None
+        try:
+            report.propagation = provider.wait(report.receipt, provider.propagation_timeout)
+        except DnsFailoverError as e:
+            view = ServerView(provider.name, False, str(e), 0.0)
+            report.propagation = Propagation(False, 0.0, (view,))
+        if not report.propagation.complete:
+            log.error(
+                "propagation_incomplete service=%s %s", report.service, report.propagation.summary()
+            )
+        return report
+
+    def _forget(self, key: str) -> None:
+        try:
+            self.store.abandon_flip(key)
+        except DnsFailoverError as e:
+            log.error("flip_intent_not_cleared service=%s error=%s", key, e)
+
+    # ------------------------------------------------------------------ 3. finish
+
+    def finish(self, report: Report) -> dict[str, Any] | None:
+        """Log and audit the outcome; the audit entry, or None when it was quiet."""
+        if report.error:
+            log.error("reconcile_failed service=%s error=%s", report.service, report.error)
         decision = report.decision
         signature = (report.event, decision.reason if decision else report.error or "")
         quiet = (
@@ -228,41 +352,28 @@ class Reconciler:
             and not report.error
             and report.change is None
         )
-        if quiet or (self._last_audited.get(report.service) == signature and not report.applied):
-            return
+        repeated = self._last_audited.get(report.service) == signature and not report.applied
+        if quiet or repeated:
+            return None
         self._last_audited[report.service] = signature
-        entry: dict[str, Any] = {
-            "service": report.service,
-            "event": report.event,
-            "rule": decision.rule if decision else None,
-            "from": decision.current if decision else None,
-            "to": decision.target if decision else None,
-            "reason": decision.reason if decision else None,
-            "live": describe(report.live),
-            "change": report.change,
-            "outcome": "applied"
-            if report.applied
-            else "dry_run"
-            if report.dry_run
-            else "failed"
-            if report.error
-            else "not_applied",
-            "error": report.error,
-            "pending": report.pending,
-            "conflicts": report.conflicts,
-            "write_seconds": report.write_seconds,
-            "trigger_at": report.trigger_at,
-            "write_acked_at": report.write_acked_at,
-            "health": {
-                name: {"state": h.state.value, "reason": h.reason} for name, h in health.items()
-            },
-        }
-        if report.propagation is not None:
-            entry["propagation_seconds"] = report.propagation.seconds
-            entry["propagation_complete"] = report.propagation.complete
-            entry["propagation"] = report.propagation.summary()
+        entry = documents.audit_entry(report)
         try:
             self.store.audit(entry)
         except DnsFailoverError as e:
             log.error("audit_failed service=%s error=%s", report.service, e)
         self.on_event(entry)
+        return entry
+
+    def finish_confirmation(self, report: Report) -> dict[str, Any]:
+        """Audit a later check of an applied change: served everywhere now, or still not."""
+        entry = documents.confirmation_entry(report)
+        if report.propagation is not None and report.propagation.complete:
+            log.info(
+                "propagation_complete service=%s %s", report.service, report.propagation.summary()
+            )
+        try:
+            self.store.audit(entry)
+        except DnsFailoverError as e:
+            log.error("audit_failed service=%s error=%s", report.service, e)
+        self._last_audited.pop(report.service, None)
+        return entry

@@ -1,11 +1,15 @@
-"""The state directory: pins, drains and flip history (state.json), last health (health.json),
-the audit log (audit.jsonl), and the locks shared by the daemon and the CLI.
+"""The state directory: pins, drains, flip history and flips in progress (state.json), the
+audit log (audit.jsonl), the last health (health.json, written by the daemon; its format lives
+in `documents.py`), and the locks shared by the daemon and the CLI.
 
-Writes are atomic (temp file in the same folder, fsync, rename, fsync the folder). Every
-read-modify-write of state.json holds an exclusive flock on `state.lock`, so a CLI `drain`
-and the daemon never lose each other's change. The daemon holds `daemon.lock` for its whole
-life: `status` can tell whether one runs. A state file that does not parse is a StateError
-and nothing acts on it. Imports errors only.
+Writes are atomic (`atomicfile`). Every read-modify-write of state.json holds an exclusive
+flock on `state.lock`, so a CLI `drain` and the daemon never lose each other's change; the
+operator's verbs (pin, release, drain, undrain) and the flip record each do lock → load →
+change → save → audit in one place. A flip is recorded as an intent before its DNS write and
+completed after it, so a crash in between cannot leave hold-down unaware of a flip that landed
+(`Reconciler.recover` settles a leftover intent against the live record). The daemon holds
+`daemon.lock` for its whole life: `status` can tell whether one runs. A state file that does
+not parse is a StateError and nothing acts on it. Imports errors and the atomic writer only.
 """
 
 from __future__ import annotations
@@ -14,14 +18,13 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from dnsfailover.crashpoint import crashpoint
+from dnsfailover.atomicfile import atomic_write
 from dnsfailover.errors import StateError
 
 VERSION = 1
@@ -54,10 +57,16 @@ class State:
     pins: dict[str, Pin] = field(default_factory=dict)  # service → pin
     drains: dict[str, Drain] = field(default_factory=dict)  # instance name → drain
     flips: dict[str, tuple[Flip, ...]] = field(default_factory=dict)  # service → recent flips
+    intents: dict[str, Flip] = field(default_factory=dict)  # service → flip being written
 
     def with_flip(self, service: str, flip: Flip) -> State:
         kept = tuple(f for f in self.flips.get(service, ()) if flip.at - f.at < FLIP_HISTORY)
-        return replace(self, flips={**self.flips, service: (*kept, flip)})
+        intents = {s: i for s, i in self.intents.items() if s != service}
+        return replace(self, flips={**self.flips, service: (*kept, flip)}, intents=intents)
+
+    def with_intent(self, service: str, flip: Flip | None) -> State:
+        intents = {s: i for s, i in self.intents.items() if s != service}
+        return replace(self, intents=intents if flip is None else {**intents, service: flip})
 
     def flip_times(self, service: str) -> tuple[float, ...]:
         return tuple(f.at for f in self.flips.get(service, ()))
@@ -68,6 +77,7 @@ class State:
             "pins": {s: vars(p) for s, p in self.pins.items()},
             "drains": {i: vars(d) for i, d in self.drains.items()},
             "flips": {s: [vars(f) for f in fs] for s, fs in self.flips.items()},
+            "intents": {s: vars(f) for s, f in self.intents.items()},
         }
 
     @classmethod
@@ -78,28 +88,8 @@ class State:
             pins={s: Pin(**p) for s, p in data.get("pins", {}).items()},
             drains={i: Drain(**d) for i, d in data.get("drains", {}).items()},
             flips={s: tuple(Flip(**f) for f in fs) for s, fs in data.get("flips", {}).items()},
+            intents={s: Flip(**f) for s, f in data.get("intents", {}).items()},
         )
-
-
-def atomic_write(path: Path, data: bytes, crash_name: str = "") -> None:
-    directory = path.parent
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        crashpoint(crash_name)
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 class StateStore:
@@ -168,6 +158,67 @@ class StateStore:
             yield
         finally:
             os.close(fd)
+
+    def update(self, change: Callable[[State], State]) -> State:
+        """One read-modify-write of state.json under the lock; returns the new state."""
+        with self.locked():
+            state = change(self.load())
+            self.save(state)
+        return state
+
+    # ------------------------------------------------------------------ the operator's verbs
+
+    def pin(self, service: str, instance: str, reason: str) -> None:
+        pin = Pin(instance, reason, time.time())
+        self.update(lambda s: replace(s, pins={**s.pins, service: pin}))
+        self.audit({"service": service, "event": "pin", "to": instance, "reason": reason})
+
+    def release(self, service: str) -> Pin | None:
+        """Remove the service's pin; the pin that was removed, or None if there was none."""
+        removed: list[Pin] = []
+
+        def unpin(state: State) -> State:
+            removed.extend(p for k, p in state.pins.items() if k == service)
+            return replace(state, pins={k: p for k, p in state.pins.items() if k != service})
+
+        self.update(unpin)
+        if removed:
+            self.audit({"service": service, "event": "release", "from": removed[0].instance})
+        return removed[0] if removed else None
+
+    def drain(self, instance: str, reason: str) -> None:
+        drain = Drain(reason, time.time())
+        self.update(lambda s: replace(s, drains={**s.drains, instance: drain}))
+        self.audit({"event": "drain", "instance": instance, "reason": reason})
+
+    def undrain(self, instance: str) -> bool:
+        """End a drain; False if the instance was not drained."""
+        found: list[bool] = []
+
+        def end(state: State) -> State:
+            found.append(instance in state.drains)
+            return replace(state, drains={k: d for k, d in state.drains.items() if k != instance})
+
+        self.update(end)
+        if found[0]:
+            self.audit({"event": "undrain", "instance": instance})
+        return found[0]
+
+    # ------------------------------------------------------------------ flips
+
+    def begin_flip(self, service: str, flip: Flip) -> None:
+        """Record the flip as intended, before the DNS write (this also proves state.json is
+        writable: no change is made that could not be recorded)."""
+        self.update(lambda s: s.with_intent(service, flip))
+
+    def complete_flip(self, service: str, flip: Flip) -> None:
+        """The write landed: the flip joins the history (hold-down, flip rate) and the intent
+        is gone."""
+        self.update(lambda s: s.with_flip(service, flip))
+
+    def abandon_flip(self, service: str) -> None:
+        """The write did not land: forget the intent."""
+        self.update(lambda s: s.with_intent(service, None))
 
     # ------------------------------------------------------------------ daemon lock
 

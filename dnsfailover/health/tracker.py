@@ -10,6 +10,11 @@ Informational checks are reported and never decide.
 Apart from the state, each check keeps `passing_since`: when its current run of passing results
 began (None after a failure). A check can stay HEALTHY while failing one probe in five, below
 `fall` in a row; `passing_since` tells steady health from that, and failback asks for it.
+
+A check that never completes a streak (alternating pass/fail with rise and fall above 1, or
+only ERROR/OVERLOADED results) stays UNKNOWN for ever. It keeps its last RECENT outcomes and
+when its first result came, so its reason says so ("unsettled for 10m: 5 of the last 10 probes
+failed"): the policy stops waiting for it after the settle window, and the operator sees it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
-from dnsfailover.probes.result import Outcome, ProbeResult
+from dnsfailover.config.durations import human
+from dnsfailover.results import Outcome, ProbeResult
+
+RECENT = 10  # outcomes kept per check, for the reason of an unsettled one
 
 
 class State(enum.Enum):
@@ -38,18 +46,37 @@ class CheckHealth:
     since: float | None = None  # when the state was entered (None while UNKNOWN)
     last: ProbeResult | None = None
     passing_since: float | None = None  # start of the current run of passes (None: last failed)
+    first_at: float | None = None  # when the first result was observed
+    recent: tuple[Outcome, ...] = ()  # the last RECENT outcomes, oldest first
+
+    @property
+    def unsettled_for(self) -> float | None:
+        """Seconds since the first result, while still UNKNOWN (None once settled or before)."""
+        if self.state is not State.UNKNOWN or self.last is None or self.first_at is None:
+            return None
+        return self.last.observed_at - self.first_at
 
     @property
     def reason(self) -> str:
         if self.last is None:
             return "no result yet"
+        if self.state is State.UNKNOWN and len(self.recent) > 1:
+            failed = sum(o is Outcome.UNHEALTHY for o in self.recent)
+            inconclusive = sum(o in (Outcome.ERROR, Outcome.OVERLOADED) for o in self.recent)
+            tally = f"{failed} of the last {len(self.recent)} probes failed"
+            if inconclusive:
+                tally += f", {inconclusive} inconclusive (error or overloaded)"
+            span = human(self.unsettled_for or 0)
+            return f"unsettled for {span}: {tally}; last: {self.last.reason}"
         return f"{self.state.value}: {self.last.reason}"
 
 
 def step(health: CheckHealth, result: ProbeResult, rise: int, fall: int) -> CheckHealth:
     """The check's health after one more result."""
+    first_at = health.first_at if health.first_at is not None else result.observed_at
+    recent = (*health.recent, result.outcome)[-RECENT:]
     if result.outcome in (Outcome.OVERLOADED, Outcome.ERROR):
-        return replace(health, last=result)
+        return replace(health, last=result, first_at=first_at, recent=recent)
     if result.outcome is Outcome.HEALTHY:
         successes, failures = health.successes + 1, 0
         passing_since = (
@@ -64,7 +91,16 @@ def step(health: CheckHealth, result: ProbeResult, rise: int, fall: int) -> Chec
         state = State.UNHEALTHY
     since = result.observed_at if state is not health.state else health.since
     return CheckHealth(
-        health.check, health.required, state, successes, failures, since, result, passing_since
+        health.check,
+        health.required,
+        state,
+        successes,
+        failures,
+        since,
+        result,
+        passing_since,
+        first_at,
+        recent,
     )
 
 
@@ -75,6 +111,15 @@ class InstanceHealth:
     since: float | None  # when the instance entered its state (None while UNKNOWN)
     checks: Mapping[str, CheckHealth]
     passing_since: float | None = None  # every required check has passed every probe since
+
+    @property
+    def unsettled_for(self) -> float | None:
+        """While UNKNOWN: how long its longest-unsettled required check has had results."""
+        if self.state is not State.UNKNOWN:
+            return None
+        spans = [c.unsettled_for for c in self.checks.values() if c.required]
+        known = [s for s in spans if s is not None]
+        return max(known) if known else None
 
     @property
     def reason(self) -> str:

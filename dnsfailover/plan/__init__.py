@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from dnsfailover.config.models import Instance, Service
 from dnsfailover.errors import DnsFailoverError
 from dnsfailover.policy import Decision, Kind
-from dnsfailover.providers.base import Change
-from dnsfailover.rrset import RRset, describe
+from dnsfailover.rrset import Change, RRset, describe
 
 
 class UnsafePlan(DnsFailoverError):

@@ -2,7 +2,7 @@
 
 A target that is down, slow or hostile is a result, never an exception; only our own setup
 (an unreadable issuer certificate or key) raises ProbeSetupError, when the probe is built.
-Probes know nothing of DNS, health or policy.
+Importing this package loads no HTTP or crypto library: `build_probes` does, when it runs.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ from collections.abc import Callable
 from typing import Protocol
 
 from dnsfailover.config.models import Instance
-from dnsfailover.probes.http import HttpClient
-from dnsfailover.probes.result import Outcome, ProbeResult
+from dnsfailover.results import ProbeResult
 
-__all__ = ["Outcome", "Probe", "ProbeResult", "build_probes"]
+__all__ = ["Probe", "build_probes"]
 
 
 class Probe(Protocol):
@@ -25,15 +24,21 @@ class Probe(Protocol):
     def run(self, deadline: float) -> ProbeResult: ...
 
 
-def build_probes(instance: Instance, clock: Callable[[], float] = time.time) -> list[Probe]:
-    """The probes an instance's config asks for, in a fixed order: acme, ocsp, crl."""
+def build_probes(
+    instance: Instance,
+    clock: Callable[[], float] = time.time,
+    connect_timeout: float | None = None,
+) -> list[Probe]:
+    """The probes an instance's config asks for, in a fixed order: acme, ocsp, crl.
+    `connect_timeout` bounds TCP connect + TLS handshake of the ACME probe."""
     from dnsfailover.probes.acme import AcmeProbe
     from dnsfailover.probes.crl import CrlProbe
+    from dnsfailover.probes.http import HttpClient
     from dnsfailover.probes.ocsp import OcspProbe
 
     probes: list[Probe] = []
     if instance.acme is not None:
-        probes.append(AcmeProbe(instance.acme, clock))
+        probes.append(AcmeProbe(instance.acme, clock, connect_timeout=connect_timeout))
     revocation_http = HttpClient()  # OCSP and CRL are plain HTTP, or HTTPS on public roots
     if instance.ocsp is not None:
         probes.append(OcspProbe(instance.ocsp, clock, revocation_http))

@@ -22,24 +22,16 @@ import re
 import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
-from typing import Any, NoReturn
+from typing import Any
 from urllib.parse import urlsplit
 
-import requests
 from cryptography import x509
 
 from dnsfailover.config.models import AcmeCheck
 from dnsfailover.errors import ProbeSetupError
 from dnsfailover.probes import jws
-from dnsfailover.probes.http import (
-    BodyTooLarge,
-    HttpClient,
-    ProbeTimeout,
-    RedirectRefused,
-    Response,
-    describe,
-)
-from dnsfailover.probes.result import Outcome, ProbeResult
+from dnsfailover.probes.http import HttpClient, ProbeFailed, Response, fail
+from dnsfailover.results import Outcome, ProbeResult
 
 DIRECTORY_CAP = 64 * 1024
 SMALL_CAP = 64 * 1024
@@ -47,18 +39,6 @@ REQUIRED = ("newNonce", "newAccount", "newOrder")
 RESOURCES = (*REQUIRED, "revokeCert", "keyChange", "renewalInfo", "newAuthz")
 NONCE = re.compile(r"^[A-Za-z0-9_-]+$")
 PROBLEM = "urn:ietf:params:acme:error:"
-
-
-class _Stop(Exception):
-    """Ends a probe early with an outcome; never leaves this module."""
-
-    def __init__(self, outcome: Outcome, reason: str, **details: Any) -> None:
-        super().__init__(reason)
-        self.outcome, self.reason, self.details = outcome, reason, details
-
-
-def _fail(reason: str, **details: Any) -> NoReturn:
-    raise _Stop(Outcome.UNHEALTHY, reason, **details)
 
 
 def _problem_type(response: Response) -> str:
@@ -90,12 +70,13 @@ class AcmeProbe:
         settings: AcmeCheck,
         clock: Callable[[], float] = time.time,
         http: HttpClient | None = None,
+        connect_timeout: float | None = None,
     ) -> None:
         self.settings = settings
         self.required = settings.required
         self._clock = clock
         ca = str(settings.ca_bundle) if settings.ca_bundle else None
-        self.http = http or HttpClient(ca, settings.server_name)
+        self.http = http or HttpClient(ca, settings.server_name, connect_timeout)
         self._key = self._load_key()
         self._ari_id = self._load_ari_id()
         self._last_nonce: str | None = None
@@ -158,7 +139,7 @@ class AcmeProbe:
                 + "".join(f", {k}" for k in ("account", "renewal_info") if k in details)
                 + " ok",
             )
-        except _Stop as stop:
+        except ProbeFailed as stop:
             outcome, reason = stop.outcome, stop.reason
             details.update(stop.details)
         tls_left = min(tls_days) if tls_days else None
@@ -201,42 +182,31 @@ class AcmeProbe:
         tls_days: list[float] | None = None,
         **kwargs: Any,
     ) -> Response:
-        try:
-            response = self.http.request(
-                method, self._on_probed_host(url), deadline, SMALL_CAP, **kwargs
-            )
-        except ProbeTimeout:
-            _fail(f"{what}: no complete answer before the deadline")
-        except BodyTooLarge as e:
-            _fail(f"{what}: {e}")
-        except RedirectRefused as e:
-            _fail(f"{what}: {e}")
-        except requests.exceptions.SSLError as e:
-            _fail(f"{what}: TLS verification failed: {describe(e)}")
-        except requests.exceptions.ConnectionError as e:
-            _fail(f"{what}: cannot connect: {describe(e)}")
-        except (requests.RequestException, OSError) as e:
-            _fail(f"{what}: {type(e).__name__}: {describe(e)}")
+        response = self.http.fetch(
+            method, self._on_probed_host(url), deadline, SMALL_CAP, what, **kwargs
+        )
         if tls_days is not None and response.peer_cert is not None:
             left = response.peer_cert.not_valid_after_utc.timestamp() - self._clock()
             tls_days.append(left / 86400)
         return response
 
     def _classify(self, response: Response, what: str, own_account: bool = False) -> None:
-        """Raise _Stop for any answer that is not a success."""
+        """Raise ProbeFailed for any answer that is not a success."""
         status, problem = response.status, _problem_type(response)
         retry = retry_after_seconds(response.header("Retry-After"), self._clock())
         detail = {"status": status, "problem": problem or None, "retry_after": retry}
         if status == 503 and problem == "rateLimited":
-            raise _Stop(Outcome.OVERLOADED, f"{what}: 503 rateLimited (service busy)", **detail)
+            raise ProbeFailed(
+                Outcome.OVERLOADED, f"{what}: 503 rateLimited (service busy)", **detail
+            )
         if status == 429 or (own_account and problem == "rateLimited"):
-            raise _Stop(
+            raise ProbeFailed(
                 Outcome.ERROR, f"{what}: the probe itself is rate limited ({status})", **detail
             )
         if status >= 500 or problem == "serverInternal":
-            _fail(f"{what}: {status} {problem or 'server error'}", **detail)
+            fail(f"{what}: {status} {problem or 'server error'}", **detail)
         if not 200 <= status < 300:
-            _fail(f"{what}: unexpected status {status} {problem}".rstrip(), **detail)
+            fail(f"{what}: unexpected status {status} {problem}".rstrip(), **detail)
 
     def _directory(
         self, deadline: float, details: dict[str, Any], tls_days: list[float]
@@ -244,16 +214,16 @@ class AcmeProbe:
         response = self._exchange("GET", self.settings.directory, deadline, "directory", tls_days)
         self._classify(response, "directory")
         if response.status != 200:
-            _fail(f"directory: status {response.status}, not 200", status=response.status)
+            fail(f"directory: status {response.status}, not 200", status=response.status)
         try:
             directory = json.loads(response.body)
         except ValueError:
-            _fail("directory: not JSON", status=200)
+            fail("directory: not JSON", status=200)
         if not isinstance(directory, dict):
-            _fail(f"directory: a JSON {type(directory).__name__}, not an object")
+            fail(f"directory: a JSON {type(directory).__name__}, not an object")
         missing = [key for key in REQUIRED if key not in directory]
         if missing:
-            _fail(f"directory: missing {', '.join(missing)}")
+            fail(f"directory: missing {', '.join(missing)}")
         for key in RESOURCES:
             if key in directory:
                 self._check_url(key, directory[key])
@@ -262,15 +232,15 @@ class AcmeProbe:
 
     def _check_url(self, key: str, value: object) -> None:
         if not isinstance(value, str):
-            _fail(f"directory: {key} is not a URL string")
+            fail(f"directory: {key} is not a URL string")
         split = urlsplit(value)
         try:
             port = split.port or 443
         except ValueError:
-            _fail(f"directory: {key} has an invalid port")
+            fail(f"directory: {key} has an invalid port")
         if split.scheme != "https" or (split.hostname or "", port) != self._expected:
             host, expected_port = self._expected
-            _fail(f"directory: {key} points to {value!r}, not https://{host}:{expected_port}")
+            fail(f"directory: {key} points to {value!r}, not https://{host}:{expected_port}")
 
     def _nonce(
         self,
@@ -282,12 +252,12 @@ class AcmeProbe:
         response = self._exchange("HEAD", directory["newNonce"], deadline, "newNonce")
         self._classify(response, "newNonce")
         if response.status != 200:
-            _fail(f"newNonce: HEAD answered {response.status}, not 200", status=response.status)
+            fail(f"newNonce: HEAD answered {response.status}, not 200", status=response.status)
         nonce = response.header("Replay-Nonce") or ""
         if not NONCE.match(nonce):
-            _fail("newNonce: no well-formed Replay-Nonce header")
+            fail("newNonce: no well-formed Replay-Nonce header")
         if nonce == self._last_nonce:
-            _fail("newNonce: the same nonce twice in a row")
+            fail("newNonce: the same nonce twice in a row")
         self._last_nonce = nonce
         if "no-store" not in (response.header("Cache-Control") or ""):
             warnings.append("newNonce: Cache-Control lacks no-store (RFC 8555 §7.2)")
@@ -318,7 +288,7 @@ class AcmeProbe:
             details["account"] = "exists"
             details["account_url"] = response.header("Location")
             return
-        _fail("account: badNonce twice")
+        fail("account: badNonce twice")
 
     def _renewal_info(
         self, directory: dict[str, Any], deadline: float, details: dict[str, Any]
@@ -338,4 +308,4 @@ class AcmeProbe:
             window = document["suggestedWindow"]
             details["renewal_info"] = {"start": window["start"], "end": window["end"]}
         except (ValueError, KeyError, TypeError):
-            _fail("renewalInfo: no suggestedWindow in the answer")
+            fail("renewalInfo: no suggestedWindow in the answer")

@@ -12,25 +12,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import requests
 from cryptography import x509
 
 from dnsfailover.config.models import CrlCheck
 from dnsfailover.probes.certs import load_certificate
-from dnsfailover.probes.http import (
-    BodyTooLarge,
-    HttpClient,
-    ProbeTimeout,
-    RedirectRefused,
-    describe,
-)
-from dnsfailover.probes.result import Outcome, ProbeResult
+from dnsfailover.probes.http import HttpClient, ProbeFailed, fail
+from dnsfailover.results import Outcome, ProbeResult
 
 MAX_SKEW = 300.0
-
-
-class _Reject(Exception):
-    pass
 
 
 class CrlProbe:
@@ -56,8 +45,8 @@ class CrlProbe:
             hours = self.verify(crl, now, details) / 3600
             outcome = Outcome.HEALTHY
             reason = f"{details['entries']} entries, runway {hours:.1f}h"
-        except _Reject as e:
-            outcome, reason = Outcome.UNHEALTHY, str(e)
+        except ProbeFailed as e:
+            outcome, reason = e.outcome, e.reason
         # A short or negative runway is reported even when it is why the check failed.
         runway: float | None = details.get("runway")
         return ProbeResult(
@@ -65,19 +54,10 @@ class CrlProbe:
         )
 
     def _fetch(self, deadline: float, details: dict[str, Any]) -> bytes:
-        try:
-            response = self.http.request("GET", self.settings.url, deadline, self.settings.max_size)
-        except ProbeTimeout:
-            raise _Reject("no complete answer before the deadline") from None
-        except (BodyTooLarge, RedirectRefused) as e:
-            raise _Reject(str(e)) from None
-        except requests.exceptions.ConnectionError as e:
-            raise _Reject(f"cannot connect: {describe(e)}") from None
-        except (requests.RequestException, OSError) as e:
-            raise _Reject(f"{type(e).__name__}: {describe(e)}") from None
+        response = self.http.fetch("GET", self.settings.url, deadline, self.settings.max_size)
         details["status"] = response.status
         if response.status != 200:
-            raise _Reject(f"HTTP {response.status}")
+            fail(f"HTTP {response.status}")
         return response.body
 
     @staticmethod
@@ -87,36 +67,36 @@ class CrlProbe:
                 return x509.load_pem_x509_crl(body)
             return x509.load_der_x509_crl(body)
         except ValueError:
-            raise _Reject("the answer is not a CRL (DER or PEM)") from None
+            fail("the answer is not a CRL (DER or PEM)")
 
     def verify(
         self, crl: x509.CertificateRevocationList, now: float, details: dict[str, Any]
     ) -> float:
         try:
             if crl.issuer != self.issuer.subject:
-                raise _Reject(f"issued by {crl.issuer.rfc4514_string()}, not the configured issuer")
+                fail(f"issued by {crl.issuer.rfc4514_string()}, not the configured issuer")
             if not crl.is_signature_valid(self.issuer.public_key()):  # type: ignore[arg-type]
-                raise _Reject("the CRL signature does not verify with the issuer's key")
+                fail("the CRL signature does not verify with the issuer's key")
             this_update = crl.last_update_utc.timestamp()
             next_update = crl.next_update_utc
             idp = self._distribution_point(crl)
             entries = len(crl)
         except (ValueError, TypeError) as e:
-            raise _Reject(f"malformed CRL: {str(e)[:120]}") from None
+            fail(f"malformed CRL: {str(e)[:120]}")
         details.update(entries=entries, this_update=crl.last_update_utc.isoformat())
         if this_update > now + MAX_SKEW:
-            raise _Reject(f"thisUpdate is {this_update - now:.0f}s in the future")
+            fail(f"thisUpdate is {this_update - now:.0f}s in the future")
         if next_update is None:
-            raise _Reject("no nextUpdate: relying parties cannot tell when it goes stale")
+            fail("no nextUpdate: relying parties cannot tell when it goes stale")
         runway = next_update.timestamp() - now
         details.update(next_update=next_update.isoformat(), runway=runway)
         if runway < self.settings.min_runway:
-            raise _Reject(
+            fail(
                 f"runway {runway / 3600:.1f}h is under min_runway "
                 f"{self.settings.min_runway / 3600:.1f}h"
             )
         if idp is not None and self.settings.url not in idp:
-            raise _Reject(f"IssuingDistributionPoint {idp} does not name {self.settings.url}")
+            fail(f"IssuingDistributionPoint {idp} does not name {self.settings.url}")
         return runway
 
     @staticmethod

@@ -11,11 +11,16 @@ connection pool, closed when the probe ends. The requests of one probe (director
 newNonce) share a keep-alive connection, every socket of the scope is registered, and no
 connection outlives the probe. A request made outside a scope runs in a scope of its own.
 
+Transport trouble (a timeout, a refused connection, a certificate that does not verify, a body
+over its cap) is translated once, in `HttpClient.fetch`, into `ProbeFailed`: the one early exit
+every probe uses, carrying the outcome and a reason an operator reads. A probe catches it and
+returns it as its result; it never leaves the probe.
+
 TLS is always verified. The SSLContext (trust anchors loaded once) is shared by every client
 with the same CA bundle file and the same hostname mode, and rebuilt when the file changes;
 urllib3 would otherwise build a context and parse the whole bundle for every connection. The
-environment is ignored (REQUESTS_CA_BUNDLE would override a session's verify). Imports nothing
-from the rest of the package.
+environment is ignored (REQUESTS_CA_BUNDLE would override a session's verify). Imports only the
+result values.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -39,8 +44,23 @@ import urllib3.connectionpool
 from cryptography import x509
 from requests.adapters import HTTPAdapter
 
+from dnsfailover.results import Outcome
+
 SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 USER_AGENT = "dnsfailover-probe/0.1"
+
+
+class ProbeFailed(Exception):
+    """Ends a probe early with an outcome and a reason; the probe returns it as its result."""
+
+    def __init__(self, outcome: Outcome, reason: str, **details: Any) -> None:
+        super().__init__(reason)
+        self.outcome, self.reason, self.details = outcome, reason, details
+
+
+def fail(reason: str, **details: Any) -> NoReturn:
+    """The target is unhealthy, for `reason`."""
+    raise ProbeFailed(Outcome.UNHEALTHY, reason, **details)
 
 
 class ProbeTimeout(Exception):
@@ -268,11 +288,19 @@ class Response:
 class HttpClient:
     """One per probed instance: its trust anchors and optional pinned server name."""
 
-    def __init__(self, ca_bundle: str | None = None, server_name: str | None = None) -> None:
+    def __init__(
+        self,
+        ca_bundle: str | None = None,
+        server_name: str | None = None,
+        connect_timeout: float | None = None,
+    ) -> None:
         self.verify: str | bool = ca_bundle or (
             SYSTEM_BUNDLE if os.path.exists(SYSTEM_BUNDLE) else True
         )
         self.server_name = server_name
+        # TCP connect and TLS handshake (urllib3 keeps the connect timeout on the socket until
+        # the handshake is done): a frozen host completes TCP in its kernel, then hangs in TLS.
+        self.connect_timeout = connect_timeout
         self._context = (
             _ssl_context(self.verify, server_name is not None)
             if isinstance(self.verify, str)
@@ -302,6 +330,31 @@ class HttpClient:
             _budget.reset(budget_token)
             _scope.reset(token)
             session.close()
+
+    def fetch(
+        self,
+        method: str,
+        url: str,
+        deadline: float,
+        max_bytes: int,
+        what: str = "",
+        **kwargs: Any,
+    ) -> Response:
+        """`request`, with every transport failure turned into ProbeFailed (UNHEALTHY), its
+        reason prefixed with `what` ("directory: cannot connect: Connection refused")."""
+        prefix = f"{what}: " if what else ""
+        try:
+            return self.request(method, url, deadline, max_bytes, **kwargs)
+        except ProbeTimeout:
+            fail(f"{prefix}no complete answer before the deadline")
+        except (BodyTooLarge, RedirectRefused) as e:
+            fail(f"{prefix}{e}")
+        except requests.exceptions.SSLError as e:
+            fail(f"{prefix}TLS verification failed: {describe(e)}")
+        except requests.exceptions.ConnectionError as e:
+            fail(f"{prefix}cannot connect: {describe(e)}")
+        except (requests.RequestException, OSError, urllib3.exceptions.HTTPError) as e:
+            fail(f"{prefix}{type(e).__name__}: {describe(e)}")
 
     def request(
         self,
@@ -359,7 +412,7 @@ class HttpClient:
                 url,
                 headers=all_headers,
                 data=data,
-                timeout=(remaining, remaining),
+                timeout=(min(remaining, self.connect_timeout or remaining), remaining),
                 verify=self.verify,
                 allow_redirects=False,
                 stream=True,

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from typing import Any, NoReturn
 from urllib.parse import quote
 
-import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
@@ -26,14 +25,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from dnsfailover.config.models import OcspCheck
 from dnsfailover.probes.certs import issued_by, load_certificate, signature_valid
-from dnsfailover.probes.http import (
-    BodyTooLarge,
-    HttpClient,
-    ProbeTimeout,
-    RedirectRefused,
-    describe,
-)
-from dnsfailover.probes.result import Outcome, ProbeResult
+from dnsfailover.probes.http import HttpClient, ProbeFailed
+from dnsfailover.results import Outcome, ProbeResult
 
 RESPONSE_CAP = 64 * 1024
 GET_LIMIT = 255
@@ -43,14 +36,8 @@ _STATUS_OUTCOME = {
 }
 
 
-class _Reject(Exception):
-    def __init__(self, reason: str, outcome: Outcome = Outcome.UNHEALTHY) -> None:
-        super().__init__(reason)
-        self.reason, self.outcome = reason, outcome
-
-
 def _reject(reason: str, outcome: Outcome = Outcome.UNHEALTHY) -> NoReturn:
-    raise _Reject(reason, outcome)
+    raise ProbeFailed(outcome, reason)
 
 
 class OcspProbe:
@@ -102,7 +89,7 @@ class OcspProbe:
             outcome = Outcome.HEALTHY
             freshness = "no nextUpdate" if runway is None else f"runway {runway / 3600:.1f}h"
             reason = f"{details['cert_status']}, {freshness}"
-        except _Reject as e:
+        except ProbeFailed as e:
             outcome, reason = e.outcome, e.reason
         return ProbeResult(
             self.check,
@@ -122,28 +109,19 @@ class OcspProbe:
             self.settings.method == "auto" and len(encoded) <= GET_LIMIT
         )
         details["method"] = "GET" if use_get else "POST"
-        try:
-            if use_get:
-                response = self.http.request(
-                    "GET", url.rstrip("/") + "/" + encoded, deadline, RESPONSE_CAP
-                )
-            else:
-                response = self.http.request(
-                    "POST",
-                    url,
-                    deadline,
-                    RESPONSE_CAP,
-                    data=request,
-                    headers={"Content-Type": "application/ocsp-request"},
-                )
-        except ProbeTimeout:
-            _reject("no complete answer before the deadline")
-        except (BodyTooLarge, RedirectRefused) as e:
-            _reject(str(e))
-        except requests.exceptions.ConnectionError as e:
-            _reject(f"cannot connect: {describe(e)}")
-        except (requests.RequestException, OSError) as e:
-            _reject(f"{type(e).__name__}: {describe(e)}")
+        if use_get:
+            response = self.http.fetch(
+                "GET", url.rstrip("/") + "/" + encoded, deadline, RESPONSE_CAP
+            )
+        else:
+            response = self.http.fetch(
+                "POST",
+                url,
+                deadline,
+                RESPONSE_CAP,
+                data=request,
+                headers={"Content-Type": "application/ocsp-request"},
+            )
         details["status"] = response.status
         if response.status != 200:
             outcome = Outcome.OVERLOADED if response.status == 503 else Outcome.UNHEALTHY

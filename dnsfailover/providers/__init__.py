@@ -6,11 +6,8 @@ Route 53 provider is built. Providers import nothing from health, policy or the 
 
 from __future__ import annotations
 
-from dnsfailover.config.models import Rfc2136Provider as Rfc2136Settings
-from dnsfailover.config.models import Route53Provider as Route53Settings
-from dnsfailover.config.models import ZoneFileProvider as ZoneFileSettings
+from dnsfailover.config.models import Rfc2136Settings, Route53Settings, ZoneFileSettings
 from dnsfailover.providers.base import (
-    Change,
     Propagation,
     Provider,
     Receipt,
@@ -19,7 +16,6 @@ from dnsfailover.providers.base import (
 )
 
 __all__ = [
-    "Change",
     "Propagation",
     "Provider",
     "Receipt",

@@ -16,28 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dnsfailover.errors import ConflictError, ProviderError, TransientError
-from dnsfailover.rrset import RRset, canonical_name, describe
+from dnsfailover.rrset import Change, RRset, canonical_name
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Change:
-    """Replace `before` (what was just read; None when absent) with `after`."""
-
-    before: RRset | None
-    after: RRset
-
-    @property
-    def name(self) -> str:
-        return self.after.name
-
-    @property
-    def rdtype(self) -> str:
-        return self.after.rdtype
-
-    def summary(self) -> str:
-        return f"{self.name} {self.rdtype}: {describe(self.before)} -> {self.after.text()}"
 
 
 @dataclass(frozen=True)
@@ -96,8 +77,17 @@ class Provider(ABC):
         self.name = name
         self._zone = canonical_name(zone) if zone else None
         self.propagation_timeout = 30.0  # how long wait() may take by default
+        self.write_timeout = 10.0  # how long one write attempt may take
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
+
+    @property
+    def change_timeout(self) -> float:
+        """How long apply() and wait() together may take: every attempt, the delays between
+        them, and the propagation wait. A change in flight longer than this is overdue."""
+        r = self.retry
+        delays = sum(min(r.first_delay * r.factor**i, r.max_delay) for i in range(r.attempts - 1))
+        return r.attempts * self.write_timeout + delays + self.propagation_timeout
 
     # ------------------------------------------------------------------ public, shared rules
 

@@ -10,7 +10,6 @@ set) answers with AA, a SOA serial at least the primary's (RFC 1982), and the ne
 from __future__ import annotations
 
 import logging
-import socket
 import time
 from collections.abc import Callable
 
@@ -21,11 +20,10 @@ import dns.name
 import dns.query
 import dns.rcode
 import dns.rdatatype
-import dns.serial
 import dns.tsig
 import dns.update
 
-from dnsfailover.config.models import Rfc2136Provider as Settings
+from dnsfailover.config.models import Rfc2136Settings as Settings
 from dnsfailover.errors import (
     ConflictError,
     NotAuthoritativeError,
@@ -34,9 +32,16 @@ from dnsfailover.errors import (
     ProviderRefusedError,
     TransientError,
 )
-from dnsfailover.providers.base import Change, Propagation, Provider, Receipt, ServerView
+from dnsfailover.providers.authority import (
+    Authorities,
+    Server,
+    label,
+    server_address,
+    servers_from,
+)
+from dnsfailover.providers.base import Propagation, Provider, Receipt
 from dnsfailover.providers.tsig import TsigKey, load_tsig
-from dnsfailover.rrset import RRset, describe
+from dnsfailover.rrset import Change, RRset
 
 log = logging.getLogger(__name__)
 
@@ -61,23 +66,6 @@ _RCODE_ERRORS: dict[int, tuple[type[ProviderError], str]] = {
 }
 
 
-def _server_address(host: str) -> str:
-    try:
-        return socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0]  # type: ignore[return-value]
-    except OSError as e:
-        raise TransientError(f"cannot resolve DNS server {host}: {e}") from None
-
-
-def _split_host_port(text: str, default_port: int) -> tuple[str, int]:
-    if text.startswith("["):  # [2001:db8::1]:5353
-        host, _, port = text[1:].partition("]:")
-        return host, int(port) if port else default_port
-    if text.count(":") == 1:
-        host, port = text.split(":")
-        return host, int(port)
-    return text, default_port
-
-
 class Rfc2136Provider(Provider):
     kind = "rfc2136"
 
@@ -92,63 +80,23 @@ class Rfc2136Provider(Provider):
         super().__init__(name, settings.zone, **kwargs)  # type: ignore[arg-type]
         self.settings = settings
         self.propagation_timeout = settings.propagation_timeout
+        self.write_timeout = settings.timeout * 2  # the update, then the SOA read
         self.key = (
             key
             if key is not None
             else (load_tsig(settings.tsig, f"providers.{name}.tsig") if settings.tsig else None)
         )
         self._keyring = None if self.key is None else self.key.dnspython_key()
-        self._clock = clock
-        self.primary = (_server_address(settings.server), settings.port)
+        self.authorities = Authorities(settings.timeout, clock)
+        self.primary = (server_address(settings.server), settings.port)
 
     # ------------------------------------------------------------------ DNS plumbing
 
-    def _ask(self, server: tuple[str, int], name: str, rdtype: str) -> dns.message.Message:
-        request = dns.message.make_query(name, rdtype)
-        request.flags &= ~dns.flags.RD
-        try:
-            response, _ = dns.query.udp_with_fallback(
-                request, server[0], port=server[1], timeout=self.settings.timeout
-            )
-        except dns.exception.Timeout:
-            raise TransientError(
-                f"{self._label(server)}: no answer in {self.settings.timeout}s"
-            ) from None
-        except (OSError, dns.exception.DNSException) as e:
-            raise TransientError(f"{self._label(server)}: query failed: {e}") from None
-        return response
+    def _ask(self, server: Server, name: str, rdtype: str) -> dns.message.Message:
+        return self.authorities.ask(server, name, rdtype)
 
-    @staticmethod
-    def _label(server: tuple[str, int]) -> str:
-        return f"{server[0]}:{server[1]}"
-
-    def _authoritative(self, response: dns.message.Message, server: tuple[str, int]) -> None:
-        rcode = response.rcode()
-        if rcode == dns.rcode.SERVFAIL:
-            raise TransientError(f"{self._label(server)}: SERVFAIL")
-        if rcode == dns.rcode.REFUSED or not response.flags & dns.flags.AA:
-            aa = "set" if response.flags & dns.flags.AA else "clear"
-            raise NotAuthoritativeError(
-                f"{self._label(server)} is not authoritative for {self.zone} "
-                f"(rcode {dns.rcode.to_text(rcode)}, AA {aa})"
-            )
-
-    @staticmethod
-    def _rrset_of(response: dns.message.Message, name: str, rdtype: str) -> RRset | None:
-        wanted = dns.rdatatype.from_text(rdtype)
-        owner = dns.name.from_text(name)
-        for rrset in response.answer:
-            if rrset.name == owner and rrset.rdtype == wanted:
-                return RRset.of(name, rdtype, rrset.ttl, [rd.to_text() for rd in rrset])
-        return None
-
-    def _serial(self, server: tuple[str, int]) -> int:
-        response = self._ask(server, self.zone, "SOA")
-        self._authoritative(response, server)
-        for rrset in response.answer:
-            if rrset.rdtype == dns.rdatatype.SOA:
-                return int(rrset[0].serial)
-        raise NotAuthoritativeError(f"{self._label(server)} has no SOA for {self.zone}")
+    def _serial(self, server: Server) -> int:
+        return self.authorities.serial(server, self.zone)
 
     # ------------------------------------------------------------------ hooks
 
@@ -163,13 +111,11 @@ class Rfc2136Provider(Provider):
                         if rrset.rdtype == dns.rdatatype.SOA:
                             return str(rrset.name.to_text())
             if candidate == dns.name.root:
-                raise NotAuthoritativeError(f"{self._label(self.primary)} has no zone for {name}")
+                raise NotAuthoritativeError(f"{label(self.primary)} has no zone for {name}")
             candidate = candidate.parent()
 
     def _read(self, name: str, rdtype: str) -> RRset | None:
-        response = self._ask(self.primary, name, rdtype)
-        self._authoritative(response, self.primary)
-        return self._rrset_of(response, name, rdtype)
+        return self.authorities.read(self.primary, self.zone, name, rdtype)
 
     def _update_message(self, change: Change) -> dns.update.UpdateMessage:
         kwargs: dict[str, object] = {}
@@ -195,27 +141,25 @@ class Rfc2136Provider(Provider):
             )
         except (dns.tsig.PeerBadKey, dns.tsig.PeerBadSignature) as e:
             raise ProviderAuthError(
-                f"{self._label(self.primary)} rejected TSIG key {self._key_label()}: "
+                f"{label(self.primary)} rejected TSIG key {self._key_label()}: "
                 f"{type(e).__name__} (wrong secret, algorithm or key name)"
             ) from None
         except dns.tsig.PeerBadTime:
             raise ProviderAuthError(
-                f"{self._label(self.primary)} rejected the TSIG time: check both clocks (NTP)"
+                f"{label(self.primary)} rejected the TSIG time: check both clocks (NTP)"
             ) from None
         except dns.exception.Timeout:
             raise TransientError(
-                f"{self._label(self.primary)}: no answer to the update in {self.settings.timeout}s"
+                f"{label(self.primary)}: no answer to the update in {self.settings.timeout}s"
             ) from None
         except (OSError, EOFError, dns.exception.DNSException) as e:
-            raise TransientError(f"{self._label(self.primary)}: update failed: {e}") from None
+            raise TransientError(f"{label(self.primary)}: update failed: {e}") from None
         rcode = response.rcode()
         if rcode != dns.rcode.NOERROR:
             kind, why = _RCODE_ERRORS.get(
                 rcode, (ProviderError, f"unexpected rcode {dns.rcode.to_text(rcode)}")
             )
-            raise kind(
-                f"{self._label(self.primary)}: update of {change.name} {change.rdtype}: {why}"
-            )
+            raise kind(f"{label(self.primary)}: update of {change.name} {change.rdtype}: {why}")
         return str(self._serial(self.primary))
 
     def _token_after_landing(self) -> str:
@@ -224,61 +168,22 @@ class Rfc2136Provider(Provider):
     def _key_label(self) -> str:
         return "(none)" if self.key is None else f"{self.key.name} ({self.key.algorithm})"
 
-    def verify_servers(self) -> list[tuple[str, int]]:
+    def verify_servers(self) -> list[Server]:
         """The configured verify servers, else every address of the zone's NS set."""
         if self.settings.verify_servers:
-            pairs = [_split_host_port(s, 53) for s in self.settings.verify_servers]
-            return [(_server_address(h), p) for h, p in pairs]
+            return servers_from(self.settings.verify_servers)
         response = self._ask(self.primary, self.zone, "NS")
-        self._authoritative(response, self.primary)
-        servers: list[tuple[str, int]] = []
+        self.authorities.check_authoritative(response, self.primary, self.zone)
+        servers: list[Server] = []
         for rrset in response.answer:
             for rd in rrset:
-                host = rd.target.to_text()
-                servers.append((_server_address(host), 53))
+                servers.append((server_address(rd.target.to_text()), 53))
         return sorted(set(servers))
 
     def _wait(self, receipt: Receipt, timeout: float) -> Propagation:
-        change = receipt.change
-        want_serial = dns.serial.Serial(int(receipt.token)) if receipt.token else None
+        want = int(receipt.token) if receipt.token else None
         servers = self.verify_servers()
-        start = self._clock()
-        done: dict[tuple[str, int], ServerView] = {}
-        last: dict[tuple[str, int], str] = {}
-        while True:
-            for server in servers:
-                if server in done:
-                    continue
-                ok, detail = self._serves(server, change, want_serial)
-                last[server] = detail
-                if ok:
-                    done[server] = ServerView(
-                        self._label(server), True, detail, self._clock() - start
-                    )
-            elapsed = self._clock() - start
-            if len(done) == len(servers) or elapsed >= timeout:
-                break
-            time.sleep(min(0.02 + elapsed / 20, 0.5))
-        views = [
-            done.get(s) or ServerView(self._label(s), False, last[s], elapsed) for s in servers
-        ]
-        return Propagation(len(done) == len(servers), elapsed, tuple(views))
-
-    def _serves(
-        self, server: tuple[str, int], change: Change, want: dns.serial.Serial | None
-    ) -> tuple[bool, str]:
-        try:
-            serial = self._serial(server)
-            response = self._ask(server, change.name, change.rdtype)
-            self._authoritative(response, server)
-        except ProviderError as e:
-            return False, str(e)
-        seen = self._rrset_of(response, change.name, change.rdtype)
-        if want is not None and dns.serial.Serial(serial) < want:
-            return False, f"serial {serial} < {want.value}"
-        if not change.after.same_data(seen):
-            return False, f"serial {serial}, serves {describe(seen)}"
-        return True, f"serial {serial}"
+        return self.authorities.wait(servers, self.zone, receipt.change, want, timeout)
 
     def _render(self, change: Change) -> str:
         """The equivalent nsupdate script; the key is named, its secret never printed."""

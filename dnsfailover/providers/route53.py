@@ -20,7 +20,7 @@ import botocore.config
 import botocore.exceptions
 import botocore.session
 
-from dnsfailover.config.models import Route53Provider as Settings
+from dnsfailover.config.models import Route53Settings as Settings
 from dnsfailover.errors import (
     ConflictError,
     NotAuthoritativeError,
@@ -28,8 +28,8 @@ from dnsfailover.errors import (
     ProviderError,
     TransientError,
 )
-from dnsfailover.providers.base import Change, Propagation, Provider, Receipt, ServerView
-from dnsfailover.rrset import RRset, canonical_name
+from dnsfailover.providers.base import Propagation, Provider, Receipt, ServerView
+from dnsfailover.rrset import Change, RRset, canonical_name
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,12 @@ _TRANSIENT_CODES = {
 }
 
 
-def make_client(settings: Settings, retries: int = 5) -> Any:
+CONNECT_TIMEOUT, READ_TIMEOUT = 5, 15
+CALL_TIMEOUT = CONNECT_TIMEOUT + READ_TIMEOUT
+RETRIES = 5
+
+
+def make_client(settings: Settings, retries: int = RETRIES) -> Any:
     """A Route 53 client with the retry mode pinned and timeouts bounded."""
     session = botocore.session.Session(profile=settings.profile)
     if settings.credentials_file is not None:
@@ -62,8 +67,8 @@ def make_client(settings: Settings, retries: int = 5) -> Any:
         session.set_config_variable("credentials_file", str(settings.credentials_file))
     config = botocore.config.Config(
         retries={"mode": "standard", "max_attempts": retries},
-        connect_timeout=5,
-        read_timeout=15,
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
     )
     return boto3.Session(botocore_session=session).client(
         "route53", region_name=settings.region, endpoint_url=settings.endpoint_url, config=config
@@ -114,6 +119,7 @@ class Route53Provider(Provider):
         super().__init__(name, settings.zone, **kwargs)  # type: ignore[arg-type]
         self.settings = settings
         self.propagation_timeout = settings.propagation_timeout
+        self.write_timeout = CALL_TIMEOUT * RETRIES  # botocore retries inside one attempt
         self.client = client if client is not None else make_client(settings)
         self._clock = clock
         self._zone_id = settings.hosted_zone_id

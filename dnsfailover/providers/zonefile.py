@@ -1,11 +1,16 @@
-"""A BIND-format zone file on disk, rewritten atomically.
+"""A BIND-format zone file on disk, rewritten atomically, then loaded by the server that serves it.
 
-Apply: under an exclusive lock, read the file, check the compare-and-swap expectation against
+Write: under an exclusive lock, read the file, check the compare-and-swap expectation against
 it, replace the RRset in a copy, bump the SOA serial (the larger, in RFC 1982 arithmetic, of
 YYYYMMDD00 and old + 1), write a temporary file in the same folder, fsync it, run the check
-command on it, and `os.replace` it over the original; then run the reload command. A failed
-check leaves the original byte for byte. dnspython's writer drops comments and `$TTL` lines,
-so a written file is reformatted; `render()` shows only the records that change.
+command on it, and `os.replace` it over the original. A failed check leaves the original byte
+for byte. dnspython's writer drops comments and `$TTL` lines, so a written file is
+reformatted; `render()` shows only the records that change.
+
+Written is not served. The change is done (`wait`) only when the reload command succeeded and,
+with `verify_servers`, every listed server answers with AA, the new SOA serial and the new
+data. Until then `wait` reports it incomplete and the controller checks again later (with
+backoff), running a reload that failed again: a recovered reload completes the change.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ import fcntl
 import logging
 import os
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,10 +33,12 @@ import dns.rdatatype
 import dns.serial
 import dns.zone
 
-from dnsfailover.config.models import ZoneFileProvider as Settings
+from dnsfailover.atomicfile import atomic_write
+from dnsfailover.config.models import ZoneFileSettings as Settings
 from dnsfailover.errors import ConflictError, ProviderError
-from dnsfailover.providers.base import Change, Propagation, Provider, Receipt, ServerView
-from dnsfailover.rrset import RRset, describe, same_values
+from dnsfailover.providers.authority import Authorities, servers_from
+from dnsfailover.providers.base import Propagation, Provider, Receipt, ServerView
+from dnsfailover.rrset import Change, RRset, describe, same_values
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +68,10 @@ class ZoneFileProvider(Provider):
         self.path = Path(settings.path)
         self._today = today
         self._parsed: tuple[tuple[int, int, int], dns.zone.Zone] | None = None
+        self._reloaded: int | None = None  # the newest serial a reload succeeded for
+        self.authorities = Authorities(settings.timeout)
+        self.propagation_timeout = settings.propagation_timeout
+        self.write_timeout = settings.command_timeout * 2  # the check, then the reload
 
     # ------------------------------------------------------------------ file plumbing
 
@@ -168,40 +178,46 @@ class ZoneFileProvider(Provider):
                 )
             zone, _, serial = self._planned(zone, change)
             self._replace(zone)
-        if self.settings.reload_command:
-            self._run(self.settings.reload_command, self.path, "reload command")
         return str(serial)
 
     def _replace(self, zone: dns.zone.Zone) -> None:
-        directory = self.path.parent
-        fd, temp_name = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=directory)
-        temp = Path(temp_name)
-        try:
-            with os.fdopen(fd, "w") as out:
-                zone.to_file(out, relativize=True, want_origin=True)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(temp, self.path.stat().st_mode & 0o777)
+        """Atomically, after the check command passed on the new file (else the old one stays
+        byte for byte)."""
+        text = zone.to_text(relativize=True, want_origin=True)
+
+        def check(temp: Path) -> None:
             if self.settings.check_command:
                 self._run(self.settings.check_command, temp, "check command")
-            os.replace(temp, self.path)
-        except BaseException:
-            temp.unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+
+        atomic_write(self.path, text.encode(), mode=self.path.stat().st_mode & 0o777, check=check)
 
     def _wait(self, receipt: Receipt, timeout: float) -> Propagation:
-        """The file is the authority: the change is in place once the file holds it."""
+        """Reload (again, if the last reload of this change failed), then every verify server;
+        without either, the file holding the change is all there is to check."""
         start = time.monotonic()
+        serial = int(receipt.token) if receipt.token else None
+        if self.settings.reload_command and not self._reload_covers(serial):
+            try:
+                self._run(self.settings.reload_command, self.path, "reload command")
+            except ProviderError as e:
+                elapsed = time.monotonic() - start
+                view = ServerView("reload", False, f"{e}; retried later", elapsed)
+                return Propagation(False, elapsed, (view,))
+            self._reloaded = serial
+        if self.settings.verify_servers:
+            servers = servers_from(self.settings.verify_servers)
+            left = max(timeout - (time.monotonic() - start), 0.0)
+            return self.authorities.wait(servers, self.zone, receipt.change, serial, left)
         seen = self._read(receipt.change.name, receipt.change.rdtype)
         ok = receipt.change.after.same_data(seen)
         detail = f"serial {receipt.token}" if ok else f"holds {describe(seen)}"
         elapsed = time.monotonic() - start
         return Propagation(ok, elapsed, (ServerView(str(self.path), ok, detail, elapsed),))
+
+    def _reload_covers(self, serial: int | None) -> bool:
+        if self._reloaded is None or serial is None:
+            return False
+        return bool(dns.serial.Serial(self._reloaded) >= dns.serial.Serial(serial))
 
     def _render(self, change: Change) -> str:
         """A unified diff of the records that change, and of the SOA line; nothing else."""

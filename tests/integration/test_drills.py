@@ -23,13 +23,13 @@ import pytest
 import requests
 import yaml
 
-from dnsfailover.config.models import Rfc2136Provider as Settings
+from dnsfailover.config.models import Rfc2136Settings as Settings
 from dnsfailover.controller.reconcile import Reconciler
 from dnsfailover.controller.state import StateStore
 from dnsfailover.health import InstanceHealth, State
-from dnsfailover.providers import Change
 from dnsfailover.providers.base import Receipt
 from dnsfailover.providers.rfc2136 import Rfc2136Provider
+from dnsfailover.rrset import Change
 from lab import Lab
 from lab.bind import BindPair
 from lab.net import free_port

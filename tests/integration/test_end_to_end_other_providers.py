@@ -65,6 +65,50 @@ def test_failover_through_a_zone_file(lab: Lab, tmp_path: Path) -> None:
         10,
         "the zone file on ca-b",
     )
-    assert reloaded.read_text() == "reload\n"
+    # The reload runs after the file is replaced: wait for it, then for the audit entry.
+    wait_for(lambda: reloaded.exists() and reloaded.read_text() == "reload\n", 10, "the reload")
+    wait_for(lambda: any(e["event"] == "failover" for e in daemon.audit()), 10, "the audit")
+    entry = next(e for e in daemon.audit() if e["event"] == "failover")
+    assert entry["outcome"] == "applied" and entry["propagation_complete"] is True
     serial = dns.zone.from_file(str(zone), origin="example.test.").get_soa().serial
     assert dns.serial.Serial(serial) > dns.serial.Serial(2026010100)
+
+
+def test_zone_file_change_is_done_only_when_the_server_serves_it(lab: Lab, tmp_path: Path) -> None:
+    """Written is not served: the reload command fails, so BIND keeps the old answer and the
+    change stays unconfirmed; the reload is retried, and once it works (and BIND serves the
+    new serial and record) the change completes."""
+    a, b = lab.pebble("ca-a"), lab.pebble("ca-b")
+    zone = tmp_path / "example.test.zone"
+    zone.write_text(ZONE_TEXT)
+    server = lab.bind_serving(zone)
+    works = tmp_path / "reload-works"
+    provider = {
+        "type": "zonefile",
+        "path": str(zone),
+        "zone": "example.test.",
+        "reload_command": ["sh", "-c", f"test -e {works} && kill -HUP {server.pid}"],
+        "verify_servers": [f"127.0.0.1:{server.port}"],
+        "timeout": "1s",
+        "propagation_timeout": "3s",
+    }
+    config = write_config(tmp_path / "config.yaml", lab, None, [a, b], provider=provider)
+    daemon = lab.daemon(config)
+    wait_for(lambda: daemon.health()["services"]["acme"]["active"] == "ca-a", 10, "settled")
+    a.kill()
+    wait_for(lambda: "ca-b" in zone.read_text(), 10, "the zone file on ca-b")
+
+    def writing() -> dict[str, object]:
+        return daemon.health()["services"]["acme"].get("writing") or {}
+
+    wait_for(lambda: writing().get("kind") == "unconfirmed", 10, "the change unconfirmed")
+    assert "reload command" in str(writing()["propagation"])
+    entry = next(e for e in daemon.audit() if e["event"] == "failover")
+    assert entry["outcome"] == "applied_unconfirmed" and entry["propagation_complete"] is False
+    assert server.rrset(NAME, "CNAME") == {"ca-a.example.test."}  # BIND: still the old answer
+    works.touch()  # the reload works from now on: the retry completes the change
+    wait_for(lambda: server.rrset(NAME, "CNAME") == {"ca-b.example.test."}, 30, "BIND on ca-b")
+    wait_for(lambda: any(e["event"] == "confirmed" for e in daemon.audit()), 30, "confirmed")
+    wait_for(lambda: not writing(), 10, "nothing left unconfirmed")
+    confirmed = next(e for e in daemon.audit() if e["event"] == "confirmed")
+    assert f"127.0.0.1:{server.port} ok" in confirmed["propagation"]

@@ -12,8 +12,9 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from dnsfailover.config.models import AcmeCheck
-from dnsfailover.probes import Outcome, jws
+from dnsfailover.probes import jws
 from dnsfailover.probes.acme import AcmeProbe
+from dnsfailover.results import Outcome
 from lab import Lab
 from lab.pebble import Pebble
 from lab.tls import write_key

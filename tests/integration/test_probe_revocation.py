@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from dnsfailover.config.models import CrlCheck, OcspCheck
-from dnsfailover.probes import Outcome, ProbeResult
 from dnsfailover.probes.crl import CrlProbe
 from dnsfailover.probes.ocsp import OcspProbe
+from dnsfailover.results import Outcome, ProbeResult
 from lab import Lab
 from lab.ocsp import OcspResponder
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dnsfailover.config.models import Rfc2136Provider as Settings
+from dnsfailover.config.models import Rfc2136Settings as Settings
 from dnsfailover.errors import (
     ConflictError,
     NotAuthoritativeError,
@@ -15,9 +15,9 @@ from dnsfailover.errors import (
     ProviderRefusedError,
     TransientError,
 )
-from dnsfailover.providers import Change, RetryPolicy
+from dnsfailover.providers import RetryPolicy
 from dnsfailover.providers.rfc2136 import Rfc2136Provider
-from dnsfailover.rrset import RRset
+from dnsfailover.rrset import Change, RRset
 from lab import Lab
 from lab.bind import BindPair
 

@@ -9,11 +9,10 @@ from typing import Any
 import boto3
 import pytest
 
-from dnsfailover.config.models import Route53Provider as Settings
+from dnsfailover.config.models import Route53Settings as Settings
 from dnsfailover.errors import ProviderError
-from dnsfailover.providers import Change
 from dnsfailover.providers.route53 import Route53Provider
-from dnsfailover.rrset import RRset
+from dnsfailover.rrset import Change, RRset
 from lab import Lab
 from lab.moto import FAKE_SECRET, MotoServer
 

@@ -1,4 +1,7 @@
-"""What a probe returns: a value, never an exception. Imports nothing from the package."""
+"""What a probe returns: a value, never an exception. A leaf: imports nothing from the package.
+
+Probes produce it; health, the controller and the documents it writes consume it.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,175 @@
+"""Every JSON document the project writes, built (and read back) in one place:
+
+- the audit entry (`audit.jsonl`, one per decision that is not a quiet keep),
+- `health.json` (the daemon's view, rewritten when health changes and every cycle),
+- the `status --json` document (built from the state, `health.json` and live reads).
+
+Field names here are the contract with operators' tooling (`jq` over the audit log, the README's
+runbook), so they change only here. No secret ever reaches these values: they are built from
+decisions, records and probe results, never from settings. Imports the controller's values only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from dnsfailover.health import HealthSnapshot, InstanceHealth
+from dnsfailover.rrset import RRset, describe
+
+if TYPE_CHECKING:
+    from dnsfailover.config.models import Config
+    from dnsfailover.controller.reconcile import Report
+    from dnsfailover.controller.state import State
+
+
+# ----------------------------------------------------------------------------- audit.jsonl
+
+
+def health_summary(health: Mapping[str, InstanceHealth]) -> dict[str, Any]:
+    return {name: {"state": h.state.value, "reason": h.reason} for name, h in health.items()}
+
+
+def audit_entry(report: Report) -> dict[str, Any]:
+    decision = report.decision
+    entry: dict[str, Any] = {
+        "service": report.service,
+        "event": report.event,
+        "rule": decision.rule if decision else None,
+        "from": decision.current if decision else None,
+        "to": decision.target if decision else None,
+        "reason": decision.reason if decision else None,
+        "warning": decision.warning if decision else None,
+        "live": describe(report.live),
+        "change": report.change,
+        "outcome": report.outcome,
+        "error": report.error,
+        "pending": report.pending,
+        "conflicts": report.conflicts,
+        "write_seconds": report.write_seconds,
+        "trigger_at": report.trigger_at,
+        "write_acked_at": report.write_acked_at,
+        "health": health_summary(report.health),
+    }
+    if report.propagation is not None:
+        entry["propagation_seconds"] = report.propagation.seconds
+        entry["propagation_complete"] = report.propagation.complete
+        entry["propagation"] = report.propagation.summary()
+    return entry
+
+
+def confirmation_entry(report: Report) -> dict[str, Any]:
+    """A later check of a change that was applied but not yet served everywhere."""
+    propagation = report.propagation
+    complete = propagation is not None and propagation.complete
+    return {
+        "service": report.service,
+        "event": "confirmed" if complete else "unconfirmed",
+        "change": report.change,
+        "outcome": report.outcome,
+        "propagation_complete": complete,
+        "propagation": propagation.summary() if propagation else None,
+    }
+
+
+# ----------------------------------------------------------------------------- health.json
+
+
+def last_summary(report: Report | None) -> dict[str, Any] | None:
+    if report is None:
+        return None
+    return {
+        "event": report.event,
+        "reason": report.decision.reason if report.decision else None,
+        "warning": report.decision.warning if report.decision else None,
+        "error": report.error,
+        "change": report.change,
+        "pending": report.pending,
+        "outcome": report.outcome,
+        "propagation": report.propagation.summary() if report.propagation else None,
+    }
+
+
+def instance_summary(health: InstanceHealth) -> dict[str, Any]:
+    return {
+        "state": health.state.value,
+        "since": health.since,
+        "reason": health.reason,
+        "unsettled_for": health.unsettled_for,
+        "checks": {
+            c: {
+                "state": ch.state.value,
+                "reason": ch.reason,
+                "result": ch.last.as_dict() if ch.last else None,
+            }
+            for c, ch in health.checks.items()
+        },
+    }
+
+
+def health_document(
+    snapshot: HealthSnapshot,
+    active: Mapping[str, str | None],
+    last: Mapping[str, Report],
+    writing: Mapping[str, dict[str, Any]],
+    settle_until: Mapping[str, float],
+) -> dict[str, Any]:
+    """The daemon's view. `writing`: the change each service has in flight or unconfirmed."""
+    services: dict[str, Any] = {}
+    for key, instances in snapshot.services.items():
+        services[key] = {
+            "active": active.get(key),
+            "settle_until": settle_until.get(key),
+            "writing": writing.get(key),
+            "last": last_summary(last.get(key)),
+            "instances": {name: instance_summary(h) for name, h in instances.items()},
+        }
+    return {"updated": snapshot.at, "services": services}
+
+
+def service_view(health: Mapping[str, Any] | None, key: str) -> dict[str, Any]:
+    """One service's part of a health.json document ({} when there is none)."""
+    if not health:
+        return {}
+    view = health.get("services", {}).get(key, {})
+    return view if isinstance(view, dict) else {}
+
+
+# ----------------------------------------------------------------------------- status --json
+
+
+def status_document(
+    config: Config,
+    state: State,
+    health: Mapping[str, Any] | None,
+    pid: int | None,
+    live: Mapping[str, tuple[RRset | None, str | None, str | None]],
+) -> dict[str, Any]:
+    """`live`: per service, the record read now, its owner, and the read error (if any)."""
+    services: dict[str, Any] = {}
+    for key, service in config.services.items():
+        record, owner, error = live[key]
+        entry: dict[str, Any] = {"name": service.name, "type": service.type}
+        if error is None:
+            entry["live"] = describe(record)
+            entry["instance"] = owner or ("(absent)" if record is None else "(foreign: drift)")
+        else:
+            entry["live"], entry["instance"], entry["live_error"] = None, None, error
+        known = service_view(health, key) if pid is not None else {}
+        entry["instances"] = {
+            i.name: known.get("instances", {}).get(i.name, {"state": "unknown (no daemon)"})
+            for i in service.instances
+        }
+        entry["drained"] = sorted(i.name for i in service.instances if i.name in state.drains)
+        pin = state.pins.get(key)
+        entry["pin"] = None if pin is None else vars(pin)
+        entry["last"] = known.get("last")
+        entry["writing"] = known.get("writing")
+        entry["flips"] = [vars(f) for f in state.flips.get(key, ())][-5:]
+        services[key] = entry
+    updated = health.get("updated") if health else None
+    return {
+        "daemon": {"running": pid is not None, "pid": pid, "health_updated": updated},
+        "drains": {name: vars(d) for name, d in state.drains.items()},
+        "services": services,
+    }

@@ -1,0 +1,151 @@
+"""Asking authoritative servers what they serve: RD off, AA required, SOA serials (RFC 1982).
+
+Shared by every provider whose change is served by name servers we can query: RFC 2136 (the
+primary and its secondaries) and a zone file loaded by a server (its `verify_servers`). A
+change is served by a server when it answers with AA, a SOA serial at least the one the change
+produced, and the new RRset. Imports errors and values only.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Sequence
+
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import dns.serial
+
+from dnsfailover.errors import NotAuthoritativeError, ProviderError, TransientError
+from dnsfailover.providers.base import Propagation, ServerView
+from dnsfailover.rrset import Change, RRset, describe
+
+Server = tuple[str, int]
+
+
+def server_address(host: str) -> str:
+    try:
+        return socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0]  # type: ignore[return-value]
+    except OSError as e:
+        raise TransientError(f"cannot resolve DNS server {host}: {e}") from None
+
+
+def split_host_port(text: str, default_port: int = 53) -> tuple[str, int]:
+    if text.startswith("["):  # [2001:db8::1]:5353
+        host, _, port = text[1:].partition("]:")
+        return host, int(port) if port else default_port
+    if text.count(":") == 1:
+        host, port = text.split(":")
+        return host, int(port)
+    return text, default_port
+
+
+def servers_from(texts: Sequence[str]) -> list[Server]:
+    """ "ADDR", "ADDR:PORT" or "[V6]:PORT" → (address, port), names resolved."""
+    return [(server_address(h), p) for h, p in (split_host_port(t) for t in texts)]
+
+
+def label(server: Server) -> str:
+    return f"{server[0]}:{server[1]}"
+
+
+class Authorities:
+    """Non-recursive queries with a timeout; every failure is a typed ProviderError."""
+
+    def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout = timeout
+        self._clock = clock
+
+    def ask(self, server: Server, name: str, rdtype: str) -> dns.message.Message:
+        request = dns.message.make_query(name, rdtype)
+        request.flags &= ~dns.flags.RD
+        try:
+            response, _ = dns.query.udp_with_fallback(
+                request, server[0], port=server[1], timeout=self.timeout
+            )
+        except dns.exception.Timeout:
+            raise TransientError(f"{label(server)}: no answer in {self.timeout}s") from None
+        except (OSError, dns.exception.DNSException) as e:
+            raise TransientError(f"{label(server)}: query failed: {e}") from None
+        return response
+
+    @staticmethod
+    def check_authoritative(response: dns.message.Message, server: Server, zone: str) -> None:
+        rcode = response.rcode()
+        if rcode == dns.rcode.SERVFAIL:
+            raise TransientError(f"{label(server)}: SERVFAIL")
+        if rcode == dns.rcode.REFUSED or not response.flags & dns.flags.AA:
+            aa = "set" if response.flags & dns.flags.AA else "clear"
+            raise NotAuthoritativeError(
+                f"{label(server)} is not authoritative for {zone} "
+                f"(rcode {dns.rcode.to_text(rcode)}, AA {aa})"
+            )
+
+    @staticmethod
+    def rrset_of(response: dns.message.Message, name: str, rdtype: str) -> RRset | None:
+        wanted = dns.rdatatype.from_text(rdtype)
+        owner = dns.name.from_text(name)
+        for rrset in response.answer:
+            if rrset.name == owner and rrset.rdtype == wanted:
+                return RRset.of(name, rdtype, rrset.ttl, [rd.to_text() for rd in rrset])
+        return None
+
+    def read(self, server: Server, zone: str, name: str, rdtype: str) -> RRset | None:
+        response = self.ask(server, name, rdtype)
+        self.check_authoritative(response, server, zone)
+        return self.rrset_of(response, name, rdtype)
+
+    def serial(self, server: Server, zone: str) -> int:
+        response = self.ask(server, zone, "SOA")
+        self.check_authoritative(response, server, zone)
+        for rrset in response.answer:
+            if rrset.rdtype == dns.rdatatype.SOA:
+                return int(rrset[0].serial)
+        raise NotAuthoritativeError(f"{label(server)} has no SOA for {zone}")
+
+    def serves(
+        self, server: Server, zone: str, change: Change, want: int | None
+    ) -> tuple[bool, str]:
+        """Does `server` serve `change` (and a serial at least `want`)? With why not."""
+        try:
+            serial = self.serial(server, zone)
+            seen = self.read(server, zone, change.name, change.rdtype)
+        except ProviderError as e:
+            return False, str(e)
+        if want is not None and dns.serial.Serial(serial) < dns.serial.Serial(want):
+            return False, f"serial {serial} < {want}"
+        if not change.after.same_data(seen):
+            return False, f"serial {serial}, serves {describe(seen)}"
+        return True, f"serial {serial}"
+
+    def wait(
+        self,
+        servers: Sequence[Server],
+        zone: str,
+        change: Change,
+        want: int | None,
+        timeout: float,
+    ) -> Propagation:
+        """Until every server serves `change`, or `timeout` runs out; polling quickly at first."""
+        start = self._clock()
+        done: dict[Server, ServerView] = {}
+        last: dict[Server, str] = {}
+        while True:
+            for server in servers:
+                if server in done:
+                    continue
+                ok, detail = self.serves(server, zone, change, want)
+                last[server] = detail
+                if ok:
+                    done[server] = ServerView(label(server), True, detail, self._clock() - start)
+            elapsed = self._clock() - start
+            if len(done) == len(servers) or elapsed >= timeout:
+                break
+            time.sleep(min(0.02 + elapsed / 20, 0.5, max(timeout - elapsed, 0.0)))
+        views = [done.get(s) or ServerView(label(s), False, last[s], elapsed) for s in servers]
+        return Propagation(len(done) == len(servers), elapsed, tuple(views))
