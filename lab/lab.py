@@ -15,6 +15,8 @@ from lab.moto import MotoServer
 from lab.ocsp import OcspResponder, delegated_signer
 from lab.pebble import Pebble
 from lab.process import LabError
+from lab.proxy import FaultProxy
+from lab.slowproxy import SlowProxy
 from lab.tls import LabCA
 
 if TYPE_CHECKING:
@@ -87,6 +89,12 @@ class Lab:
         responder.start()
         return responder
 
+    def fault_proxy(self, pebble: Pebble) -> FaultProxy:
+        """A fault-injecting HTTPS front for `pebble` (see lab/proxy.py for its modes)."""
+        proxy = self._own(FaultProxy(pebble.base_url, self.tls))
+        proxy.start()
+        return proxy
+
     def bind(self, notify_delay: int = 0) -> BindPair:
         pair = BindPair(self._dir("bind"), notify_delay)
         self._own(pair.primary)
@@ -99,6 +107,12 @@ class Lab:
         server = self._own(file_server(self._dir("bind-file"), zone_file))
         server.start()
         return server
+
+    def slow_proxy(self, upstream: str, slow_path: str, delay: float) -> SlowProxy:
+        """An HTTP proxy to `upstream` that holds back requests whose path has `slow_path`."""
+        proxy = self._own(SlowProxy(upstream, slow_path, delay))
+        proxy.start()
+        return proxy
 
     def moto(self) -> MotoServer:
         server = self._own(MotoServer())

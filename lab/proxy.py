@@ -1,5 +1,9 @@
 """A fault-injecting HTTPS proxy in front of a Pebble: pass through, or answer 500 serverInternal.
 
+Modes (`mode`): "pass"; "fail" (every request: 500 serverInternal); "rate_limited" (every
+request: 429, the probe's own trouble, an inconclusive result); "alternate" (directory
+requests alternate: one passed through, one 500), a check that never completes a streak.
+
 Forwards each request to the upstream with the client's Host header, so Pebble builds its
 directory URLs for the proxy's address. Runs in a thread of the calling process, bound to
 127.0.0.1.
@@ -25,15 +29,35 @@ class FaultProxy(LoopbackServer):
 
     def __init__(self, upstream: str, tls: LabCA) -> None:
         self.upstream = upstream.rstrip("/")
-        self.fail = False
+        self.mode = "pass"
+        self._directory_requests = 0
         self.session = requests.Session()
         self.session.trust_env = False
         self.verify = str(tls.cert_path)
         super().__init__(_Handler, tls.issue("fault-proxy"))
 
     @property
+    def fail(self) -> bool:
+        return self.mode == "fail"
+
+    @fail.setter
+    def fail(self, value: bool) -> None:
+        self.mode = "fail" if value else "pass"
+
+    @property
     def directory_url(self) -> str:
         return self.url("/dir")
+
+    def answer(self, path: str) -> int | None:
+        """The status to answer with instead of passing the request on (None: pass it)."""
+        if self.mode == "fail":
+            return 500
+        if self.mode == "rate_limited":
+            return 429
+        if self.mode == "alternate" and path.startswith("/dir"):
+            self._directory_requests += 1
+            return 500 if self._directory_requests % 2 == 0 else None
+        return None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -41,8 +65,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def _forward(self) -> None:
-        if self.server.fail:
-            self.send_response(500)
+        status = self.server.answer(self.path)
+        if status is not None:
+            self.send_response(status)
             self.send_header("Content-Type", "application/problem+json")
             self.send_header("Content-Length", str(len(PROBLEM)))
             self.end_headers()

@@ -120,7 +120,7 @@ SECRET = "c2VjcmV0LXZhbHVlLW5ldmVyLXByaW50ZWQ="
 def test_inline_secret_is_refused_without_echoing_it(tmp_path: Path) -> None:
     text = (ROOT / "configs" / "minimal.yaml").read_text()
     text = text.replace(
-        "tsig: {key_file: /etc/dnsfailover/tsig.key}", f"tsig: {{secret: {SECRET}}}"
+        "tsig: {key_file: /run/credentials/dnsfailover.service/tsig}", f"tsig: {{secret: {SECRET}}}"
     )
     config = tmp_path / "config.yaml"
     config.write_text(text)
@@ -129,6 +129,70 @@ def test_inline_secret_is_refused_without_echoing_it(tmp_path: Path) -> None:
     assert "providers.dns.tsig.secret: unknown key" in str(raised.value)
     assert SECRET not in str(raised.value)
     assert SECRET not in repr(raised.value)
+
+
+def test_every_mistake_in_one_run_even_in_a_service_that_does_not_parse(
+    tmp_path: Path,
+) -> None:
+    """An unknown key, a bad duration and a duplicate instance name in the same service: all
+    three in one run (the duplicate used to wait until every field parsed)."""
+    text = (ROOT / "configs" / "minimal.yaml").read_text()
+    text = text.replace("name: acme.example.com.", "name: acme.example.com.\n    colour: blue\n"
+                        "    hold_down: soon")  # fmt: skip
+    text = text.replace("name: ca-west", "name: ca-east")
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        load_config(config)
+    problems = raised.value.problems
+    assert any(f"{config}:12: services.acme.colour: unknown key" in p for p in problems)
+    assert any(f"{config}:13: services.acme.hold_down:" in p for p in problems)
+    assert any(f"{config}:18: services.acme.instances[1].name: 'ca-east' is already "
+               "instances[0]" in p for p in problems)  # fmt: skip
+    assert len(problems) == 3, problems
+
+
+def test_two_services_managing_one_record_are_rejected_naming_both(tmp_path: Path) -> None:
+    text = (ROOT / "configs" / "minimal.yaml").read_text()
+    service = text[text.index("  acme:") :]
+    text += service.replace("  acme:", "  acme-again:").replace("acme.example.com.",
+                                                                  "ACME.example.com.")  # fmt: skip
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        load_config(config)
+    assert any(
+        "services.acme-again.name: acme.example.com. CNAME through provider 'dns' is already "
+        "managed by service 'acme'" in p
+        for p in raised.value.problems
+    ), raised.value.problems
+    config.write_text(text.replace("  acme-again:\n", "  acme-again:\n    type: A\n", 1))
+    assert not any("already managed" in p for p in _problems(config))  # another record
+
+
+def _problems(config: Path) -> list[str]:
+    try:
+        load_config(config)
+    except ConfigError as e:
+        return e.problems
+    return []
+
+
+def test_secret_files_must_exist_except_systemd_credentials(tmp_path: Path) -> None:
+    text = (ROOT / "configs" / "minimal.yaml").read_text()
+    missing = text.replace("/run/credentials/dnsfailover.service/tsig", str(tmp_path / "nope"))
+    config = tmp_path / "config.yaml"
+    config.write_text(missing)
+    assert any(f"providers.dns.tsig.key_file: secret file {tmp_path / 'nope'} does not exist"
+               in p for p in _problems(config))  # fmt: skip
+    config.write_text(text)  # under /run/credentials/: systemd provides it at start
+    loaded = load_config(config)
+    assert any("providers.dns.tsig.key_file:" in w and "LoadCredential=" in w
+               for w in loaded.warnings)  # fmt: skip
+    key = tmp_path / "tsig.key"
+    key.write_text('key "k" { algorithm hmac-sha256; secret "c2VjcmV0"; };\n')
+    config.write_text(text.replace("/run/credentials/dnsfailover.service/tsig", str(key)))
+    assert not any("key_file" in w for w in load_config(config).warnings)
 
 
 def test_secret_never_prints_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -56,3 +56,42 @@ def test_json_log_lines_lift_key_value_pairs(capsys: pytest.CaptureFixture[str])
     assert (line["service"], line["instance"], line["to"]) == ("acme", "ca-a", "unhealthy")
     assert line["reason"] == "acme unhealthy: directory: cannot connect: Connection refused"
     logs.setup(logging.WARNING, "text")
+
+
+def test_metrics_listen_on_a_port_in_use_is_one_clear_line_and_exit_2(tmp_path: Path) -> None:
+    """No traceback: the option, the address and the cause, and the exit code of a bad config."""
+    import socket
+    import subprocess
+    import sys
+
+    zone = tmp_path / "example.test.zone"
+    zone.write_text("$ORIGIN example.test.\n@ 60 IN SOA ns h 1 2 3 4 5\n@ 60 IN NS ns\n")
+    taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    config = tmp_path / "config.yaml"
+    config.write_text(f"""\
+state_dir: {tmp_path / "state"}
+metrics_listen: 127.0.0.1:{port}
+providers:
+  dns: {{type: zonefile, path: {zone}, zone: example.test.}}
+services:
+  acme:
+    provider: dns
+    name: acme.example.test.
+    instances:
+      - {{name: a, target: a.example.test., acme: {{directory: "https://127.0.0.1:9/dir"}}}}
+      - {{name: b, target: b.example.test., acme: {{directory: "https://127.0.0.1:8/dir"}}}}
+""")
+    try:
+        done = subprocess.run([sys.executable, "-m", "dnsfailover", "run", "-c", str(config)],
+                              capture_output=True, text=True, timeout=30)  # fmt: skip
+    finally:
+        taken.close()
+    assert done.returncode == 2, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: metrics_listen 127.0.0.1:{port}: cannot listen there: Address already in use"
+    ], done.stderr
+    assert "Traceback" not in done.stderr

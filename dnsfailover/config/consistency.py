@@ -1,13 +1,18 @@
 """Checks that need more than one block of the config at once.
 
 Each check returns problems as (key path, message) pairs, or warnings the operator should
-read but that do not stop the daemon. Imports only the config models.
+read but that do not stop the daemon. The checks that can run on the raw data do (duplicate
+instance names, two services managing one record), so that they are reported in the same run
+as a service's other mistakes, not only once every field of it parses. Imports only the
+config models.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Mapping
+from pathlib import Path
 
 from dnsfailover.config.models import (
     ProviderSettings,
@@ -19,6 +24,10 @@ from dnsfailover.config.models import (
 from dnsfailover.config.yamlsource import Path_
 
 Finding = tuple[Path_, str]
+
+# systemd's LoadCredential= puts files here when the service starts; `validate` run by hand
+# outside the service does not see them.
+CREDENTIALS_DIR = "/run/credentials/"
 
 
 def provider_zone(provider: ProviderSettings) -> str | None:
@@ -41,6 +50,74 @@ def check_provider_reference(key: str, service: object, provider_names: set[str]
     return [(("services", key, "provider"), f"no provider {name!r} (known: {known})")]
 
 
+def check_raw_instances(key: str, service: object) -> list[Finding]:
+    """Instance names are unique within a service (on the raw data: always checked)."""
+    instances = service.get("instances") if isinstance(service, dict) else None
+    if not isinstance(instances, list):
+        return []
+    found: list[Finding] = []
+    seen: dict[str, int] = {}
+    for index, instance in enumerate(instances):
+        name = instance.get("name") if isinstance(instance, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in seen:
+            at: Path_ = ("services", key, "instances", index, "name")
+            found.append((at, f"{name!r} is already instances[{seen[name]}]"))
+        seen.setdefault(name, index)
+    return found
+
+
+def check_distinct_records(services: Mapping[str, object]) -> list[Finding]:
+    """No two services manage the same name and type through the same provider: they would
+    fight over it, or each would see the other's value as drift for ever."""
+    owners: dict[tuple[str, str, str], str] = {}
+    found: list[Finding] = []
+    for key, service in services.items():
+        if not isinstance(service, dict):
+            continue
+        provider, name = service.get("provider"), service.get("name")
+        rdtype = service.get("type", "CNAME")
+        if not (isinstance(provider, str) and isinstance(name, str) and isinstance(rdtype, str)):
+            continue
+        record = (provider, name.strip().lower().rstrip(".") + ".", rdtype.upper())
+        if record in owners:
+            found.append(
+                (
+                    ("services", str(key), "name"),
+                    f"{record[1]} {record[2]} through provider {provider!r} is already managed "
+                    f"by service {owners[record]!r}: one service per record",
+                )
+            )
+        owners.setdefault(record, str(key))
+    return found
+
+
+def check_secret_files(key: str, provider: ProviderSettings) -> tuple[list[Finding], list[Finding]]:
+    """Every secret file the config names exists and is readable; under /run/credentials/ a
+    missing one is only a warning: systemd provides it when the service starts."""
+    files: list[tuple[Path_, Path]] = []
+    here: Path_ = ("providers", key)
+    if isinstance(provider, Rfc2136Settings) and provider.tsig is not None:
+        for field in ("key_file", "secret_file"):
+            path = getattr(provider.tsig, field)
+            if path is not None:
+                files.append(((*here, "tsig", field), path))
+    if isinstance(provider, Route53Settings) and provider.credentials_file is not None:
+        files.append(((*here, "credentials_file"), provider.credentials_file))
+    errors: list[Finding] = []
+    warnings: list[Finding] = []
+    for at, path in files:
+        if str(path).startswith(CREDENTIALS_DIR) and not path.exists():
+            warnings.append((at, f"{path} is not there now: systemd provides it at start "
+                                 "(LoadCredential=); it is read then"))  # fmt: skip
+        elif not path.is_file():
+            errors.append((at, f"secret file {path} does not exist (or is not a file)"))
+        elif not os.access(path, os.R_OK):
+            errors.append((at, f"secret file {path} cannot be read by this user"))
+    return errors, warnings
+
+
 def check_service(
     key: str,
     service: Service,
@@ -57,14 +134,8 @@ def check_service(
         errors.append(((*here, "name"), "the zone apex cannot hold a CNAME and is never managed"))
     if len(service.instances) < 2:
         errors.append(((*here, "instances"), "a service needs at least two instances to fail over"))
-    seen: dict[str, int] = {}
     for index, instance in enumerate(service.instances):
         at: Path_ = (*here, "instances", index)
-        if instance.name in seen:
-            errors.append(
-                ((*at, "name"), f"{instance.name!r} is already instances[{seen[instance.name]}]")
-            )
-        seen.setdefault(instance.name, index)
         errors.extend(_record_problems(service, instance.target, instance.addresses, at))
         checks = [c for c in (instance.acme, instance.ocsp, instance.crl) if c is not None]
         if not checks:

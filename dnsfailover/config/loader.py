@@ -15,7 +15,13 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from dnsfailover.config.consistency import check_provider_reference, check_service
+from dnsfailover.config.consistency import (
+    check_distinct_records,
+    check_provider_reference,
+    check_raw_instances,
+    check_secret_files,
+    check_service,
+)
 from dnsfailover.config.models import Config, ProviderSettings, Service
 from dnsfailover.config.yamlsource import Path_, Source, dotted, parse
 from dnsfailover.errors import ConfigError
@@ -116,8 +122,14 @@ def _consistency(
             providers[name] = _PROVIDER.validate_python(raw, context=context)
     errors: list[tuple[Path_, str]] = []
     warnings: list[tuple[Path_, str]] = []
+    for name, provider in providers.items():
+        found, noted = check_secret_files(str(name), provider)
+        errors.extend(found)
+        warnings.extend(noted)
+    errors.extend(check_distinct_records(raw_services))
     for key, raw in raw_services.items():
         errors.extend(check_provider_reference(str(key), raw, set(raw_providers)))
+        errors.extend(check_raw_instances(str(key), raw))
         try:
             service = Service.model_validate(raw, context=context)
         except ValidationError:

@@ -68,6 +68,25 @@ def test_frozen_pebble_is_unhealthy_within_the_deadline(lab: Lab) -> None:
     assert "deadline" in result.reason or "timed out" in result.reason
 
 
+def test_connect_timeout_cuts_a_hang_in_the_tls_handshake_short(lab: Lab) -> None:
+    """A frozen host's kernel completes the TCP handshake; TLS then hangs. connect_timeout
+    bounds TCP connect + TLS handshake, so the probe fails after it, not after the timeout."""
+    pebble = lab.pebble()
+    settings = AcmeCheck.model_validate(
+        {"directory": pebble.directory_url, "ca_bundle": str(lab.tls.cert_path)}
+    )
+    acme = AcmeProbe(settings, connect_timeout=0.25)
+    pebble.freeze()
+    try:
+        result = run(acme, timeout=3.0)
+    finally:
+        pebble.resume()
+    assert result.outcome is Outcome.UNHEALTHY, result.reason
+    assert result.latency < 1.0, result.latency  # 0.25 s, not the 3 s timeout
+    assert "timed out" in result.reason or "cannot connect" in result.reason, result.reason
+    assert run(acme).outcome is Outcome.HEALTHY  # thawed: the short bound does not hurt
+
+
 def _register(pebble: Pebble, lab: Lab, key_path: Path) -> None:
     directory = pebble.get_directory()
     nonce = requests.head(str(directory["newNonce"]), verify=str(lab.tls.cert_path),

@@ -147,3 +147,34 @@ def test_sigterm_with_a_write_in_flight_stops_within_the_grace(
     assert [f.target for f in state.flips["acme"]] == ["ca-b"] and state.intents == {}
     _, problems = store.read_audit()
     assert problems == []
+
+
+def test_route53_slow_to_insync_does_not_hold_a_bind_service(lab: Lab, tmp_path: Path) -> None:
+    """Route 53's GetChange held back 8 s a call (PENDING for long, as real Route 53 often is):
+    the BIND service flips on time while the Route 53 service waits for INSYNC."""
+    a, b = lab.pebble("ca-a"), lab.pebble("ca-b")
+    bind = lab.bind()
+    moto = lab.moto()
+    moto.zone_with_cname("example.test.", NAME, "ca-a.example.test.")
+    slow = lab.slow_proxy(moto.endpoint_url, "/change/", delay=8)
+    credentials = moto.write_credentials(tmp_path / "aws")
+    config = write_config(tmp_path / "config.yaml", lab, bind, [a, b])
+    document = yaml.safe_load(config.read_text())
+    document["providers"]["aws"] = {"type": "route53", "zone": "example.test.",
+                                    "endpoint_url": slow.endpoint_url,
+                                    "credentials_file": str(credentials),
+                                    "poll_interval": "100ms", "propagation_timeout": "30s"}  # fmt: skip
+    document["services"] = {"aws": {**document["services"]["acme"], "provider": "aws"},
+                            "acme": document["services"]["acme"]}  # fmt: skip
+    config.write_text(yaml.safe_dump(document, sort_keys=False))
+    daemon = lab.daemon(config)
+    wait_for(lambda: daemon.health()["services"]["acme"]["active"] == "ca-a", 10, "settled")
+    a.kill()
+    killed = time.monotonic()
+    wait_for(lambda: all(s.rrset(NAME, "CNAME") == {B} for s in bind.servers), 10, "BIND on ca-b")
+    assert time.monotonic() - killed < 2 * 1.0 + 0.8 + 3  # detection, not Route 53's wait
+    wait_for(lambda: slow.held >= 1, 5, "Route 53's GetChange under way")
+    assert _failover_entries(daemon, "aws") == []  # still waiting for INSYNC
+    wait_for(lambda: _failover_entries(daemon, "acme"), 5, "the BIND service's audit entry")
+    wait_for(lambda: _failover_entries(daemon, "aws"), 20, "Route 53 INSYNC in the end")
+    assert _failover_entries(daemon, "aws")[0]["propagation_complete"] is True
