@@ -52,6 +52,7 @@ def write_config(
                 "propagation_timeout": "5s",
             }
         },
+        "shutdown_grace": "2s",  # the lab stops daemons by SIGTERM, then SIGKILL after 5 s
         "services": {
             "acme": {
                 "provider": "bind",
@@ -122,6 +123,15 @@ class DaemonProcess(ManagedProcess):
             except ValueError:
                 continue
         return entries
+
+
+def zone_points_at(zone_file: Path, instance: str) -> bool:
+    """The zone file's managed record (NAME) names `instance` now."""
+    for line in zone_file.read_text().splitlines():
+        fields = line.split()
+        if fields[:1] in (["acme"], [NAME]) and fields[-1] in (instance, f"{instance}.{ZONE}"):
+            return True  # the target as written: relative to the origin, or absolute
+    return False
 
 
 def wait_for(predicate: Any, timeout: float, what: str, step: float = 0.02) -> float:

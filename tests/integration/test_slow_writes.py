@@ -23,7 +23,7 @@ from dnsfailover.controller.state import StateStore
 from lab import Lab
 from lab.bind import ZONE_TEXT, BindPair
 from lab.pebble import Pebble
-from lab.scenario import NAME, DaemonProcess, wait_for, write_config
+from lab.scenario import NAME, DaemonProcess, wait_for, write_config, zone_points_at
 
 B = "ca-b.example.test."
 
@@ -82,7 +82,7 @@ def test_a_service_stuck_in_propagation_does_not_hold_another(
     wait_for(lambda: bind.primary.rrset(NAME, "CNAME") == {B}, 10, "acme written to BIND")
     # acme's write landed and now waits (up to 30 s) on the mute server; acme-file, which
     # decides one interval later, is written meanwhile, not after it.
-    took = wait_for(lambda: "ca-b" in zone.read_text(), 15, "acme-file written to the file")
+    took = wait_for(lambda: zone_points_at(zone, "ca-b"), 15, "acme-file written to the file")
     assert time.monotonic() - killed < 10  # 34 s when the controller thread waited
     assert _failover_entries(daemon, "acme") == []  # its propagation is still in flight
     writing = daemon.health()["services"]["acme"]["writing"]
