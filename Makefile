@@ -3,7 +3,8 @@
 VENV        := .venv
 PY          := $(VENV)/bin/python
 # Debian packages the lab and the tests need (see LAB.md); installed when missing.
-APT_PACKAGES := pebble bind9 bind9-utils bind9-dnsutils openssl iproute2 util-linux systemd
+APT_PACKAGES := pebble bind9 bind9-utils bind9-dnsutils openssl iproute2 util-linux systemd \
+                prometheus
 # and what the benchmarks add (bench/): many-port HTTPS targets and the reference prober.
 BENCH_PACKAGES := nginx-light prometheus-blackbox-exporter
 LINT_PATHS  := dnsfailover tests lab scripts bench
@@ -29,6 +30,8 @@ lint: deps
 	$(VENV)/bin/ruff format --check $(LINT_PATHS)
 	$(VENV)/bin/mypy dnsfailover
 	$(VENV)/bin/lint-imports
+	promtool check rules configs/alerts.yaml
+	cd configs/alerts-tests && promtool test rules *.yaml
 	$(PY) -c "import sys, dnsfailover.policy, dnsfailover.plan; \
 	  loaded = [m for m in ('requests', 'urllib3', 'cryptography', 'dns.query') if m in sys.modules]; \
 	  sys.exit(f'the pure core loads {loaded} on import' if loaded else 0)"

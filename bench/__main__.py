@@ -1,6 +1,6 @@
 """`python -m bench [PART ...]`: run benchmarks, write bench/results/PART.json and RESULTS.md.
 
-Parts: flap, failover, footprint, scale, isolation (all when none is named). Run it through
+Parts: flap, failover, connect, footprint, scale, isolation (all when none is named). Run it through
 `make bench`, which installs what the benchmarks need and isolates the network (loopback only).
 Each part's JSON records the machine, the commit and the settings next to the figures;
 RESULTS.md is rendered from every JSON file present, so one part can be re-run alone.
@@ -21,12 +21,13 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-PARTS = ("flap", "failover", "footprint", "scale", "isolation")
+PARTS = ("flap", "failover", "connect", "footprint", "scale", "isolation")
 TITLES = {
     "flap": "Flap resistance (simulated clock)",
     "failover": "Failover time (interval 1 s, fall 2, timeout 1 s)",
     "footprint": "Footprint",
     "scale": "Probing at scale",
+    "connect": "A frozen CA and connect_timeout (interval 1 s, timeout 1 s, fall 1)",
     "isolation": "One slow write holds nothing else",
 }
 

@@ -109,6 +109,12 @@ class Metrics:
             ["service"],
             registry=r,
         )
+        self.drift = Gauge(
+            "dnsfailover_drift",
+            "1 while the record holds a value that is no instance's (left alone unless adopt).",
+            ["service"],
+            registry=r,
+        )
         self.write_seconds = Histogram(
             "dnsfailover_dns_write_duration_seconds",
             "Compare-and-swap write, acknowledged.",
@@ -149,6 +155,8 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        for result in ("ok", "failed"):
+            self.reloads.labels(result)
         self._server: Any = None
 
     def serve(self, listen: str) -> None:

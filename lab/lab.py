@@ -15,6 +15,7 @@ from lab.moto import MotoServer
 from lab.ocsp import OcspResponder, delegated_signer
 from lab.pebble import Pebble
 from lab.process import LabError
+from lab.prometheus import Prometheus
 from lab.proxy import FaultProxy
 from lab.slowproxy import SlowProxy
 from lab.tls import LabCA
@@ -113,6 +114,12 @@ class Lab:
         proxy = self._own(SlowProxy(upstream, slow_path, delay))
         proxy.start()
         return proxy
+
+    def prometheus(self, target: str, rule_files: list[Path]) -> Prometheus:
+        """A real Prometheus scraping `target` (HOST:PORT) every second, with `rule_files`."""
+        server = self._own(Prometheus(self._dir("prometheus"), target, rule_files))
+        server.start()
+        return server
 
     def moto(self) -> MotoServer:
         server = self._own(MotoServer())

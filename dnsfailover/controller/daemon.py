@@ -114,6 +114,9 @@ class Daemon:
             self.tracker.register(job.service, job.instance, job.probe.check, job.probe.required)
         self.tracker.keep_only({(j.service, j.instance, j.probe.check) for j in runtime.jobs})
         self._job_keys = {j.key for j in runtime.jobs}
+        for key in runtime.config.services:
+            health = self.tracker.instances(key)
+            telemetry.init_service(self.metrics, key, health, new=key not in self.active)
         now = self.clock()
         self.settle_until = {
             key: now + service.checks.settle_window

@@ -15,6 +15,27 @@ from dnsfailover.metrics import Metrics
 from dnsfailover.results import ProbeResult
 
 
+def init_service(
+    metrics: Metrics, service: str, health: Mapping[str, InstanceHealth], new: bool
+) -> None:
+    """Create every per-service series, so that rules and dashboards see them from the first
+    scrape instead of only after the first error, conflict or refusal. Health is the tracker's
+    (it carries over a reload); the active instance is unknown only for a new service."""
+    m = metrics
+    for counter in (m.conflicts, m.errors):
+        counter.labels(service)
+    for gauge in (m.pending, m.drift, m.flips_last_hour, m.in_flight, m.overdue, m.unconfirmed):
+        gauge.labels(service).set(0)
+    m.failovers.labels(service, "failover")
+    m.refusals.labels(service, "all_down")
+    for instance in health.values():
+        record_health(m, service, instance)
+    if new:
+        m.set_active(service, list(health), None)
+    for kind in ("exec", "webhook", "dropped"):
+        m.notifications_failed.labels(kind)
+
+
 def record_probe(metrics: Metrics, job: ProbeJob, result: ProbeResult) -> None:
     m = metrics
     m.probes.labels(job.service, job.instance, result.check, result.outcome.value).inc()
@@ -50,6 +71,7 @@ def record_report(
     if report.error is not None:
         m.errors.labels(service).inc()
     m.pending.labels(service).set(report.pending is not None)
+    m.drift.labels(service).set(report.drift)
     if report.write_seconds is not None:
         m.write_seconds.labels(service).observe(report.write_seconds)
     if report.propagation is not None:
