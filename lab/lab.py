@@ -13,7 +13,7 @@ from lab.crl import OpensslCA, StaticServer
 from lab.hostile import HostileServer
 from lab.moto import MotoServer
 from lab.ocsp import OcspResponder, delegated_signer
-from lab.pebble import Pebble
+from lab.pebble import PUBLIC_NAMES, Pebble
 from lab.process import LabError
 from lab.prometheus import Prometheus
 from lab.proxy import FaultProxy
@@ -64,8 +64,12 @@ class Lab:
         self._count += 1
         return self.directory / f"{stem}-{self._count}"
 
-    def pebble(self, name: str = "pebble", ocsp_url: str = "") -> Pebble:
-        server = self._own(Pebble(name, self._dir(name), self.tls, ocsp_url))
+    def pebble(
+        self, name: str = "pebble", ocsp_url: str = "", public_names: tuple[str, ...] | None = None
+    ) -> Pebble:
+        """A Pebble whose certificate covers the lab's public names (or `public_names`)."""
+        names = PUBLIC_NAMES if public_names is None else public_names
+        server = self._own(Pebble(name, self._dir(name), self.tls, ocsp_url, names))
         server.start()
         return server
 

@@ -12,15 +12,30 @@ from lab.process import ManagedProcess
 from lab.tls import LabCA
 
 
-class Pebble(ManagedProcess):
-    """One Pebble instance. Its root and intermediate are new at every start."""
+# The names clients use (bind.MANAGED without the dot): every lab Pebble's certificate covers
+# them, as a production instance's covers the public name, unless it is made without them.
+PUBLIC_NAMES = ("acme.example.test", "ocsp.example.test")
 
-    def __init__(self, name: str, directory: Path, tls_ca: LabCA, ocsp_url: str = "") -> None:
+
+class Pebble(ManagedProcess):
+    """One Pebble instance. Its root and intermediate are new at every start. Its TLS
+    certificate covers localhost, its address, its own name (NAME.example.test) and
+    `public_names`."""
+
+    def __init__(
+        self,
+        name: str,
+        directory: Path,
+        tls_ca: LabCA,
+        ocsp_url: str = "",
+        public_names: tuple[str, ...] = PUBLIC_NAMES,
+    ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.management_port = free_port()
         self.tls_ca = tls_ca
-        tls = tls_ca.issue(f"{name}-tls")
+        names = ("localhost", LOOPBACK, f"{name}.example.test", *public_names)
+        tls = tls_ca.issue(f"{name}-tls", names=names)
         config = {
             "pebble": {
                 "listenAddress": f"{LOOPBACK}:{self.port}",

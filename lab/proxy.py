@@ -34,7 +34,9 @@ class FaultProxy(LoopbackServer):
         self.session = requests.Session()
         self.session.trust_env = False
         self.verify = str(tls.cert_path)
-        super().__init__(_Handler, tls.issue("fault-proxy"))
+        # It stands in for a CA instance: its certificate covers the public names too.
+        names = ("localhost", "127.0.0.1", "acme.example.test", "ocsp.example.test")
+        super().__init__(_Handler, tls.issue("fault-proxy", names=names))
 
     @property
     def fail(self) -> bool:

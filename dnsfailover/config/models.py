@@ -148,7 +148,13 @@ ProviderSettings = Annotated[
 class AcmeCheck(Model):
     directory: HttpsUrl
     ca_bundle: ConfigPath | None = None  # default: the system trust store
-    server_name: str | None = None  # SNI and Host to present when the URL names an IP
+    # Probe as a client: connect to the directory URL's host but present the service's public
+    # name (its `name`, without the dot) for SNI and Host, and require the certificate to cover
+    # it. `server_name` overrides the name presented; `as_client: false` probes the instance by
+    # its own URL's name, as a client would never reach it.
+    as_client: bool = True
+    server_name: str | None = None
+    strict_urls: bool = False  # directory URLs naming another host: unhealthy, not a warning
     account_key: ConfigPath | None = None  # enables the deep `account` check (PEM key)
     renewal_info_cert: ConfigPath | None = None  # enables the deep ARI check (PEM certificate)
     tls_warn_days: int = Field(14, ge=0)

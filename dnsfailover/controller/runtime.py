@@ -59,7 +59,9 @@ class Runtime:
         for key, service in config.services.items():
             for instance in service.instances:
                 try:
-                    probes = build_probes(instance, clock, service.checks.connect_timeout)
+                    probes = build_probes(
+                        instance, clock, service.checks.connect_timeout, service.name.rstrip(".")
+                    )
                 except DnsFailoverError as e:
                     problems.append(f"services.{key}.instances.{instance.name}: {e}")
                     continue

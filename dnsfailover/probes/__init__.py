@@ -28,9 +28,11 @@ def build_probes(
     instance: Instance,
     clock: Callable[[], float] = time.time,
     connect_timeout: float | None = None,
+    public_name: str | None = None,
 ) -> list[Probe]:
     """The probes an instance's config asks for, in a fixed order: acme, ocsp, crl.
-    `connect_timeout` bounds TCP connect + TLS handshake of the ACME probe."""
+    `connect_timeout` bounds TCP connect + TLS handshake of the ACME probe; `public_name` is
+    the name clients use (the service's), which the ACME probe presents (`as_client`)."""
     from dnsfailover.probes.acme import AcmeProbe
     from dnsfailover.probes.crl import CrlProbe
     from dnsfailover.probes.http import HttpClient
@@ -38,7 +40,8 @@ def build_probes(
 
     probes: list[Probe] = []
     if instance.acme is not None:
-        probes.append(AcmeProbe(instance.acme, clock, connect_timeout=connect_timeout))
+        client_name = public_name if instance.acme.as_client else None
+        probes.append(AcmeProbe(instance.acme, clock, None, connect_timeout, client_name))
     revocation_http = HttpClient()  # OCSP and CRL are plain HTTP, or HTTPS on public roots
     if instance.ocsp is not None:
         probes.append(OcspProbe(instance.ocsp, clock, revocation_http))

@@ -1,8 +1,13 @@
 """The ACME probe (RFC 8555): directory, a fresh nonce, and optional deep checks.
 
-1. GET the directory: 200, a JSON object holding newNonce, newAccount and newOrder (§7.1.1);
-   unknown keys are ignored (Boulder adds a random one); every ACME resource URL is https and on
-   the host that was probed (the directory is built from the request's Host header).
+1. GET the directory, as a client would (`as_client`, the default): connected to the
+   instance's URL host, but presenting the service's public name for SNI and Host, so the
+   certificate must cover the name clients use. 200, a JSON object holding newNonce,
+   newAccount and newOrder (§7.1.1); unknown keys are ignored (Boulder adds a random one);
+   every ACME resource URL is https (else unhealthy) and names the public host and port
+   (Boulder builds them from Host): one naming another host, such as an internal name, is a
+   warning — clients would be sent there — and unhealthy with `strict_urls`. Follow-up
+   requests go to the instance probed, whatever host its URLs name.
 2. HEAD newNonce: 200 with a base64url Replay-Nonce that differs from the last one (§7.2).
    A missing `Cache-Control: no-store` is a warning: Pebble and Boulder omit it.
 3. `account` (optional): POST newAccount {"onlyReturnExisting": true} signed by the probe key
@@ -71,18 +76,24 @@ class AcmeProbe:
         clock: Callable[[], float] = time.time,
         http: HttpClient | None = None,
         connect_timeout: float | None = None,
+        public_name: str | None = None,
     ) -> None:
         self.settings = settings
+        # The name presented for SNI and Host, and required of the certificate and the URLs.
+        self.name = settings.server_name or public_name
         self.required = settings.required
         self._clock = clock
         ca = str(settings.ca_bundle) if settings.ca_bundle else None
-        self.http = http or HttpClient(ca, settings.server_name, connect_timeout)
+        self.http = http or HttpClient(ca, self.name, connect_timeout)
         self._key = self._load_key()
         self._ari_id = self._load_ari_id()
         self._last_nonce: str | None = None
         self._quiet_until = 0.0  # honour Retry-After: no traffic before this wall-clock time
         split = urlsplit(settings.directory)
-        self._expected = (settings.server_name or split.hostname or "", split.port or 443)
+        self._expected = (self.name or split.hostname or "", split.port or 443)
+        self._directory_what = (
+            f"directory (as clients reach {self.name})" if self.name else "directory"
+        )
 
     def _load_key(self) -> jws.SigningKey | None:
         if self.settings.account_key is None:
@@ -127,7 +138,7 @@ class AcmeProbe:
         tls_days: list[float] = []
         try:
             with self.http.scope(deadline):  # one deadline, one keep-alive connection
-                directory = self._directory(deadline, details, tls_days)
+                directory = self._directory(deadline, details, tls_days, warnings)
                 self._nonce(directory, deadline, details, warnings)
                 if self._key is not None:
                     self._account(directory, deadline, details)
@@ -161,17 +172,17 @@ class AcmeProbe:
         )
 
     def _on_probed_host(self, url: str) -> str:
-        """Send follow-up requests to the instance probed, not wherever the public name points.
+        """Send follow-up requests to the instance probed, not wherever its URLs point.
 
-        With `server_name`, the directory's URLs name the public host, which DNS may resolve
-        to another instance (the active one); keep the public name for SNI and Host only.
+        With a public name the directory's URLs name the public host, which DNS may resolve to
+        another instance (the active one); a URL naming some other host is a warning, and the
+        instance probed is still the one to ask. The name stays in SNI and Host.
         """
-        if not self.settings.server_name:
-            return url
+        probed = urlsplit(self.settings.directory)
         split = urlsplit(url)
-        if split.hostname != self.settings.server_name:
+        if (split.scheme, split.netloc) == (probed.scheme, probed.netloc):
             return url
-        return split._replace(netloc=urlsplit(self.settings.directory).netloc).geturl()
+        return split._replace(scheme=probed.scheme, netloc=probed.netloc).geturl()
 
     def _exchange(
         self,
@@ -209,9 +220,20 @@ class AcmeProbe:
             fail(f"{what}: unexpected status {status} {problem}".rstrip(), **detail)
 
     def _directory(
-        self, deadline: float, details: dict[str, Any], tls_days: list[float]
+        self,
+        deadline: float,
+        details: dict[str, Any],
+        tls_days: list[float],
+        warnings: list[str],
     ) -> dict[str, Any]:
-        response = self._exchange("GET", self.settings.directory, deadline, "directory", tls_days)
+        try:
+            response = self._exchange(
+                "GET", self.settings.directory, deadline, "directory", tls_days
+            )
+        except ProbeFailed as e:
+            if self.name and "TLS verification failed" in e.reason:
+                fail(f"{e.reason}: clients reaching it as {self.name} would fail the same way")
+            raise
         self._classify(response, "directory")
         if response.status != 200:
             fail(f"directory: status {response.status}, not 200", status=response.status)
@@ -226,11 +248,11 @@ class AcmeProbe:
             fail(f"directory: missing {', '.join(missing)}")
         for key in RESOURCES:
             if key in directory:
-                self._check_url(key, directory[key])
+                self._check_url(key, directory[key], warnings)
         details["directory_keys"] = sorted(k for k in directory if isinstance(k, str))
         return directory
 
-    def _check_url(self, key: str, value: object) -> None:
+    def _check_url(self, key: str, value: object, warnings: list[str]) -> None:
         if not isinstance(value, str):
             fail(f"directory: {key} is not a URL string")
         split = urlsplit(value)
@@ -238,9 +260,17 @@ class AcmeProbe:
             port = split.port or 443
         except ValueError:
             fail(f"directory: {key} has an invalid port")
-        if split.scheme != "https" or (split.hostname or "", port) != self._expected:
+        if split.scheme != "https":
+            fail(f"directory: {key} is {value!r}: ACME is https only (RFC 8555 §6.1)")
+        if (split.hostname or "", port) != self._expected:
             host, expected_port = self._expected
-            fail(f"directory: {key} points to {value!r}, not https://{host}:{expected_port}")
+            problem = (
+                f"directory: {key} points to {value!r}, not https://{host}:{expected_port}: "
+                "clients would be sent there"
+            )
+            if self.settings.strict_urls:
+                fail(problem)
+            warnings.append(problem)
 
     def _nonce(
         self,

@@ -460,6 +460,8 @@ def describe(error: BaseException) -> str:
         seen.add(id(current))
         if isinstance(current, ssl.SSLCertVerificationError):
             return str(current.verify_message or current.reason or "certificate verify failed")
+        if type(current).__name__ == "CertificateError":  # urllib3's name check (a ValueError)
+            return str(current)
         if isinstance(current, OSError) and current.strerror:
             deepest_os = current
         nested = [getattr(current, "reason", None), current.__cause__, current.__context__]

@@ -133,11 +133,6 @@ def test_account_check_tells_which_instance_knows_the_probe_account(
         ("/500/dir", Outcome.UNHEALTHY, "directory: 500 serverInternal"),
         ("/503/dir", Outcome.OVERLOADED, "directory: 503 rateLimited (service busy)"),
         ("/429/dir", Outcome.ERROR, "directory: the probe itself is rate limited (429)"),
-        (
-            "/elsewhere/dir",
-            Outcome.UNHEALTHY,
-            "directory: newNonce points to 'https://acme.elsewhere.example/nonce'",
-        ),
         ("/same-nonce/dir", Outcome.HEALTHY, "directory, nonce ok"),
         ("/nonce-500/dir", Outcome.UNHEALTHY, "newNonce: 500"),  # HEAD: no problem body
         ("/no-such-path", Outcome.UNHEALTHY, "directory: unexpected status 404"),
@@ -148,6 +143,45 @@ def test_hostile_server(lab: Lab, path: str, outcome: Outcome, reason: str) -> N
     result = run(probe(server.url(path), lab))
     assert result.outcome is outcome, result.reason
     assert result.reason.startswith(reason), result.reason
+
+
+def test_urls_naming_another_host_warn_or_fail_with_strict_urls(lab: Lab) -> None:
+    """A directory whose URLs name another host (an internal name): clients would be sent
+    there. A warning by default, and the nonce is still fetched from the instance probed;
+    unhealthy with strict_urls."""
+    server = lab.hostile()
+    lenient = run(probe(server.url("/elsewhere/dir"), lab))
+    assert lenient.outcome is Outcome.HEALTHY, lenient.reason
+    assert any(w.startswith("directory: newNonce points to 'https://acme.elsewhere.example/nonce'")
+               and w.endswith("clients would be sent there") for w in lenient.warnings)  # fmt: skip
+    strict = run(probe(server.url("/elsewhere/dir"), lab, strict_urls=True))
+    assert strict.outcome is Outcome.UNHEALTHY
+    assert strict.reason.startswith("directory: newNonce points to 'https://acme.elsewhere")
+
+
+def test_as_a_client_the_certificate_must_cover_the_public_name(lab: Lab) -> None:
+    """The probe connects to the instance but presents the public name: an instance whose
+    certificate lacks it would break every client the moment the name moved to it."""
+    covered = lab.pebble("ca-a")
+    uncovered = lab.pebble("ca-c", public_names=())
+    settings = {"ca_bundle": str(lab.tls.cert_path)}
+    good = AcmeProbe(AcmeCheck.model_validate({"directory": covered.directory_url, **settings}),
+                     public_name="acme.example.test")  # fmt: skip
+    result = run(good)
+    assert result.outcome is Outcome.HEALTHY, result.reason
+    assert not any("points to" in w for w in result.warnings)  # URLs name the public host
+    bad = AcmeProbe(AcmeCheck.model_validate({"directory": uncovered.directory_url, **settings}),
+                    public_name="acme.example.test")  # fmt: skip
+    result = run(bad)
+    assert result.outcome is Outcome.UNHEALTHY
+    assert "TLS verification failed" in result.reason
+    assert "hostname 'acme.example.test' doesn't match" in result.reason, result.reason
+    assert result.reason.endswith(
+        "clients reaching it as acme.example.test would fail the same way"
+    )
+    own_name = AcmeProbe(AcmeCheck.model_validate(
+        {"directory": uncovered.directory_url, "as_client": False, **settings}))  # fmt: skip
+    assert run(own_name).outcome is Outcome.HEALTHY  # by its own name it is fine
 
 
 def test_the_same_nonce_twice_is_unhealthy(lab: Lab) -> None:
