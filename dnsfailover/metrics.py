@@ -109,6 +109,13 @@ class Metrics:
             ["service"],
             registry=r,
         )
+        self.budget = Gauge(
+            "dnsfailover_convergence_budget_seconds",
+            "Instance failure to every client moved: detection, write, propagation (p95), "
+            "client TTL, and their total.",
+            ["service", "part"],
+            registry=r,
+        )
         self.drift = Gauge(
             "dnsfailover_drift",
             "1 while the record holds a value that is no instance's (left alone unless adopt).",

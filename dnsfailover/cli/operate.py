@@ -24,6 +24,7 @@ from dnsfailover.controller.state import StateStore
 from dnsfailover.errors import ConfigError, DnsFailoverError, RefusedError
 from dnsfailover.health import State
 from dnsfailover.plan import owner_of
+from dnsfailover.plan.budget import Budget, convergence_budget
 from dnsfailover.policy import Decision, Kind
 from dnsfailover.providers import Provider
 
@@ -68,6 +69,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- status
 
 
+def _budgets(config: Config, store: StateStore) -> dict[str, Budget]:
+    entries, _ = store.read_audit()
+    return {
+        key: convergence_budget(service, *documents.measurements(entries, key))
+        for key, service in config.services.items()
+    }
+
+
 def status_document(config: Config, runtime: Runtime, store: StateStore) -> dict[str, Any]:
     live: dict[str, tuple[Any, str | None, str | None]] = {}
     for key, service in config.services.items():
@@ -77,7 +86,7 @@ def status_document(config: Config, runtime: Runtime, store: StateStore) -> dict
         except DnsFailoverError as e:
             live[key] = (None, None, str(e))
     return documents.status_document(
-        config, store.load(), store.load_health(), store.daemon_pid(), live
+        config, store.load(), store.load_health(), store.daemon_pid(), live, _budgets(config, store)
     )
 
 
@@ -136,6 +145,7 @@ def _service_lines(entry: dict[str, Any]) -> list[str]:
         lines.append(
             f"flip {_ago(flip['at'])}: {flip['source']} → {flip['target']} ({flip['rule']})"
         )
+    lines.append(f"convergence budget: {entry['budget']['text']}")
     return lines
 
 
@@ -177,8 +187,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     try:
         assumed = _assumptions(args.assume, config)
         zone_file = _zone_file_provider(args.zone_file, args.zone) if args.zone_file else None
+        budgets = _budgets(config, store)
         for report, provider in preview(runtime, store, assumed, zone_file):
             _print_plan(report, provider)
+            print(f"  convergence budget: {budgets[report.service].text()}")
     finally:
         runtime.close()
     return 0

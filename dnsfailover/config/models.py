@@ -250,6 +250,24 @@ class ServiceDefaults(Model):
     # A pinned instance that turns unhealthy: `failover` lets automatic policy move the name
     # away until it is healthy again; `hold` keeps the name on it and raises the alarm.
     pin_unhealthy: Literal["failover", "hold"] = "failover"
+    # While the active instance is unhealthy, and for hold_down after a flip, write the record
+    # with this lower TTL (seconds), so that clients follow the next flip sooner; the normal
+    # TTL is written back once stable. Both are compare-and-swap writes. Default: off.
+    degraded_ttl: int | None = Field(None, ge=1, le=86400)
+    # The lowest TTL the clients' resolvers keep (BIND min-cache-ttl, Cloudflare's 60 s, ...):
+    # it raises the TTL clients may still hold in the convergence budget. Default: none.
+    resolver_min_ttl: int | None = Field(None, ge=0, le=86400)
+    # Resolvers to verify a flip through, as clients would ("ADDR" or "ADDR:PORT"): after a
+    # change is served by every authoritative server, the new target is probed through the
+    # public name as these resolvers answer it. Default: none (through the written record).
+    verify_resolvers: tuple[str, ...] | None = None
+    client_verify: bool = True  # verify every flip as a client would (see above)
+
+    @model_validator(mode="after")
+    def _degraded_below_ttl(self) -> ServiceDefaults:
+        if self.degraded_ttl is not None and self.degraded_ttl > self.ttl:
+            raise ValueError("degraded_ttl must not be longer than ttl")
+        return self
 
 
 class Service(ServiceDefaults):

@@ -36,6 +36,8 @@ from dnsfailover.errors import ConfigError, DnsFailoverError, StateError
 from dnsfailover.health import HealthSnapshot, HealthTracker, State
 from dnsfailover.metrics import Metrics
 from dnsfailover.notify import Notifications
+from dnsfailover.plan.budget import convergence_budget
+from dnsfailover.policy import Kind
 from dnsfailover.results import ProbeResult
 from dnsfailover.systemd import Notifier
 
@@ -84,6 +86,7 @@ class Daemon:
         self._confirm_at: dict[str, float] = {}
         self._confirm_backoff: dict[str, float] = {}
         self._unsettled_told: set[tuple[str, str]] = set()
+        self._measured: dict[str, tuple[list[float], list[float]]] = {}  # writes, propagations
         self._last_beat = 0.0
         self._ready = False
         self._register(self.runtime)
@@ -114,9 +117,16 @@ class Daemon:
             self.tracker.register(job.service, job.instance, job.probe.check, job.probe.required)
         self.tracker.keep_only({(j.service, j.instance, j.probe.check) for j in runtime.jobs})
         self._job_keys = {j.key for j in runtime.jobs}
-        for key in runtime.config.services:
+        try:
+            entries, _ = self.store.read_audit()
+        except StateError:
+            entries = []
+        for key, service in runtime.config.services.items():
             health = self.tracker.instances(key)
             telemetry.init_service(self.metrics, key, health, new=key not in self.active)
+            measured = self._measured.get(key) or documents.measurements(entries, key)
+            self._measured[key] = measured
+            telemetry.record_budget(self.metrics, key, convergence_budget(service, *measured))
         now = self.clock()
         self.settle_until = {
             key: now + service.checks.settle_window
@@ -352,11 +362,19 @@ class Daemon:
         self.reconciler.finish(report)
         self.last_reports[service] = report
         decision = report.decision
-        if report.applied and decision is not None:
+        if report.applied and decision is not None and decision.kind is Kind.MOVE:
             self.active[service] = decision.target
         elif decision is not None and not report.drift:
             self.active[service] = decision.current
         settings = self.runtime.config.services.get(service)
+        if settings is not None and report.outcome == "applied":
+            writes, propagations = self._measured.setdefault(service, ([], []))
+            if report.write_seconds is not None and report.propagation is not None:
+                writes.append(report.write_seconds)
+                propagations.append(report.propagation.seconds)
+                del writes[: -documents.RECENT_WRITES], propagations[: -documents.RECENT_WRITES]
+            budget = convergence_budget(settings, writes, propagations)
+            telemetry.record_budget(self.metrics, service, budget)
         if settings is not None:
             flips = self._flips_last_hour(service)
             telemetry.record_report(

@@ -15,7 +15,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from dnsfailover.health import HealthSnapshot, InstanceHealth
+from dnsfailover.plan.budget import Budget
 from dnsfailover.rrset import RRset, describe
+
+RECENT_WRITES = 20  # measurements the convergence budget's p95 is taken over
 
 if TYPE_CHECKING:
     from dnsfailover.config.models import Config
@@ -70,6 +73,24 @@ def confirmation_entry(report: Report) -> dict[str, Any]:
         "propagation_complete": complete,
         "propagation": propagation.summary() if propagation else None,
     }
+
+
+def measurements(entries: list[dict[str, Any]], service: str) -> tuple[list[float], list[float]]:
+    """Recent write and propagation seconds of `service`'s applied changes, oldest first."""
+    writes: list[float] = []
+    propagations: list[float] = []
+    for entry in entries:
+        if entry.get("service") != service or entry.get("outcome") != "applied":
+            continue
+        if isinstance(entry.get("write_seconds"), int | float):
+            writes.append(float(entry["write_seconds"]))
+        if isinstance(entry.get("propagation_seconds"), int | float):
+            propagations.append(float(entry["propagation_seconds"]))
+    return writes[-RECENT_WRITES:], propagations[-RECENT_WRITES:]
+
+
+def budget_summary(budget: Budget) -> dict[str, Any]:
+    return {"seconds": budget.parts(), "text": budget.text()}
 
 
 # ----------------------------------------------------------------------------- health.json
@@ -144,8 +165,10 @@ def status_document(
     health: Mapping[str, Any] | None,
     pid: int | None,
     live: Mapping[str, tuple[RRset | None, str | None, str | None]],
+    budgets: Mapping[str, Budget],
 ) -> dict[str, Any]:
-    """`live`: per service, the record read now, its owner, and the read error (if any)."""
+    """`live`: per service, the record read now, its owner, and the read error (if any);
+    `budgets`: each service's convergence budget."""
     services: dict[str, Any] = {}
     for key, service in config.services.items():
         record, owner, error = live[key]
@@ -166,6 +189,7 @@ def status_document(
         entry["last"] = known.get("last")
         entry["writing"] = known.get("writing")
         entry["flips"] = [vars(f) for f in state.flips.get(key, ())][-5:]
+        entry["budget"] = budget_summary(budgets[key])
         services[key] = entry
     updated = health.get("updated") if health else None
     return {

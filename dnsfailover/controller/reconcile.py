@@ -29,7 +29,7 @@ from dnsfailover.controller.state import Flip, State, StateStore
 from dnsfailover.crashpoint import crashpoint
 from dnsfailover.errors import ConflictError, DnsFailoverError, TransientError
 from dnsfailover.health import InstanceHealth
-from dnsfailover.plan import Plan, drift_reason, make_plan, owner_of
+from dnsfailover.plan import Plan, drift_reason, make_plan, owner_of, record_ttl
 from dnsfailover.policy import Decision, Kind, PolicyInput, decide
 from dnsfailover.providers import Propagation, Provider, Receipt, ServerView
 from dnsfailover.rrset import RRset
@@ -88,6 +88,8 @@ class Report:
             return "drift"
         if self.decision is None:
             return "none"
+        if (self.applied or self.dry_run) and self.plan is not None and self.plan.ttl_only:
+            return "ttl"  # degraded_ttl on or off: the record keeps its instance
         if self.applied or self.dry_run:
             return "manual" if self.decision.rule == "manual" else "failover"
         return {Kind.REFUSE: "refusal", Kind.ALARM: "all_down"}.get(self.decision.kind, "keep")
@@ -202,7 +204,9 @@ class Reconciler:
         else:
             decision = self._decide(key, service, health, owner, state, settle_until)
         report.decision = decision
-        report.plan = make_plan(key, service, decision, live)
+        flips = state.flip_times(key)
+        ttl = record_ttl(service, decision, health, flips, self.clock())
+        report.plan = make_plan(key, service, decision, live, ttl)
         if report.plan.change is not None:
             report.change = report.plan.change.summary()
             if report.dry_run:
@@ -274,8 +278,12 @@ class Reconciler:
         key, plan = report.service, report.plan
         assert plan is not None and plan.change is not None
         decision = plan.decision
-        assert decision.target is not None
-        flip = Flip(self.clock(), decision.current, decision.target, decision.rule)
+        target = decision.target if decision.kind is Kind.MOVE else decision.current
+        assert target is not None
+        # A TTL-only change (degraded_ttl) is no flip: hold-down and the flip rate ignore it.
+        flip = (
+            None if plan.ttl_only else Flip(self.clock(), decision.current, target, decision.rule)
+        )
         self._executing.add(key)
         try:
             self._write(report, provider, flip)
@@ -283,18 +291,22 @@ class Reconciler:
             self._executing.discard(key)
         return report
 
-    def _write(self, report: Report, provider: Provider, flip: Flip) -> None:
+    def _write(self, report: Report, provider: Provider, flip: Flip | None) -> None:
         key, plan = report.service, report.plan
         assert plan is not None and plan.change is not None
         try:
-            self.store.begin_flip(key, flip)  # proves the state writable, before DNS moves
+            if flip is not None:
+                self.store.begin_flip(key, flip)  # proves the state writable, before DNS moves
+            else:
+                self.store.save(self.store.load())  # proves the state writable all the same
             crashpoint("before_write")
             started = time.monotonic()
             report.receipt = provider.apply(plan.change)
         except ConflictError as e:
             report.conflicts += 1
             report.conflict, report.error = True, f"conflict: {e}"
-            self._forget(key)
+            if flip is not None:
+                self._forget(key)
             return
         except TransientError as e:
             report.error = str(e)  # it may have landed: the intent stays, the next read settles it
@@ -303,7 +315,8 @@ class Reconciler:
         except DnsFailoverError as e:
             report.error = str(e)
             report.pending = report.change
-            self._forget(key)
+            if flip is not None:
+                self._forget(key)
             return
         report.write_seconds = time.monotonic() - started
         report.write_acked_at = self.clock()
@@ -313,7 +326,8 @@ class Reconciler:
             "written service=%s change=%s seconds=%.3f", key, report.change, report.write_seconds
         )
         try:
-            self.store.complete_flip(key, replace(flip, at=report.write_acked_at))
+            if flip is not None:
+                self.store.complete_flip(key, replace(flip, at=report.write_acked_at))
         except DnsFailoverError as e:  # the intent stays: recovered at the next read
             log.error("flip_not_recorded service=%s error=%s", key, e)
         self.confirm(report, provider)

@@ -12,6 +12,7 @@ from dnsfailover.controller.reconcile import Report
 from dnsfailover.controller.runtime import ProbeJob
 from dnsfailover.health import InstanceHealth, State
 from dnsfailover.metrics import Metrics
+from dnsfailover.plan.budget import Budget
 from dnsfailover.results import ProbeResult
 
 
@@ -34,6 +35,11 @@ def init_service(
         m.set_active(service, list(health), None)
     for kind in ("exec", "webhook", "dropped"):
         m.notifications_failed.labels(kind)
+
+
+def record_budget(metrics: Metrics, service: str, budget: Budget) -> None:
+    for part, seconds in budget.parts().items():
+        metrics.budget.labels(service, part).set(seconds)
 
 
 def record_probe(metrics: Metrics, job: ProbeJob, result: ProbeResult) -> None:
@@ -65,7 +71,7 @@ def record_report(
         sum(1 for h in health.values() if h.state is State.HEALTHY)
     )
     m.flips_last_hour.labels(service).set(flips_last_hour)
-    if report.applied and decision is not None:
+    if report.applied and decision is not None and report.event != "ttl":
         m.failovers.labels(service, decision.rule).inc()
     m.conflicts.labels(service).inc(report.conflicts)
     if report.error is not None:
