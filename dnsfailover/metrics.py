@@ -116,6 +116,20 @@ class Metrics:
             ["service", "part"],
             registry=r,
         )
+        self.client_verify_seconds = Histogram(
+            "dnsfailover_client_verify_seconds",
+            "After a flip is served everywhere: until the new target answers for the public "
+            "name as a client resolves and reaches it.",
+            ["service"],
+            buckets=DNS_BUCKETS,
+            registry=r,
+        )
+        self.client_verifications = Counter(
+            "dnsfailover_client_verifications_total",
+            "Flips verified as a client would, by outcome (ok, failed).",
+            ["service", "outcome"],
+            registry=r,
+        )
         self.drift = Gauge(
             "dnsfailover_drift",
             "1 while the record holds a value that is no instance's (left alone unless adopt).",

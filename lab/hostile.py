@@ -167,6 +167,7 @@ class HostileServer(LoopbackServer):
         tls: CertFiles | None = None,
         routes: dict[str, Route] | None = None,
         keep_alive: bool = False,
+        address: tuple[str, int] = ("127.0.0.1", 0),
     ) -> None:
-        super().__init__(_KeepAliveHandler if keep_alive else _Handler, tls)
+        super().__init__(_KeepAliveHandler if keep_alive else _Handler, tls, address)
         self.routes = dict(HOSTILE_ROUTES if routes is None else routes)

@@ -17,8 +17,13 @@ class LoopbackServer(ThreadingHTTPServer):
     daemon_threads = True
     name = "http"
 
-    def __init__(self, handler: type[BaseHTTPRequestHandler], tls: CertFiles | None) -> None:
-        super().__init__((LOOPBACK, 0), handler)
+    def __init__(
+        self,
+        handler: type[BaseHTTPRequestHandler],
+        tls: CertFiles | None,
+        address: tuple[str, int] = (LOOPBACK, 0),
+    ) -> None:
+        super().__init__(address, handler)
         self.connections = 0
         self.tls = tls is not None
         if tls is not None:
@@ -38,7 +43,8 @@ class LoopbackServer(ThreadingHTTPServer):
     def port(self) -> int:
         return int(self.server_address[1])
 
-    def url(self, path: str, host: str = LOOPBACK) -> str:
+    def url(self, path: str, host: str | None = None) -> str:
+        host = host or str(self.server_address[0])
         return f"{'https' if self.tls else 'http'}://{host}:{self.port}{path}"
 
     def start(self) -> None:

@@ -65,11 +65,18 @@ class Lab:
         return self.directory / f"{stem}-{self._count}"
 
     def pebble(
-        self, name: str = "pebble", ocsp_url: str = "", public_names: tuple[str, ...] | None = None
+        self,
+        name: str = "pebble",
+        ocsp_url: str = "",
+        public_names: tuple[str, ...] | None = None,
+        address: str = "127.0.0.1",
+        port: int | None = None,
     ) -> Pebble:
-        """A Pebble whose certificate covers the lab's public names (or `public_names`)."""
+        """A Pebble whose certificate covers the lab's public names (or `public_names`); on
+        another loopback `address`, several can share one `port`, as behind one public URL."""
         names = PUBLIC_NAMES if public_names is None else public_names
-        server = self._own(Pebble(name, self._dir(name), self.tls, ocsp_url, names))
+        directory = self._dir(name)
+        server = self._own(Pebble(name, directory, self.tls, ocsp_url, names, address, port))
         server.start()
         return server
 
@@ -138,11 +145,17 @@ class Lab:
         server.start()
         return server
 
-    def hostile(self, tls: bool = True, keep_alive: bool = False, **cert: object) -> HostileServer:
+    def hostile(
+        self,
+        tls: bool = True,
+        keep_alive: bool = False,
+        address: tuple[str, int] = ("127.0.0.1", 0),
+        **cert: object,
+    ) -> HostileServer:
         """A misbehaving HTTPS server; `cert` goes to LabCA.issue (names, valid_days, ...)."""
         files = self.tls.issue(f"hostile-{self._count}", **cert) if tls else None  # type: ignore[arg-type]
         self._count += 1
-        server = self._own(HostileServer(files, keep_alive=keep_alive))
+        server = self._own(HostileServer(files, keep_alive=keep_alive, address=address))
         server.start()
         return server
 

@@ -11,7 +11,6 @@ from lab.net import LOOPBACK, free_port
 from lab.process import ManagedProcess
 from lab.tls import LabCA
 
-
 # The names clients use (bind.MANAGED without the dot): every lab Pebble's certificate covers
 # them, as a production instance's covers the public name, unless it is made without them.
 PUBLIC_NAMES = ("acme.example.test", "ocsp.example.test")
@@ -29,16 +28,19 @@ class Pebble(ManagedProcess):
         tls_ca: LabCA,
         ocsp_url: str = "",
         public_names: tuple[str, ...] = PUBLIC_NAMES,
+        address: str = LOOPBACK,
+        port: int | None = None,
     ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.address = address  # another loopback address (127.0.0.2) lets two share a port
+        self.port = port or free_port()
         self.management_port = free_port()
         self.tls_ca = tls_ca
-        names = ("localhost", LOOPBACK, f"{name}.example.test", *public_names)
+        names = ("localhost", LOOPBACK, address, f"{name}.example.test", *public_names)
         tls = tls_ca.issue(f"{name}-tls", names=names)
         config = {
             "pebble": {
-                "listenAddress": f"{LOOPBACK}:{self.port}",
+                "listenAddress": f"{address}:{self.port}",
                 "managementListenAddress": f"{LOOPBACK}:{self.management_port}",
                 "certificate": str(tls.cert),
                 "privateKey": str(tls.key),
@@ -61,7 +63,7 @@ class Pebble(ManagedProcess):
 
     @property
     def base_url(self) -> str:
-        return f"https://{LOOPBACK}:{self.port}"
+        return f"https://{self.address}:{self.port}"
 
     @property
     def directory_url(self) -> str:

@@ -21,6 +21,8 @@ from dnsfailover.controller.oneshot import one_round_health, preview, probe_once
 from dnsfailover.controller.reconcile import Reconciler, Report
 from dnsfailover.controller.runtime import Runtime
 from dnsfailover.controller.state import StateStore
+from dnsfailover.controller.verify import ClientVerifier
+from dnsfailover.controller.verify import window as verify_window
 from dnsfailover.errors import ConfigError, DnsFailoverError, RefusedError
 from dnsfailover.health import State
 from dnsfailover.plan import owner_of
@@ -246,18 +248,39 @@ def cmd_failover(args: argparse.Namespace) -> int:
             )
         reason = args.reason or f"manual failover to {args.to}"
         manual = Decision(Kind.MOVE, None, args.to, "manual", reason)
-        report = Reconciler(store).reconcile(
+        reconciler = Reconciler(store)
+        report = reconciler.reconcile(
             args.service, service, runtime.provider_for(service), health, manual=manual
         )
         store.pin(args.service, args.to, reason)
+        verified = _verify_as_client(reconciler, service, report)
     finally:
         runtime.close()
-    code = _print_reports([report])
+    code = _print_reports([report]) or (0 if verified else 1)
     print(
         f"{args.service} is pinned to {args.to}; `dnsfailover release {args.service}` "
         "lets automatic policy act again"
     )
     return code
+
+
+def _verify_as_client(reconciler: Reconciler, service: Service, report: Report) -> bool:
+    """After a manual move served everywhere: the new target as a client sees it (the daemon
+    does the same after its own flips). False, and said loudly, when clients would fail."""
+    if not service.client_verify or not report.flipped:
+        return True
+    assert report.plan is not None and report.plan.change is not None
+    target = next(i for i in service.instances if i.name == report.plan.decision.target)
+    verifier = ClientVerifier(service, service.checks.connect_timeout)
+    deadline = time.monotonic() + verify_window(service)
+    report.verification = verifier.verify(target, report.plan.change.after, deadline)
+    reconciler.finish_verification(report)
+    v = report.verification
+    if v.ok:
+        print(f"  clients reach {target.name} ({v.through}): {v.reason}, after {v.seconds:.2f}s")
+    else:
+        print(f"  ALARM: clients do not reach {target.name} ({v.through}): {v.reason}")
+    return v.ok
 
 
 def cmd_release(args: argparse.Namespace) -> int:

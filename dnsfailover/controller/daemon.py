@@ -31,6 +31,8 @@ from dnsfailover.controller.reconcile import MAX_CONFLICTS, Reconciler, Report
 from dnsfailover.controller.runtime import ProbeJob, Runtime
 from dnsfailover.controller.scheduler import ProbeScheduler
 from dnsfailover.controller.state import StateStore
+from dnsfailover.controller.verify import ClientVerifier
+from dnsfailover.controller.verify import window as verify_window
 from dnsfailover.controller.workers import Flight, Workers
 from dnsfailover.errors import ConfigError, DnsFailoverError, StateError
 from dnsfailover.health import HealthSnapshot, HealthTracker, State
@@ -341,10 +343,14 @@ class Daemon:
         self._workers.land(flight)
         self._close_retired()
         report: Report = flight.payload
+        if flight.kind == "verify":
+            self._verified(report)
+            return
         if flight.kind == "confirm":
             self._confirmed(report)
             return
         self._conclude(report)
+        self._verify(report)
         if report.applied and report.propagation is not None and not report.propagation.complete:
             self._unconfirmed[report.service] = report
             self._schedule_confirm(report.service)
@@ -435,8 +441,50 @@ class Daemon:
             self._unconfirmed.pop(service, None)
             self._confirm_backoff.pop(service, None)
             self._confirm_at.pop(service, None)
+            self._verify(report)
         elif service in self._unconfirmed:
             self._schedule_confirm(service)
+
+    def _verify(self, report: Report) -> None:
+        """A flip served everywhere: check it as a client, on a worker of its own (the
+        service's next decisions do not wait for it)."""
+        settings = self.runtime.config.services.get(report.service)
+        if settings is None or not settings.client_verify or not report.flipped:
+            return
+        if self._stop.is_set() or self._workers.busy(report.service + "#verify"):
+            return
+        assert report.plan is not None and report.plan.change is not None
+        record = report.plan.change.after
+        target = next(i for i in settings.instances if i.name == report.plan.decision.target)
+        verifier = ClientVerifier(settings, settings.checks.connect_timeout)
+        limit = verify_window(settings)
+
+        def work() -> None:
+            report.verification = verifier.verify(target, record, time.monotonic() + limit)
+
+        flight = Flight(report.service + "#verify", "verify", report, self.runtime, limit)
+        self._workers.submit(flight, work)
+
+    def _verified(self, report: Report) -> None:
+        verification = report.verification
+        if verification is None:
+            return
+        entry = self.reconciler.finish_verification(report)
+        telemetry.record_verification(self.metrics, report)
+        if not verification.ok:
+            log.error(
+                "client_verify_failed service=%s to=%s reason=%s",
+                report.service,
+                entry["to"],
+                verification.reason,
+            )
+        else:
+            log.info(
+                "client_verified service=%s to=%s seconds=%.2f",
+                report.service,
+                entry["to"],
+                verification.seconds,
+            )
 
     def cycle(self) -> None:
         """Reconcile every service (one's failure never blocks another), then report."""

@@ -75,6 +75,21 @@ def confirmation_entry(report: Report) -> dict[str, Any]:
     }
 
 
+def verification_entry(report: Report) -> dict[str, Any]:
+    """The flip as a client saw it right after it was served everywhere."""
+    verification = report.verification
+    assert verification is not None and report.decision is not None
+    return {
+        "service": report.service,
+        "event": "client_verified" if verification.ok else "client_verify_failed",
+        "to": report.decision.target,
+        "change": report.change,
+        "outcome": "ok" if verification.ok else "failed",
+        "reason": verification.reason,
+        "verification": verification.as_dict(),
+    }
+
+
 def measurements(entries: list[dict[str, Any]], service: str) -> tuple[list[float], list[float]]:
     """Recent write and propagation seconds of `service`'s applied changes, oldest first."""
     writes: list[float] = []

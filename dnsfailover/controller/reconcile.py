@@ -26,6 +26,7 @@ from typing import Any
 from dnsfailover.config.models import Service
 from dnsfailover.controller import documents
 from dnsfailover.controller.state import Flip, State, StateStore
+from dnsfailover.controller.verify import Verification
 from dnsfailover.crashpoint import crashpoint
 from dnsfailover.errors import ConflictError, DnsFailoverError, TransientError
 from dnsfailover.health import InstanceHealth
@@ -66,6 +67,18 @@ class Report:
     # the provider acknowledged the write.
     trigger_at: float | None = None
     write_acked_at: float | None = None
+    verification: Verification | None = None  # the flip, as a client sees it (verify.py)
+
+    @property
+    def flipped(self) -> bool:
+        """A move was written and every authoritative server serves it."""
+        return (
+            self.applied
+            and self.decision is not None
+            and self.decision.kind is Kind.MOVE
+            and self.propagation is not None
+            and self.propagation.complete
+        )
 
     @property
     def wants_write(self) -> bool:
@@ -376,6 +389,17 @@ class Reconciler:
         except DnsFailoverError as e:
             log.error("audit_failed service=%s error=%s", report.service, e)
         self.on_event(entry)
+        return entry
+
+    def finish_verification(self, report: Report) -> dict[str, Any]:
+        """Audit the flip as a client saw it; a failure is an event for the notifications."""
+        entry = documents.verification_entry(report)
+        try:
+            self.store.audit(entry)
+        except DnsFailoverError as e:
+            log.error("audit_failed service=%s error=%s", report.service, e)
+        if entry["outcome"] == "failed":
+            self.on_event(entry)
         return entry
 
     def finish_confirmation(self, report: Report) -> dict[str, Any]:

@@ -28,6 +28,8 @@ def init_service(
     for gauge in (m.pending, m.drift, m.flips_last_hour, m.in_flight, m.overdue, m.unconfirmed):
         gauge.labels(service).set(0)
     m.failovers.labels(service, "failover")
+    for outcome in ("ok", "failed"):
+        m.client_verifications.labels(service, outcome)
     m.refusals.labels(service, "all_down")
     for instance in health.values():
         record_health(m, service, instance)
@@ -35,6 +37,14 @@ def init_service(
         m.set_active(service, list(health), None)
     for kind in ("exec", "webhook", "dropped"):
         m.notifications_failed.labels(kind)
+
+
+def record_verification(metrics: Metrics, report: Report) -> None:
+    verification = report.verification
+    assert verification is not None
+    outcome = "ok" if verification.ok else "failed"
+    metrics.client_verifications.labels(report.service, outcome).inc()
+    metrics.client_verify_seconds.labels(report.service).observe(verification.seconds)
 
 
 def record_budget(metrics: Metrics, service: str, budget: Budget) -> None:

@@ -69,3 +69,50 @@ def test_degraded_ttl_is_written_with_the_flip_and_restored_once_stable(
     out = capsys.readouterr().out
     assert "convergence budget: detection 2.8s + write 0.0" in out
     assert "client TTL 60s" in out and "(5s client TTL while degraded)" in out
+
+
+def test_every_flip_is_verified_as_a_client_would_see_it(lab: Lab, tmp_path: Path) -> None:
+    a, b = lab.pebble("ca-a"), lab.pebble("ca-b")
+    bind = lab.bind()
+    config = write_config(tmp_path / "config.yaml", lab, bind, [a, b])
+    daemon = lab.daemon(config)
+    wait_for(lambda: daemon.health()["services"]["acme"]["active"] == "ca-a", 10, "settled")
+    a.kill()
+    wait_for(lambda: any(e["event"] == "client_verified" for e in daemon.audit()), 15,
+             "the flip verified")  # fmt: skip
+    entry = next(e for e in daemon.audit() if e["event"] == "client_verified")
+    assert entry["to"] == "ca-b" and entry["outcome"] == "ok"
+    assert entry["verification"]["through"] == "the written record"
+    assert entry["reason"] == "directory, nonce ok"
+
+
+def test_a_flip_to_an_address_serving_the_wrong_certificate_raises_the_alarm(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """An A-record service whose DNS addresses are not what its probe checks: ca-b's probe
+    reaches a good Pebble, but its record sends clients to 127.0.0.4, where a server answers
+    with a certificate for another name. Health cannot see it; the client's view can."""
+    a = lab.pebble("ca-a", address="127.0.0.2")
+    b = lab.pebble("ca-b", address="127.0.0.3", port=a.port)
+    lab.hostile(address=("127.0.0.4", a.port), names=("wrong.example.test",))
+    bind = lab.bind()
+    name = "ocsp.example.test."  # an A record in the lab zone (the update policy grants it)
+    instances = [
+        {"name": "ca-a", "addresses": ["127.0.0.2"],
+         "acme": {"directory": a.directory_url, "ca_bundle": str(lab.tls.cert_path)}},
+        {"name": "ca-b", "addresses": ["127.0.0.4"],
+         "acme": {"directory": b.directory_url, "ca_bundle": str(lab.tls.cert_path)}},
+    ]  # fmt: skip
+    config = write_config(tmp_path / "config.yaml", lab, bind, [a, b],
+                          {"name": name, "type": "A", "adopt": True, "instances": instances,
+                           "ttl": 2})  # fmt: skip
+    daemon = lab.daemon(config)
+    wait_for(lambda: bind.secondary.rrset(name, "A") == {"127.0.0.2"}, 15, "adopted for ca-a")
+    a.kill()
+    wait_for(lambda: bind.secondary.rrset(name, "A") == {"127.0.0.4"}, 15, "the flip")
+    wait_for(lambda: any(e["event"] == "client_verify_failed" for e in daemon.audit()), 30,
+             "the alarm")  # fmt: skip
+    entry = next(e for e in daemon.audit() if e["event"] == "client_verify_failed")
+    assert entry["verification"]["address"] == "127.0.0.4"
+    assert "hostname 'ocsp.example.test' doesn't match" in entry["reason"], entry["reason"]
+    assert bind.secondary.rrset(name, "A") == {"127.0.0.4"}  # no flip by itself: health decides
