@@ -1,9 +1,10 @@
 """`python -m bench [PART ...]`: run benchmarks, write bench/results/PART.json and RESULTS.md.
 
-Parts: flap, failover, connect, footprint, scale, isolation (all when none is named). Run it through
-`make bench`, which installs what the benchmarks need and isolates the network (loopback only).
-Each part's JSON records the machine, the commit and the settings next to the figures;
-RESULTS.md is rendered from every JSON file present, so one part can be re-run alone.
+Parts: flap, failover, connect, footprint, scale, isolation, clients (all when none is named).
+Run it through `make bench`, which installs what the benchmarks need and isolates the network
+(loopback only). Each part's JSON records the machine, the commit and the settings next to
+the figures; RESULTS.md is rendered from every JSON file present, so one part can be re-run
+alone.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-PARTS = ("flap", "failover", "connect", "footprint", "scale", "isolation")
+PARTS = ("flap", "failover", "connect", "footprint", "scale", "isolation", "clients")
 TITLES = {
     "flap": "Flap resistance (simulated clock)",
     "failover": "Failover time (interval 1 s, fall 2, timeout 1 s)",
@@ -29,6 +30,7 @@ TITLES = {
     "scale": "Probing at scale",
     "connect": "A frozen CA and connect_timeout (interval 1 s, timeout 1 s, fall 1)",
     "isolation": "One slow write holds nothing else",
+    "clients": "What ACME clients see across a flip (lego through the public name)",
 }
 
 

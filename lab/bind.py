@@ -33,6 +33,16 @@ ocsp  60 IN A   127.0.0.11
 other 60 IN CNAME ca-a.example.test.
 """
 
+
+def zone_text(hosts: dict[str, str]) -> str:
+    """ZONE_TEXT with other addresses for the instances' own names."""
+    lines = ZONE_TEXT.splitlines()
+    for host, address in hosts.items():
+        lines = [line for line in lines if not line.startswith(f"{host} ")]
+        lines.append(f"{host} IN A {address}")
+    return "\n".join(lines) + "\n"
+
+
 _OPTIONS = """\
 include "{keys}/ddns.key";
 include "{keys}/xfr.key";
@@ -137,7 +147,11 @@ def _empty_keys(directory: Path) -> Path:
 class BindPair:
     """A primary that takes signed updates for MANAGED names, and a secondary fed by IXFR."""
 
-    def __init__(self, directory: Path, notify_delay: int = 0) -> None:
+    def __init__(
+        self, directory: Path, notify_delay: int = 0, hosts: dict[str, str] | None = None
+    ) -> None:
+        """`hosts`: addresses for the instances' own names (default: ca-a and ca-b at
+        127.0.0.1), e.g. {"ca-a": "127.0.0.2", "ca-b": "127.0.0.3"} for clients to reach."""
         keys = directory / "keys"
         keys.mkdir(parents=True, exist_ok=True)
         self.update_key = tsig_keygen(UPDATE_KEY, keys / "ddns.key")
@@ -151,7 +165,7 @@ class BindPair:
             f"notify-delay {notify_delay}; allow-transfer {{ key xfr-key; }};"
         )
         (directory / "primary").mkdir(exist_ok=True)
-        (directory / "primary" / "example.test.zone").write_text(ZONE_TEXT)
+        (directory / "primary" / "example.test.zone").write_text(zone_text(hosts or {}))
         self.primary = NamedServer(
             "bind-primary",
             directory / "primary",

@@ -19,6 +19,7 @@ from lab.prometheus import Prometheus
 from lab.proxy import FaultProxy
 from lab.slowproxy import SlowProxy
 from lab.tls import LabCA
+from lab.unbound import Unbound
 
 if TYPE_CHECKING:
     from lab.scenario import DaemonProcess
@@ -107,8 +108,8 @@ class Lab:
         proxy.start()
         return proxy
 
-    def bind(self, notify_delay: int = 0) -> BindPair:
-        pair = BindPair(self._dir("bind"), notify_delay)
+    def bind(self, notify_delay: int = 0, hosts: dict[str, str] | None = None) -> BindPair:
+        pair = BindPair(self._dir("bind"), notify_delay, hosts)
         self._own(pair.primary)
         self._own(pair.secondary)
         pair.start()
@@ -129,6 +130,12 @@ class Lab:
     def prometheus(self, target: str, rule_files: list[Path]) -> Prometheus:
         """A real Prometheus scraping `target` (HOST:PORT) every second, with `rule_files`."""
         server = self._own(Prometheus(self._dir("prometheus"), target, rule_files))
+        server.start()
+        return server
+
+    def unbound(self, bind: BindPair) -> Unbound:
+        """The clients' recursive resolver on 127.0.0.1:53, a stub to `bind`'s primary."""
+        server = self._own(Unbound(self._dir("unbound"), bind.primary.port))
         server.start()
         return server
 
