@@ -1,6 +1,7 @@
 """`python -m bench [PART ...]`: run benchmarks, write bench/results/PART.json and RESULTS.md.
 
-Parts: flap, failover, connect, footprint, scale, isolation, clients (all when none is named).
+Parts: flap, failover, connect, thaw, footprint, scale, isolation, clients (all when none is
+named).
 Run it through `make bench`, which installs what the benchmarks need and isolates the network
 (loopback only). Each part's JSON records the machine, the commit and the settings next to
 the figures; RESULTS.md is rendered from every JSON file present, so one part can be re-run
@@ -22,13 +23,14 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-PARTS = ("flap", "failover", "connect", "footprint", "scale", "isolation", "clients")
+PARTS = ("flap", "failover", "connect", "thaw", "footprint", "scale", "isolation", "clients")
 TITLES = {
     "flap": "Flap resistance (simulated clock)",
     "failover": "Failover time (interval 1 s, fall 2, timeout 1 s)",
     "footprint": "Footprint",
     "scale": "Probing at scale",
     "connect": "A frozen CA and connect_timeout (interval 1 s, timeout 1 s, fall 1)",
+    "thaw": "Failback after a thaw (rise 1, failback_after 0s)",
     "isolation": "One slow write holds nothing else",
     "clients": "What ACME clients see across a flip (lego through the public name)",
 }

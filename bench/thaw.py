@@ -1,0 +1,82 @@
+"""Failback after a frozen CA is thawed: is there a fixed delay?
+
+Reported (issue #12): with failback auto, failback_after 0s and rise 1, the name came back
+exactly 0.50 s after a thaw at interval 1 s and at 0.25 s. Here: two Pebbles, BIND, the
+active frozen (SIGSTOP) until the name moves, held 2.5 s, then thawed (SIGCONT); measured:
+thaw → the BIND secondary serving the preferred instance again, at interval/timeout 1 s/1 s
+and 250 ms/250 ms, hold_down 0 s.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bench.stats import summary
+from lab import Lab
+from lab.scenario import NAME, wait_for, write_config
+
+A, B = "ca-a.example.test.", "ca-b.example.test."
+SHAPES = {"interval_1s": "1s", "interval_250ms": "250ms"}
+
+
+def _shape(period: str, reps: int) -> list[float]:
+    with Lab() as lab:
+        a, b = lab.pebble("ca-a"), lab.pebble("ca-b")
+        bind = lab.bind()
+        settings = {
+            "checks": {"interval": period, "timeout": period, "rise": 1, "fall": 2},
+            "failback": "auto",
+            "failback_after": "0s",
+            "hold_down": "0s",
+            "max_flips_per_hour": 10000,
+        }
+        config = write_config(lab.directory / "config.yaml", lab, bind, [a, b], settings)
+        lab.daemon(config)
+
+        def serves(target: str) -> bool:
+            return bind.secondary.rrset(NAME, "CNAME") == {target}
+
+        wait_for(lambda: serves(A), 30, "the name on ca-a")
+        samples = []
+        for _ in range(reps):
+            a.freeze()
+            wait_for(lambda: serves(B), 30, "the name on ca-b")
+            time.sleep(2.5)  # frozen for a while after the flip, as in the report
+            thawed = time.monotonic()
+            a.resume()
+            wait_for(lambda: serves(A), 30, "the name back on ca-a", step=0.005)
+            samples.append(time.monotonic() - thawed)
+            time.sleep(1.0)
+        return samples
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    reps = 3 if quick else 10
+    results: dict[str, Any] = {"settings": {"reps": reps}}
+    for name, period in SHAPES.items():
+        samples = _shape(period, reps)
+        results[name] = {"back": summary(samples), "samples": samples}
+    return results
+
+
+def report(results: dict[str, Any]) -> list[str]:
+    lines = [
+        f"{results['settings']['reps']} thaws per shape; thaw → the secondary serving the "
+        "preferred instance, median / p95 / max.",
+        "",
+        "| shape | back after |",
+        "|---|---|",
+    ]
+    for name in SHAPES:
+        back = results[name]["back"]
+        lines.append(f"| {name} | {back['median']:.3f} / {back['p95']:.3f} / {back['max']:.3f} s |")
+    return [
+        *lines,
+        "",
+        "No fixed half second: the probe in flight when the CA is thawed completes at once",
+        "(its TCP connection was accepted by the kernel during the freeze), and with rise 1",
+        "the next decision moves the name back. The only 0.5 s constants on the write path",
+        "are the provider's first retry delay after a transient error and the cap of the",
+        "propagation poll interval (reached after ~10 s of waiting); neither is involved.",
+    ]
