@@ -311,7 +311,7 @@ class Reconciler:
             if flip is not None:
                 self.store.begin_flip(key, flip)  # proves the state writable, before DNS moves
             else:
-                self.store.save(self.store.load())  # proves the state writable all the same
+                self.store.update(lambda state: state)  # proves the state writable all the same
             crashpoint("before_write")
             started = time.monotonic()
             report.receipt = provider.apply(plan.change)
