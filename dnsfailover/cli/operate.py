@@ -253,10 +253,12 @@ def cmd_failover(args: argparse.Namespace) -> int:
             args.service, service, runtime.provider_for(service), health, manual=manual
         )
         store.pin(args.service, args.to, reason)
-        verified = _verify_as_client(reconciler, service, report)
+        verified, line = _verify_as_client(reconciler, service, report)
     finally:
         runtime.close()
     code = _print_reports([report]) or (0 if verified else 1)
+    if line:
+        print(line)
     print(
         f"{args.service} is pinned to {args.to}; `dnsfailover release {args.service}` "
         "lets automatic policy act again"
@@ -264,11 +266,11 @@ def cmd_failover(args: argparse.Namespace) -> int:
     return code
 
 
-def _verify_as_client(reconciler: Reconciler, service: Service, report: Report) -> bool:
+def _verify_as_client(reconciler: Reconciler, service: Service, report: Report) -> tuple[bool, str]:
     """After a manual move served everywhere: the new target as a client sees it (the daemon
     does the same after its own flips). False, and said loudly, when clients would fail."""
     if not service.client_verify or not report.flipped:
-        return True
+        return True, ""
     assert report.plan is not None and report.plan.change is not None
     target = next(i for i in service.instances if i.name == report.plan.decision.target)
     verifier = ClientVerifier(service, service.checks.connect_timeout)
@@ -277,10 +279,11 @@ def _verify_as_client(reconciler: Reconciler, service: Service, report: Report) 
     reconciler.finish_verification(report)
     v = report.verification
     if v.ok:
-        print(f"  clients reach {target.name} ({v.through}): {v.reason}, after {v.seconds:.2f}s")
-    else:
-        print(f"  ALARM: clients do not reach {target.name} ({v.through}): {v.reason}")
-    return v.ok
+        return (
+            True,
+            f"  clients reach {target.name} ({v.through}): {v.reason}, after {v.seconds:.2f}s",
+        )
+    return False, f"  ALARM: clients do not reach {target.name} ({v.through}): {v.reason}"
 
 
 def cmd_release(args: argparse.Namespace) -> int:
