@@ -119,7 +119,7 @@ def test_watchdog_keeps_beating_while_a_write_waits(lab: Lab, tmp_path: Path, mu
                 beats.append(time.monotonic())
         gaps = [later - earlier for earlier, later in itertools.pairwise(beats)]
         assert len(beats) >= 4, beats
-        assert max(gaps) < 1.0 + 0.5, gaps  # at least every tick (1 s)
+        assert max(gaps) < 2 * 1.0, gaps  # every tick (1 s), give or take scheduling
         writing = daemon.health()["services"]["acme"]["writing"]
         assert writing["kind"] == "write" and writing["seconds"] >= 5  # still waiting
     finally:
