@@ -145,6 +145,11 @@ def _ten_once() -> tuple[float, float]:
         )
         document = yaml.safe_load(config.read_text())
         template = document["services"].pop("acme")
+        for instance in template["instances"]:
+            # ten public names the lab's certificates do not cover: this part measures the
+            # controller loop, not the client's view (older commits have no such key)
+            if os.environ.get("BENCH_OLDER") is None:
+                instance["acme"]["as_client"] = False
         document["services"] = {f"svc{i}": {**template, "name": n} for i, n in enumerate(names)}
         config.write_text(yaml.safe_dump(document, sort_keys=False))
         beats = Heartbeats()
