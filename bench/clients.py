@@ -110,4 +110,13 @@ def report(results: dict[str, Any]) -> list[str]:
             f"| {shape} | {o['median']:.2f} / {o['p95']:.2f} | {one['median']:.2f} / "
             f"{one['p95']:.2f} | {total + one['median']:.2f} |"
         )
-    return lines
+    return [
+        *lines,
+        "",
+        "The budget is the worst case: a killed CA refuses connections at once, so `fall`",
+        "failures usually take less than fall x interval. A frozen CA hangs the client too:",
+        "an issuance started during the freeze waits for lego's own HTTP timeout (5 s here)",
+        "before the next one, through the new answer, succeeds; that client-side wait, not",
+        "the name's move, is most of the outage. Production clients (Go's, certbot's) wait",
+        "longer by default: 30 s and more.",
+    ]
