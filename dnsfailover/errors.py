@@ -3,6 +3,7 @@
 A target that is down is never an exception: probes return results. These errors mean that our
 own setup is wrong (config, keys, files) or that a DNS provider refused or failed a request.
 Each class's docstring is its default message, as in dnspython's `dns.exception`.
+A leaf: imports nothing.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 Messages are written `event key=value ...` (STYLE.md); the JSON formatter lifts the event and
 the pairs into fields, so `service`, `instance`, `event` and `reason` can be queried.
+Imports nothing from the package.
 """
 
 from __future__ import annotations

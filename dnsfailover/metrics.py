@@ -2,6 +2,7 @@
 
 Names follow Prometheus conventions: base units (`_seconds`), `_total` for counters, labels for
 service, instance and check. The controller records into a `Metrics`; nothing else does.
+Imports nothing from the package: controller/telemetry.py fills the metrics.
 """
 
 from __future__ import annotations

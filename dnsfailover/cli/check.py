@@ -3,6 +3,7 @@
 One round is not enough for rise/fall, so here an instance is up when every required check
 answered healthy (or overloaded: alive, shedding load) in this round. Exit 1 when a service has
 no instance up.
+The top layer: may import anything below it; nothing imports it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Entry point: parse arguments, run one command, map errors to exit codes."""
+"""Entry point: parse arguments, run one command, map errors to exit codes.
+The top layer: may import anything below it; nothing imports it.
+"""
 
 from __future__ import annotations
 

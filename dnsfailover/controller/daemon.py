@@ -10,6 +10,7 @@ SIGINT stop, after waiting up to `shutdown_grace` for writes in flight; SIGHUP r
 new config is validated and built in full before it replaces the old one, health carries over,
 and writes in flight finish against the provider they started with. systemd is told READY once
 the first probe round is in, and WATCHDOG=1 as long as the controller loop turns.
+Imports the controller's modules and everything below; only the CLI imports it.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@
 
 Field names here are the contract with operators' tooling (`jq` over the audit log, the README's
 runbook), so they change only here. No secret ever reaches these values: they are built from
-decisions, records and probe results, never from settings. Imports the controller's values only.
+decisions, records and probe results, never from settings. Imports values only (health, plan
+budget, rrset; the reconciler's Report for types): no I/O.
 """
 
 from __future__ import annotations

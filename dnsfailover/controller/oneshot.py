@@ -6,6 +6,7 @@ counts as up (alive, shedding load). A check whose only result was inconclusive 
 own error) stays UNKNOWN, and one round is all there is: the settle window never ends inside
 it, so such an instance makes a decision wait when it could change it (policy/decide.py).
 They go through the same `Reconciler` as the daemon: one path from health to plan.
+Imports the reconciler and the layers below; never the daemon.
 """
 
 from __future__ import annotations

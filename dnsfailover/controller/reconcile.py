@@ -12,6 +12,8 @@ number of times; a manual move is never retried blindly (ConflictError, exit 4).
 proven writable before a DNS write (the intent is saved first), so no change is made that
 could not be recorded, and a crash between the write and the flip record is settled by
 `recover` at the next read.
+Imports state, documents, verify values and the layers below; never the daemon, the scheduler
+or the workers (they call it).
 """
 
 from __future__ import annotations

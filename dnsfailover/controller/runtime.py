@@ -4,6 +4,7 @@
 probe (reading issuer certificates and probe keys). It either returns a complete runtime or
 raises: a reload swaps runtimes only after the new one is built, so a bad config or a
 missing key file leaves the old one running.
+Imports config, probes and providers; never the daemon.
 """
 
 from __future__ import annotations

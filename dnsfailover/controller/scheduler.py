@@ -7,6 +7,7 @@ start in the same second. A probe never runs twice at once: a run that finds the
 still going (a target that hangs until the deadline, when the timeout is as long as the
 interval) waits for it, up to one timeout, and then starts at once — dropping it would delay
 detecting a hung instance by a whole interval.
+Imports the runtime's jobs and result values; knows nothing of health, policy or DNS.
 """
 
 from __future__ import annotations

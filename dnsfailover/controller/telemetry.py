@@ -1,7 +1,7 @@
 """Metrics from what the controller saw: probe results, health, and reconcile reports.
 
 `metrics.py` owns the metric definitions and knows nothing of the controller's values; this
-module turns those values into samples. Imports the controller's values and metrics only.
+module turns those values into samples. Imports values and the metrics; does no I/O.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ most one change in flight: its decisions wait for the outcome, while every other
 decided and written as if nothing were happening. The threads are daemon threads: a write
 still running after the shutdown grace must not keep the process alive (concurrent.futures
 would join it at exit). Nothing here knows about DNS or policy.
+Imports nothing from the package.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Health: rise/fall hysteresis per instance and check, and immutable snapshots of it.
 
-Pure: values and a clock in, values out; no I/O. Imports only the probe result type.
+Pure: values and a clock in, values out; no I/O. Imports the result values and config durations
+only.
 """
 
 from dnsfailover.health.tracker import (

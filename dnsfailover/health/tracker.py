@@ -15,6 +15,7 @@ A check that never completes a streak (alternating pass/fail with rise and fall 
 only ERROR/OVERLOADED results) stays UNKNOWN for ever. It keeps its last RECENT outcomes and
 when its first result came, so its reason says so ("unsettled for 10m: 5 of the last 10 probes
 failed"): the policy stops waiting for it after the settle window, and the operator sees it.
+Pure: imports the result values and config durations only.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ Pure. Knows what each instance's record looks like, which instance a live record
 refuses anything unsafe: a target outside the service, a delete, a name other than the
 service's own. A decision that keeps the instance may still change the TTL (`degraded_ttl`
 on and off): that is a compare-and-swap change of its own, never a flip.
+Imports config, health and policy values only; never a provider.
 """
 
 from __future__ import annotations

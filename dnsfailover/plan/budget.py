@@ -8,7 +8,7 @@
 
 With `degraded_ttl`, a flip that follows soon after another (inside hold_down) or that ends a
 time with no healthy instance replaces a record carrying the lower TTL: that budget is shown
-too. Pure: measurements in, a value out.
+too. Pure: measurements in, a value out; imports config values only.
 """
 
 from __future__ import annotations

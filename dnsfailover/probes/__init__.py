@@ -3,6 +3,7 @@
 A target that is down, slow or hostile is a result, never an exception; only our own setup
 (an unreadable issuer certificate or key) raises ProbeSetupError, when the probe is built.
 Importing this package loads no HTTP or crypto library: `build_probes` does, when it runs.
+Imports config values and results; nothing of DNS, health or policy.
 """
 
 from __future__ import annotations

@@ -17,7 +17,8 @@
 
 5xx, serverInternal, timeouts and connection errors are unhealthy; 503 rateLimited is
 "overloaded" (alive: honour Retry-After); 429 on the probe's own account means the probe is
-rate limited, which says nothing about the instance. Imports probes' own modules only.
+rate limited, which says nothing about the instance. Imports config values, errors, results and
+the probes' own modules; nothing of DNS, health or policy.
 """
 
 from __future__ import annotations

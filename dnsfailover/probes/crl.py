@@ -4,6 +4,8 @@ Checks: the issuer name matches; the signature verifies with the issuer's key; t
 in the future; nextUpdate is at least `min_runway` away; an IssuingDistributionPoint, when
 present, names the URL it was fetched from (Boulder shards carry one). Reports the runway
 (time to nextUpdate) and the number of entries.
+Imports config values, errors, results and the probes' own modules; nothing of DNS, health or
+policy.
 """
 
 from __future__ import annotations

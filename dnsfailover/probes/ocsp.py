@@ -7,6 +7,8 @@ verifies; the signer is the issuer, or a delegated responder certificate that ca
 id-kp-OCSPSigning, was issued directly by the issuer and is valid now (§4.2.2.2); thisUpdate
 is not in the future (allowing clock skew); nextUpdate, when present, is in the future; an
 echoed nonce matches the one sent. The runway is the time until nextUpdate.
+Imports config values, errors, results and the probes' own modules; nothing of DNS, health or
+policy.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ A template method, after octoDNS: the public `apply()` holds the rules every pro
 "did my earlier attempt already land?" after a timeout); subclasses fill the small `_read`,
 `_write`, `_wait` and `_render` hooks. Providers know nothing of health or policy, and
 nothing here knows about dry-run: the controller simply does not call `apply()`.
+Imports errors and rrset values only.
 """
 
 from __future__ import annotations

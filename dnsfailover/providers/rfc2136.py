@@ -5,6 +5,7 @@ whose prerequisite is the exact RRset just read (RFC 2136 §2.4.2, "RRset exists
 dependent") or its absence (§2.4.3), followed by the replacement; NXRRSET/YXRRSET mean someone
 else changed the record. Propagation: every verify server (or every address of the zone's NS
 set) answers with AA, a SOA serial at least the primary's (RFC 1982), and the new RRset.
+Imports config values, errors, rrset and the providers' own modules; never health, policy or plan.
 """
 
 from __future__ import annotations

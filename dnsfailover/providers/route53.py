@@ -5,6 +5,7 @@ DELETE the exact RRset just read (name, type, TTL and every value) and CREATE th
 If the record changed meanwhile, the DELETE does not match and the whole batch fails with
 InvalidChangeBatch: a conflict. Retries use botocore's `standard` mode, pinned explicitly, which
 covers Throttling and PriorRequestNotComplete. After a write, GetChange is polled until INSYNC.
+Imports config values, errors, rrset and the providers' own modules; never health, policy or plan.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ Written is not served. The change is done (`wait`) only when the reload command 
 with `verify_servers`, every listed server answers with AA, the new SOA serial and the new
 data. Until then `wait` reports it incomplete and the controller checks again later (with
 backoff), running a reload that failed again: a recovered reload completes the change.
+Imports config values, errors, rrset, the atomic writer and the providers' own modules; never
+health, policy or plan.
 """
 
 from __future__ import annotations
