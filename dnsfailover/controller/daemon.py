@@ -28,6 +28,7 @@ from typing import Any
 
 from dnsfailover.config import load_config
 from dnsfailover.controller import documents, telemetry
+from dnsfailover.controller.backoff import Backoff
 from dnsfailover.controller.reconcile import MAX_CONFLICTS, Reconciler, Report
 from dnsfailover.controller.runtime import ProbeJob, Runtime
 from dnsfailover.controller.scheduler import ProbeScheduler
@@ -82,12 +83,10 @@ class Daemon:
         self._retired: list[Runtime] = []  # replaced by a reload, closed once no write uses them
         self._seen_jobs: set[str] = set()
         self._job_keys: set[str] = set()
-        self._retry_at: dict[str, float] = {}  # service → monotonic time of the next try
-        self._backoff: dict[str, float] = {}
+        self._retries = Backoff(self.tick, MAX_BACKOFF)  # failed reconciles
         self._conflicts: dict[str, int] = {}  # conflicts in a row, per service
         self._unconfirmed: dict[str, Report] = {}  # applied, not yet served everywhere
-        self._confirm_at: dict[str, float] = {}
-        self._confirm_backoff: dict[str, float] = {}
+        self._confirms = Backoff(self.tick, MAX_BACKOFF)  # unconfirmed changes, checked again
         self._unsettled_told: set[tuple[str, str]] = set()
         self._measured: dict[str, tuple[list[float], list[float]]] = {}  # writes, propagations
         self._last_beat = 0.0
@@ -354,7 +353,7 @@ class Daemon:
         self._verify(report)
         if report.applied and report.propagation is not None and not report.propagation.complete:
             self._unconfirmed[report.service] = report
-            self._schedule_confirm(report.service)
+            self._confirms.failed(report.service, time.monotonic())
         if report.conflict and not self._stop.is_set():
             count = self._conflicts.get(report.service, 0) + 1
             self._conflicts[report.service] = count
@@ -405,22 +404,12 @@ class Daemon:
     def _schedule_retry(self, service: str, report: Report) -> None:
         """After a failed reconcile, wait tick, 2×tick, 4×tick … (at most MAX_BACKOFF)."""
         if report.error is None or report.conflict:
-            self._backoff.pop(service, None)
-            self._retry_at.pop(service, None)
+            self._retries.succeeded(service)
             return
-        backoff = min(max(self.tick, self._backoff.get(service, self.tick / 2) * 2), MAX_BACKOFF)
-        self._backoff[service] = backoff
-        self._retry_at[service] = time.monotonic() + backoff
+        backoff = self._retries.failed(service, time.monotonic())
         log.warning(
             "retry_scheduled service=%s in=%.1fs pending=%s", service, backoff, report.pending
         )
-
-    def _schedule_confirm(self, service: str) -> None:
-        backoff = min(
-            max(self.tick, self._confirm_backoff.get(service, self.tick / 2) * 2), MAX_BACKOFF
-        )
-        self._confirm_backoff[service] = backoff
-        self._confirm_at[service] = time.monotonic() + backoff
 
     def _confirm_again(self, service: str) -> None:
         """Check an applied change that was not served everywhere yet (a zone file whose
@@ -440,11 +429,10 @@ class Daemon:
         self.reconciler.finish_confirmation(report)
         if complete:
             self._unconfirmed.pop(service, None)
-            self._confirm_backoff.pop(service, None)
-            self._confirm_at.pop(service, None)
+            self._confirms.succeeded(service)
             self._verify(report)
         elif service in self._unconfirmed:
-            self._schedule_confirm(service)
+            self._confirms.failed(service, time.monotonic())
 
     def _verify(self, report: Report) -> None:
         """A flip served everywhere: check it as a client, on a worker of its own (the
@@ -494,10 +482,10 @@ class Daemon:
             if self._stop.is_set():
                 return
             try:
-                confirm_due = now >= self._confirm_at.get(service, 0.0)
+                confirm_due = self._confirms.due(service, now)
                 if service in self._unconfirmed and confirm_due and not self._workers.busy(service):
                     self._confirm_again(service)
-                if now < self._retry_at.get(service, 0.0):
+                if not self._retries.due(service, now):
                     continue  # backing off after a failure: no retry storm
                 self.reconcile(service)
             except Exception:  # a bug in one service's cycle must not stop the others
@@ -604,6 +592,7 @@ class Daemon:
         self.runtime = runtime
         self._close_retired()
         self._register(runtime)
+        self._retries.first = self._confirms.first = self.tick
         self.notifications.close()
         self.notifications = self._notifications()
         self.reconciler = self._reconciler()
