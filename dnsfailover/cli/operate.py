@@ -17,12 +17,16 @@ from typing import Any
 from dnsfailover.config import load_config
 from dnsfailover.config.models import Config, Service, ZoneFileSettings
 from dnsfailover.controller import documents
-from dnsfailover.controller.oneshot import one_round_health, preview, probe_once, run_once
+from dnsfailover.controller.oneshot import (
+    one_round_health,
+    preview,
+    probe_once,
+    run_once,
+    verify_flip,
+)
 from dnsfailover.controller.reconcile import Reconciler, Report
 from dnsfailover.controller.runtime import Runtime
 from dnsfailover.controller.state import StateStore
-from dnsfailover.controller.verify import ClientVerifier
-from dnsfailover.controller.verify import window as verify_window
 from dnsfailover.errors import ConfigError, DnsFailoverError, RefusedError
 from dnsfailover.health import State
 from dnsfailover.plan import owner_of
@@ -50,6 +54,11 @@ def _print_reports(reports: list[Report]) -> int:
             print(
                 f"  propagation {report.propagation.seconds:.3f}s: {report.propagation.summary()}"
             )
+        v = report.verification
+        if v is not None:
+            seen = f"({v.through}{', ' + v.address if v.address else ''}): {v.reason}"
+            verdict = f"clients get through {seen}" if v.ok else f"ALARM: clients fail {seen}"
+            print(f"  {verdict}, after {v.seconds:.2f}s")
     return 1 if any(r.error for r in reports) else 0
 
 
@@ -253,37 +262,15 @@ def cmd_failover(args: argparse.Namespace) -> int:
             args.service, service, runtime.provider_for(service), health, manual=manual
         )
         store.pin(args.service, args.to, reason)
-        verified, line = _verify_as_client(reconciler, service, report)
+        verify_flip(reconciler, service, report)
     finally:
         runtime.close()
-    code = _print_reports([report]) or (0 if verified else 1)
-    if line:
-        print(line)
+    code = _print_reports([report])
     print(
         f"{args.service} is pinned to {args.to}; `dnsfailover release {args.service}` "
         "lets automatic policy act again"
     )
-    return code
-
-
-def _verify_as_client(reconciler: Reconciler, service: Service, report: Report) -> tuple[bool, str]:
-    """After a manual move served everywhere: the new target as a client sees it (the daemon
-    does the same after its own flips). False, and said loudly, when clients would fail."""
-    if not service.client_verify or not report.flipped:
-        return True, ""
-    assert report.plan is not None and report.plan.change is not None
-    target = next(i for i in service.instances if i.name == report.plan.decision.target)
-    verifier = ClientVerifier(service, service.checks.connect_timeout)
-    deadline = time.monotonic() + verify_window(service)
-    report.verification = verifier.verify(target, report.plan.change.after, deadline)
-    reconciler.finish_verification(report)
-    v = report.verification
-    if v.ok:
-        return (
-            True,
-            f"  clients reach {target.name} ({v.through}): {v.reason}, after {v.seconds:.2f}s",
-        )
-    return False, f"  ALARM: clients do not reach {target.name} ({v.through}): {v.reason}"
+    return code or (1 if report.verification and not report.verification.ok else 0)
 
 
 def cmd_release(args: argparse.Namespace) -> int:

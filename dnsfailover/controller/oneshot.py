@@ -18,9 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from dnsfailover.config.consistency import in_zone
+from dnsfailover.config.models import Service
 from dnsfailover.controller.reconcile import Reconciler, Report
 from dnsfailover.controller.runtime import ProbeJob, Runtime
 from dnsfailover.controller.state import StateStore
+from dnsfailover.controller.verify import ClientVerifier
+from dnsfailover.controller.verify import window as verify_window
 from dnsfailover.health import HealthTracker, InstanceHealth, State
 from dnsfailover.providers import Provider
 from dnsfailover.results import Outcome, ProbeResult
@@ -59,6 +62,19 @@ def one_round_health(
     return {service: dict(instances) for service, instances in snapshot.services.items()}
 
 
+def verify_flip(reconciler: Reconciler, service: Service, report: Report) -> None:
+    """After a move served everywhere, now: the new target as a client sees it (the daemon
+    does the same after its flips, on a worker). Sets `report.verification` and audits it."""
+    if not service.client_verify or not report.flipped:
+        return
+    assert report.plan is not None and report.plan.change is not None
+    target = next(i for i in service.instances if i.name == report.plan.decision.target)
+    verifier = ClientVerifier(service, service.checks.connect_timeout)
+    deadline = time.monotonic() + verify_window(service)
+    report.verification = verifier.verify(target, report.plan.change.after, deadline)
+    reconciler.finish_verification(report)
+
+
 def run_once(
     runtime: Runtime,
     store: StateStore,
@@ -73,11 +89,11 @@ def run_once(
     for key in keys:
         service = runtime.config.services[key]
         provider = runtime.provider_for(service)
-        reports.append(
-            reconciler.reconcile(
-                key, service, provider, health.get(key, {}), settle_until=ONE_ROUND
-            )
+        report = reconciler.reconcile(
+            key, service, provider, health.get(key, {}), settle_until=ONE_ROUND
         )
+        verify_flip(reconciler, service, report)
+        reports.append(report)
     return reports
 
 

@@ -230,6 +230,10 @@ def test_run_once_and_dry_run(scene: Scene, capsys: pytest.CaptureFixture[str]) 
     assert scene.serves(A)
     assert main(["run", "--once", "-c", config]) == 0
     assert scene.serves(B)
+    # a one-shot flip is verified as a client would see it, as the daemon's are
+    assert "clients get through (the written record): directory, nonce ok" in (
+        capsys.readouterr().out
+    )
 
 
 def test_status_shows_the_live_record_and_health(
