@@ -34,21 +34,11 @@ def _shape(checks: dict[str, Any], reps: int) -> dict[str, Any]:
             lab.directory / "config.yaml", lab, bind, [a, b], {**FAST, "checks": checks}
         )
         daemon = lab.daemon(config)
-        frozen = {"on": False}
 
         def serves(target: str) -> bool:
             return bind.secondary.rrset(NAME, "CNAME") == {target}
 
-        def freeze() -> None:
-            a.freeze()
-            frozen["on"] = True
-
-        def thaw() -> None:
-            if frozen["on"]:
-                a.resume()
-                frozen["on"] = False
-
-        return _summaries(_measure(daemon, config, serves, freeze, thaw, reps))
+        return _summaries(_measure(daemon, config, serves, a.freeze, a.thaw, reps))
 
 
 def run(quick: bool = False) -> dict[str, Any]:

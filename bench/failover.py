@@ -124,19 +124,12 @@ def bind_shapes(reps: int) -> dict[str, Any]:
                 a.start()
 
         results["killed"] = _summaries(_measure(daemon, config, serves, a.kill, restart, reps))
-        frozen = {"on": False}
-
-        def freeze() -> None:
-            a.freeze()
-            frozen["on"] = True
 
         def thaw() -> None:
-            if frozen["on"]:
-                a.resume()
-                frozen["on"] = False
+            a.thaw()
             restart()
 
-        results["frozen"] = _summaries(_measure(daemon, config, serves, freeze, thaw, reps))
+        results["frozen"] = _summaries(_measure(daemon, config, serves, a.freeze, thaw, reps))
         daemon.stop()
         thaw()
 

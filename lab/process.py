@@ -30,6 +30,7 @@ class ManagedProcess:
         self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
+        self.frozen = False  # stopped by freeze() (SIGSTOP), not yet resumed
 
     @property
     def pid(self) -> int:
@@ -72,9 +73,16 @@ class ManagedProcess:
 
     def freeze(self) -> None:
         os.kill(self.pid, signal.SIGSTOP)
+        self.frozen = True
 
     def resume(self) -> None:
         os.kill(self.pid, signal.SIGCONT)
+        self.frozen = False
+
+    def thaw(self) -> None:
+        """Resume it if it is frozen (for a drill's restore step, which may run any time)."""
+        if self.frozen:
+            self.resume()
 
     def kill(self) -> None:
         """Stop it hard, as a crash would."""

@@ -12,6 +12,7 @@ import yaml
 
 from dnsfailover import logs
 from dnsfailover.metrics import Metrics
+from tests.offline_config import offline_config
 
 ALERTS = Path(__file__).resolve().parent.parent / "configs" / "alerts.yaml"
 
@@ -64,26 +65,11 @@ def test_metrics_listen_on_a_port_in_use_is_one_clear_line_and_exit_2(tmp_path: 
     import subprocess
     import sys
 
-    zone = tmp_path / "example.test.zone"
-    zone.write_text("$ORIGIN example.test.\n@ 60 IN SOA ns h 1 2 3 4 5\n@ 60 IN NS ns\n")
     taken = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     port = taken.getsockname()[1]
-    config = tmp_path / "config.yaml"
-    config.write_text(f"""\
-state_dir: {tmp_path / "state"}
-metrics_listen: 127.0.0.1:{port}
-providers:
-  dns: {{type: zonefile, path: {zone}, zone: example.test.}}
-services:
-  acme:
-    provider: dns
-    name: acme.example.test.
-    instances:
-      - {{name: a, target: a.example.test., acme: {{directory: "https://127.0.0.1:9/dir"}}}}
-      - {{name: b, target: b.example.test., acme: {{directory: "https://127.0.0.1:8/dir"}}}}
-""")
+    config = offline_config(tmp_path, top=f"metrics_listen: 127.0.0.1:{port}")
     try:
         done = subprocess.run([sys.executable, "-m", "dnsfailover", "run", "-c", str(config)],
                               capture_output=True, text=True, timeout=30)  # fmt: skip
