@@ -80,6 +80,9 @@ class Daemon:
         self._reload = False
         self._scheduler: ProbeScheduler | None = None
         self._workers = Workers(len(loaded.config.services), self.queue.put)
+        # The client's check of a flip may wait a TTL: a pool of its own, so that a check in
+        # progress never holds any service's next change.
+        self._checks = Workers(len(loaded.config.services), self.queue.put)
         self._retired: list[Runtime] = []  # replaced by a reload, closed once no write uses them
         self._seen_jobs: set[str] = set()
         self._job_keys: set[str] = set()
@@ -214,6 +217,7 @@ class Daemon:
         self._stop_probes()
         grace = self.runtime.config.shutdown_grace
         left = self._workers.drain(grace)
+        self._checks.drain(0.0)  # a client check writes nothing: not waited for
         self._drain_queue(timeout=0.0)  # the outcomes that came in while we waited
         for flight in left:
             report: Report = flight.payload
@@ -340,12 +344,14 @@ class Daemon:
 
     def _land(self, flight: Flight) -> None:
         """A worker finished: take its outcome on the controller thread."""
-        self._workers.land(flight)
-        self._close_retired()
         report: Report = flight.payload
         if flight.kind == "verify":
+            self._checks.land(flight)
+            self._close_retired()
             self._verified(report)
             return
+        self._workers.land(flight)
+        self._close_retired()
         if flight.kind == "confirm":
             self._confirmed(report)
             return
@@ -440,7 +446,7 @@ class Daemon:
         settings = self.runtime.config.services.get(report.service)
         if settings is None or not settings.client_verify or not report.flipped:
             return
-        if self._stop.is_set() or self._workers.busy(report.service + "#verify"):
+        if self._stop.is_set() or self._checks.busy(report.service):
             return
         assert report.plan is not None and report.plan.change is not None
         record = report.plan.change.after
@@ -451,8 +457,8 @@ class Daemon:
         def work() -> None:
             report.verification = verifier.verify(target, record, time.monotonic() + limit)
 
-        flight = Flight(report.service + "#verify", "verify", report, self.runtime, limit)
-        self._workers.submit(flight, work)
+        flight = Flight(report.service, "verify", report, self.runtime, limit)
+        self._checks.submit(flight, work)
 
     def _verified(self, report: Report) -> None:
         verification = report.verification
@@ -604,7 +610,7 @@ class Daemon:
         self.notifier.ready(self.status_line())
 
     def _close_retired(self) -> None:
-        busy = {id(f.owner) for f in self._workers.flights()}
+        busy = {id(f.owner) for f in (*self._workers.flights(), *self._checks.flights())}
         for old in [r for r in self._retired if id(r) not in busy]:
             old.close()
             self._retired.remove(old)
