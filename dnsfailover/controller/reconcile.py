@@ -40,6 +40,7 @@ from dnsfailover.rrset import RRset
 log = logging.getLogger(__name__)
 
 MAX_CONFLICTS = 3
+TRANSIENT_RETRIES = (0.5, 1.0)  # one-shot commands: delays before reading and deciding again
 QUIET_RULES = {"sticky", "pinned", "unknown", "failback_wait"}
 
 
@@ -58,6 +59,7 @@ class Report:
     drift: bool = False
     conflicts: int = 0
     conflict: bool = False  # the last write attempt met a conflict
+    transient: bool = False  # the error may go away on its own (SERVFAIL, a timeout)
     abandoned: bool = False  # the daemon stopped before the write finished
     error: str | None = None
     pending: str | None = None  # a change wanted but not written (the provider failed)
@@ -151,14 +153,21 @@ class Reconciler:
         trigger_at: float | None = None,
         settle_until: float = -math.inf,
     ) -> Report:
-        """Prepare, execute and finish, now: for the commands that act once."""
+        """Prepare, execute and finish, now: for the commands that act once. A conflict means
+        read and decide again (bounded; never for a manual move); so does a transient error
+        (SERVFAIL, a timeout), after a short wait, since there is no next tick to retry in."""
         conflicts = 0
+        waits = list(TRANSIENT_RETRIES)
         while True:
             report = self.prepare(key, service, provider, health, manual, trigger_at, settle_until)
             report.conflicts = conflicts
             if report.wants_write:
                 self.execute(report, provider)
             conflicts = report.conflicts
+            if report.transient and waits:
+                log.warning("transient service=%s error=%s: again", key, report.error)
+                time.sleep(waits.pop(0))
+                continue
             if not report.conflict or manual is not None or conflicts > MAX_CONFLICTS:
                 break
             log.warning("conflict service=%s attempt=%d: re-reading", key, conflicts)
@@ -203,6 +212,7 @@ class Reconciler:
             live = provider.read(service.name, service.type)
         except DnsFailoverError as e:
             report.error = str(e)
+            report.transient = isinstance(e, TransientError)
             report.pending = self._pending(key, service, health, settle_until)
             return report
         self._last_live[key] = live
@@ -325,6 +335,7 @@ class Reconciler:
             return
         except TransientError as e:
             report.error = str(e)  # it may have landed: the intent stays, the next read settles it
+            report.transient = True
             report.pending = report.change
             return
         except DnsFailoverError as e:
