@@ -1,7 +1,9 @@
 """Fault injection for the crash drills (tests/integration/test_drills.py).
 
 `DNSFAILOVER_CRASHPOINT=NAME` makes the process SIGKILL itself when it reaches `crashpoint(NAME)`:
-just before a DNS write, just after one is acknowledged, or in the middle of a state write.
+just before a DNS write, just after one is acknowledged, or in the middle of a state write;
+`NAME:stop` makes it SIGSTOP itself there instead (a leader frozen with a write in flight, for
+the fencing drill in tests/integration/test_coordination.py).
 Unset (always, outside the drills) it costs one dictionary lookup. Imports nothing.
 """
 
@@ -14,5 +16,8 @@ VARIABLE = "DNSFAILOVER_CRASHPOINT"
 
 
 def crashpoint(name: str) -> None:
-    if os.environ.get(VARIABLE) == name:
+    wanted = os.environ.get(VARIABLE)
+    if wanted == name:
         os.kill(os.getpid(), signal.SIGKILL)
+    elif wanted == f"{name}:stop":
+        os.kill(os.getpid(), signal.SIGSTOP)

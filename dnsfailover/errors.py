@@ -56,6 +56,10 @@ class ConflictError(ProviderError):
     """The record changed since we read it: compare-and-swap refused the write."""
 
 
+class FencedError(ProviderError):
+    """The DNS holds a newer leader's fencing token: this controller was deposed."""
+
+
 class TransientError(ProviderError):
     """The DNS provider did not answer in time or failed temporarily; a retry may succeed."""
 

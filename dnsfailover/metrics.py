@@ -177,6 +177,37 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        # Several controllers (coordination): absent in single-controller mode.
+        self.leader = Gauge(
+            "dnsfailover_coordination_leader",
+            "1 while this controller leads (holds the leader key with a live lease).",
+            ["site"],
+            registry=r,
+        )
+        self.may_write = Gauge(
+            "dnsfailover_coordination_writing_allowed",
+            "1 while this controller may write DNS (leading, and renewed within the deadline).",
+            ["site"],
+            registry=r,
+        )
+        self.etcd_up = Gauge(
+            "dnsfailover_coordination_etcd_up",
+            "1 when the last coordination round reached etcd.",
+            ["site"],
+            registry=r,
+        )
+        self.sites_reporting = Gauge(
+            "dnsfailover_coordination_sites_reporting",
+            "Sites whose report is live in etcd, as this controller saw at its last round.",
+            ["site"],
+            registry=r,
+        )
+        self.fence_token = Gauge(
+            "dnsfailover_coordination_token",
+            "The leader key's revision (fencing token) this controller saw last.",
+            ["site"],
+            registry=r,
+        )
         for result in ("ok", "failed"):
             self.reloads.labels(result)
         self._server: Any = None

@@ -21,6 +21,8 @@ def canonical_value(rdtype: str, value: str) -> str:
         return name if name.endswith(".") else name + "."
     if rdtype in ("A", "AAAA"):
         return str(ipaddress.ip_address(value))
+    if rdtype == "TXT":  # only ever the fence record (below); never a managed record
+        return value
     raise ValueError(f"unsupported record type {rdtype}")
 
 
@@ -85,3 +87,43 @@ class Change:
 
     def summary(self) -> str:
         return f"{self.name} {self.rdtype}: {describe(self.before)} -> {self.after.text()}"
+
+
+FENCE_LABEL = "_dnsfailover"
+FENCE_TTL = 60
+
+
+@dataclass(frozen=True)
+class Fence:
+    """The fencing token of the leader that writes, kept in a TXT record next to the managed
+    name (`_dnsfailover.<name>`; never at the name itself, which may be a CNAME). A write
+    carries "the fence holds `before`" as a precondition and moves it to `after` (the writer's
+    token) in the same atomic request; a deposed leader's token is lower than the fence, so
+    the DNS server itself refuses its writes."""
+
+    name: str  # the managed name
+    before: int | None  # the token the fence holds now (None: no fence yet)
+    after: int  # this leader's token
+
+    @property
+    def owner(self) -> str:
+        return f"{FENCE_LABEL}.{self.name}"
+
+    @staticmethod
+    def text(token: int) -> str:
+        return f'"epoch={token}"'
+
+    @staticmethod
+    def parse(name: str, values: Iterable[str] | None) -> int | None:
+        """The token in a fence record's values (None when there is no record)."""
+        if values is None:
+            return None
+        found = list(values)
+        if len(found) == 1:
+            body = found[0].replace('"', "")
+            if body.startswith("epoch=") and body[6:].isdigit():
+                return int(body[6:])
+        raise ValueError(
+            f"{FENCE_LABEL}.{name} TXT holds {found}: not a dnsfailover fence (epoch=N); "
+            "remove it or choose another name"
+        )

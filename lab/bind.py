@@ -49,7 +49,7 @@ include "{keys}/xfr.key";
 include "{keys}/other.key";
 options {{
   directory "{dir}"; pid-file "{dir}/named.pid"; session-keyfile "{dir}/session.key";
-  listen-on port {port} {{ 127.0.0.1; }}; listen-on-v6 {{ none; }};
+  listen-on port {port} {{ {listen} }}; listen-on-v6 {{ none; }};
   recursion no; dnssec-validation no; {extra}
 }};
 controls {{ }};
@@ -132,7 +132,9 @@ def file_server(directory: Path, zone_file: Path) -> NamedServer:
     """A BIND that serves `zone_file` as it is on disk (no dynamic updates): SIGHUP reloads it,
     as `rndc reload` would (the lab runs named without a control channel)."""
     port = free_port()
-    options = _OPTIONS.format(keys=_empty_keys(directory), dir=directory, port=port, extra="")
+    options = _OPTIONS.format(
+        keys=_empty_keys(directory), dir=directory, port=port, extra="", listen=f"{LOOPBACK};"
+    )
     return NamedServer("bind-file", directory, port, options + _FILE_ZONE.format(file=zone_file))
 
 
@@ -148,10 +150,17 @@ class BindPair:
     """A primary that takes signed updates for MANAGED names, and a secondary fed by IXFR."""
 
     def __init__(
-        self, directory: Path, notify_delay: int = 0, hosts: dict[str, str] | None = None
+        self,
+        directory: Path,
+        notify_delay: int = 0,
+        hosts: dict[str, str] | None = None,
+        address: str = LOOPBACK,
     ) -> None:
         """`hosts`: addresses for the instances' own names (default: ca-a and ca-b at
-        127.0.0.1), e.g. {"ca-a": "127.0.0.2", "ca-b": "127.0.0.3"} for clients to reach."""
+        127.0.0.1), e.g. {"ca-a": "127.0.0.2", "ca-b": "127.0.0.3"} for clients to reach.
+        `address`: where both servers also listen (a bridge address, for sites)."""
+        self.address = address
+        listen = " ".join(f"{a};" for a in dict.fromkeys((LOOPBACK, address)))
         keys = directory / "keys"
         keys.mkdir(parents=True, exist_ok=True)
         self.update_key = tsig_keygen(UPDATE_KEY, keys / "ddns.key")
@@ -159,7 +168,12 @@ class BindPair:
         # A valid key that the update policy does not grant anything to.
         self.other_key = tsig_keygen("other-key.", keys / "other.key")
         primary_port, secondary_port = free_port(), free_port()
-        grants = " ".join(f"grant ddns-key name {name} A AAAA CNAME TXT;" for name in MANAGED)
+        # The managed names, and the fence record next to each (several controllers).
+        grants = " ".join(
+            f"grant ddns-key name {name} A AAAA CNAME TXT; "
+            f"grant ddns-key name _dnsfailover.{name} TXT;"
+            for name in MANAGED
+        )
         primary_extra = (
             f"notify explicit; also-notify {{ 127.0.0.1 port {secondary_port}; }}; "
             f"notify-delay {notify_delay}; allow-transfer {{ key xfr-key; }};"
@@ -171,7 +185,11 @@ class BindPair:
             directory / "primary",
             primary_port,
             _OPTIONS.format(
-                keys=keys, dir=directory / "primary", port=primary_port, extra=primary_extra
+                keys=keys,
+                dir=directory / "primary",
+                port=primary_port,
+                extra=primary_extra,
+                listen=listen,
             )
             + _PRIMARY_ZONE.format(grants=grants),
         )
@@ -183,6 +201,7 @@ class BindPair:
                 keys=keys,
                 dir=directory / "secondary",
                 port=secondary_port,
+                listen=listen,
                 extra="allow-notify { 127.0.0.1; }; notify no;",
             )
             + _SECONDARY_ZONE.format(primary_port=primary_port),
@@ -194,7 +213,7 @@ class BindPair:
 
     @property
     def verify_servers(self) -> list[str]:
-        return [f"{LOOPBACK}:{s.port}" for s in self.servers]
+        return [f"{self.address}:{s.port}" for s in self.servers]
 
     def start(self) -> None:
         self.primary.start()

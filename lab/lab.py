@@ -10,13 +10,16 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from lab.bind import BindPair, NamedServer, file_server
 from lab.crl import OpensslCA, StaticServer
+from lab.etcd import EtcdCluster
 from lab.hostile import HostileServer
 from lab.moto import MotoServer
+from lab.net import LOOPBACK
 from lab.ocsp import OcspResponder, delegated_signer
 from lab.pebble import PUBLIC_NAMES, Pebble
 from lab.process import LabError
 from lab.prometheus import Prometheus
 from lab.proxy import FaultProxy
+from lab.sites import Site, Sites
 from lab.slowproxy import SlowProxy
 from lab.tls import LabCA
 from lab.unbound import Unbound
@@ -108,8 +111,10 @@ class Lab:
         proxy.start()
         return proxy
 
-    def bind(self, notify_delay: int = 0, hosts: dict[str, str] | None = None) -> BindPair:
-        pair = BindPair(self._dir("bind"), notify_delay, hosts)
+    def bind(
+        self, notify_delay: int = 0, hosts: dict[str, str] | None = None, address: str = LOOPBACK
+    ) -> BindPair:
+        pair = BindPair(self._dir("bind"), notify_delay, hosts, address)
         self._own(pair.primary)
         self._own(pair.secondary)
         pair.start()
@@ -139,6 +144,16 @@ class Lab:
         server.start()
         return server
 
+    def sites(self) -> Sites:
+        """A bridge for network-namespace sites (lab/sites.py), removed at close."""
+        return self._own(Sites())
+
+    def etcd(self, hosts: tuple[str, ...] = ("127.0.0.1",) * 3) -> EtcdCluster:
+        """A 3-member etcd cluster, each member on one of `hosts`."""
+        cluster = self._own(EtcdCluster(self._dir("etcd"), hosts))
+        cluster.start()
+        return cluster
+
     def moto(self) -> MotoServer:
         server = self._own(MotoServer())
         server.start()
@@ -166,11 +181,18 @@ class Lab:
         server.start()
         return server
 
-    def daemon(self, config: Path, *extra: str, env: dict[str, str] | None = None) -> DaemonProcess:
-        """`dnsfailover run` against `config`, stopped by its PID when the lab closes."""
+    def daemon(
+        self,
+        config: Path,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        site: Site | None = None,
+    ) -> DaemonProcess:
+        """`dnsfailover run` against `config` (inside `site`'s namespace when given), stopped
+        by its PID when the lab closes."""
         from lab.scenario import DaemonProcess
 
-        process = self._own(DaemonProcess(config, *extra, env=env))
+        process = self._own(DaemonProcess(config, *extra, env=env, site=site))
         process.start()
         return process
 

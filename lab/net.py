@@ -29,6 +29,11 @@ def port_open(port: int, host: str = LOOPBACK) -> bool:
         return False
 
 
+LAB_INTERFACES = "dfl"  # the prefix of the bridge and veths that lab/sites.py creates
+
+
 def network_is_isolated() -> bool:
-    """True inside a network namespace whose only interface is loopback (`unshare -n`)."""
-    return [name for _, name in socket.if_nameindex()] == ["lo"]
+    """True inside a network namespace (`unshare -n`) whose interfaces are loopback and the
+    ones the lab itself created (lab/sites.py), all of them inside that namespace."""
+    names = [name for _, name in socket.if_nameindex()]
+    return "lo" in names and all(n == "lo" or n.startswith(LAB_INTERFACES) for n in names)

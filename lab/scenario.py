@@ -18,6 +18,7 @@ from lab.bind import MANAGED, ZONE, BindPair
 from lab.lab import Lab
 from lab.pebble import Pebble
 from lab.process import LabError, ManagedProcess
+from lab.sites import Site
 
 NAME = MANAGED[0]  # acme.example.test.
 
@@ -88,12 +89,15 @@ class DaemonProcess(ManagedProcess):
         env: dict[str, str] | None = None,
         verbose: bool = True,
         start_timeout: float = 30.0,
+        site: Site | None = None,
     ) -> None:
         self.config = config
         self.start_timeout = start_timeout
         self.state_dir = Path(yaml.safe_load(config.read_text())["state_dir"])
         argv = [sys.executable, "-m", "dnsfailover", *(["-v"] if verbose else [])]
         argv += ["run", "-c", str(config), *extra]
+        if site is not None:
+            argv = site.command(argv)
         super().__init__(
             "dnsfailover",
             argv,

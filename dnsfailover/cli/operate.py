@@ -67,8 +67,10 @@ def _print_reports(reports: list[Report]) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     if args.once:
-        _, runtime, store = _runtime(args)
+        config, runtime, store = _runtime(args)
         try:
+            if not args.dry_run:
+                _not_coordinated(config, "run --once")
             return _print_reports(run_once(runtime, store, args.dry_run))
         finally:
             runtime.close()
@@ -233,9 +235,20 @@ def _service(config: Config, key: str) -> Service:
     return config.services[key]
 
 
+def _not_coordinated(config: Config, what: str) -> None:
+    """With several controllers only the leader writes DNS (with its fencing token): a
+    command on one host must not write past it."""
+    if config.coordination is not None:
+        raise RefusedError(
+            f"{what}: coordination is on, so only the leading daemon writes DNS; not yet "
+            "supported from the CLI with several controllers (README, 'Running in several sites')"
+        )
+
+
 def cmd_failover(args: argparse.Namespace) -> int:
     config, runtime, store = _runtime(args)
     try:
+        _not_coordinated(config, "failover")
         service = _service(config, args.service)
         names = [i.name for i in service.instances]
         if args.to not in names:
@@ -304,6 +317,7 @@ def cmd_drain(args: argparse.Namespace) -> int:
     if pid is not None:
         print(f"the daemon (pid {pid}) moves traffic away within one tick")
         return 0
+    _not_coordinated(config, "drain without a running daemon")
     runtime = Runtime.build(config)
     try:
         return _print_reports(run_once(runtime, store, dry_run=False, services=services))

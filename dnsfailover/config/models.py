@@ -294,6 +294,70 @@ class NotifySettings(Model):
     webhook: WebhookHook | None = None
 
 
+# ----------------------------------------------------------------------------- coordination
+
+
+class EtcdSettings(Model):
+    """Where the controllers meet. Secrets by reference: a password file, never a password."""
+
+    endpoints: tuple[Url, ...] = Field(min_length=1)  # tried in order; the next on a failure
+    prefix: str = Field("/dnsfailover/", pattern=r"^/.*/$")
+    # Leadership and the site's reports live under one lease of this TTL. The leader stops
+    # writing `renew_deadline` after its last renewal (default two thirds of the TTL), before
+    # the lease can run out; etcd grants at least ~2 s whatever is asked.
+    lease_ttl: Duration = 5.0
+    renew_deadline: Duration | None = None
+    timeout: Duration = 1.0  # per request to an endpoint
+    ca_bundle: ConfigPath | None = None
+    cert_file: ConfigPath | None = None  # mTLS client certificate
+    key_file: ConfigPath | None = None
+    username: str | None = None
+    password_file: ConfigPath | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EtcdSettings:
+        if self.lease_ttl < 2:
+            raise ValueError("lease_ttl: etcd grants no lease shorter than 2s")
+        if self.renew_deadline is not None and not 0 < self.renew_deadline < self.lease_ttl:
+            raise ValueError("renew_deadline must be shorter than lease_ttl")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        if (self.username is None) != (self.password_file is None):
+            raise ValueError("username and password_file go together")
+        if self.timeout >= self.deadline:
+            raise ValueError("timeout must be shorter than the renew deadline")
+        return self
+
+    @property
+    def deadline(self) -> float:
+        """How long after its last renewal a leader may still write."""
+        return self.renew_deadline or self.lease_ttl * 2 / 3
+
+
+class Coordination(Model):
+    """Several controllers, one writer (README "Running in several sites")."""
+
+    site: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    sites: tuple[str, ...] = Field(min_length=1)
+    quorum: Literal["majority"] | int = "majority"
+    etcd: EtcdSettings
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Coordination:
+        if self.site not in self.sites:
+            raise ValueError(f"site {self.site!r} is not one of sites {list(self.sites)}")
+        if len(set(self.sites)) != len(self.sites):
+            raise ValueError("sites: a site is named twice")
+        if isinstance(self.quorum, int) and not 1 <= self.quorum <= len(self.sites):
+            raise ValueError(f"quorum must be between 1 and {len(self.sites)} (the sites)")
+        return self
+
+    @property
+    def k(self) -> int:
+        """Reports needed to call an instance healthy or unhealthy."""
+        return len(self.sites) // 2 + 1 if self.quorum == "majority" else int(self.quorum)
+
+
 class Config(Model):
     state_dir: ConfigPath = Path("/var/lib/dnsfailover")
     metrics_listen: HostPort | None = None
@@ -306,3 +370,4 @@ class Config(Model):
     defaults: ServiceDefaults = ServiceDefaults()
     providers: dict[str, ProviderSettings]
     services: dict[str, Service]
+    coordination: Coordination | None = None  # without it: one controller, as before

@@ -21,13 +21,13 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from dnsfailover.config import load_config
-from dnsfailover.controller import documents, telemetry
+from dnsfailover.controller import coordinated, documents, telemetry
 from dnsfailover.controller.backoff import Backoff
 from dnsfailover.controller.reconcile import MAX_CONFLICTS, Reconciler, Report
 from dnsfailover.controller.runtime import ProbeJob, Runtime
@@ -36,8 +36,9 @@ from dnsfailover.controller.state import StateStore
 from dnsfailover.controller.verify import ClientVerifier
 from dnsfailover.controller.verify import window as verify_window
 from dnsfailover.controller.workers import Flight, Workers
-from dnsfailover.errors import ConfigError, DnsFailoverError, StateError
-from dnsfailover.health import HealthSnapshot, HealthTracker, State
+from dnsfailover.coordination.coordinator import Coordinator
+from dnsfailover.errors import ConfigError, DnsFailoverError, FencedError, StateError
+from dnsfailover.health import HealthSnapshot, HealthTracker, InstanceHealth, State
 from dnsfailover.metrics import Metrics
 from dnsfailover.notify import Notifications
 from dnsfailover.plan.budget import convergence_budget
@@ -48,7 +49,8 @@ from dnsfailover.systemd import Notifier
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 30.0  # the longest wait before retrying a service whose reconcile failed
-Item = tuple[ProbeJob, ProbeResult] | Flight | None  # None: wake up (a signal)
+COORDINATION = "coordination"  # the coordinator saw something new (leadership, reports)
+Item = tuple[ProbeJob, ProbeResult] | Flight | str | None  # None: wake up (a signal)
 
 
 class Daemon:
@@ -94,6 +96,17 @@ class Daemon:
         self._measured: dict[str, tuple[list[float], list[float]]] = {}  # writes, propagations
         self._last_beat = 0.0
         self._ready = False
+        # Several controllers (coordination:): only the leader decides and writes, from the
+        # quorum of the sites' reports; it first moves each service's fence to its token.
+        coordination = loaded.config.coordination
+        self.quorum = coordinated.Quorum(coordination) if coordination else None
+        self.coordinator = (
+            Coordinator(coordination, lambda: self.queue.put(COORDINATION))
+            if coordination
+            else None
+        )
+        self._fenced: dict[str, int] = {}  # service → the token its fence holds (ours)
+        self._leading: int | None = None  # our token while we lead
         self._register(self.runtime)
 
     def _reconciler(self) -> Reconciler:
@@ -165,6 +178,8 @@ class Daemon:
             self._check_state_directory()
             self.install_signal_handlers()
             self._serve_metrics()
+            if self.coordinator is not None:
+                self.coordinator.start()
             self._start_probes()
             log.info(
                 "started services=%d probes=%d dry_run=%s",
@@ -218,6 +233,8 @@ class Daemon:
         grace = self.runtime.config.shutdown_grace
         left = self._workers.drain(grace)
         self._checks.drain(0.0)  # a client check writes nothing: not waited for
+        if self.coordinator is not None:
+            self.coordinator.stop()  # after the writes: the lease covered them
         self._drain_queue(timeout=0.0)  # the outcomes that came in while we waited
         for flight in left:
             report: Report = flight.payload
@@ -264,9 +281,12 @@ class Daemon:
             return
         changed: dict[str, float] = {}  # service → when its first health-changing result finished
         landed: list[Flight] = []
+        coordination = False
         while item is not None:
             if isinstance(item, Flight):
                 landed.append(item)
+            elif isinstance(item, str):
+                coordination = True
             else:
                 self._observe(*item, changed)
             try:
@@ -275,10 +295,15 @@ class Daemon:
                 break
         for flight in landed:
             self._land(flight)
+        if self.coordinator is not None and (changed or not self._ready):
+            self.coordinator.publish(coordinated.site_report(self.quorum_site, self.snapshot()))
         if not self._ready and self._seen_jobs >= self._job_keys:
             self._ready = True
             self.cycle()
             self.notifier.ready(self.status_line())
+            return
+        if coordination and self._ready and not self._stop.is_set():
+            self._coordination_changed()
             return
         for service in sorted(changed):
             if self._ready and not self._stop.is_set():
@@ -317,12 +342,117 @@ class Daemon:
     def snapshot(self) -> HealthSnapshot:
         return self.tracker.snapshot(self.clock())
 
+    # ------------------------------------------------------------------ several controllers
+
+    @property
+    def quorum_site(self) -> str:
+        assert self.quorum is not None
+        return self.quorum.settings.site
+
+    def health(self, service: str) -> Mapping[str, InstanceHealth]:
+        """What the policy decides from: this controller's view, or the sites' quorum."""
+        own = self.tracker.instances(service)
+        if self.coordinator is None or self.quorum is None:
+            return own
+        others = self.quorum.reports(self.coordinator.view())
+        return self.quorum.health(service, own, others)
+
+    def _coordination_changed(self) -> None:
+        """Leadership or a site's report changed: the leader reconciles every service (a new
+        leader moves each fence first); a controller that lost the lead forgets its fences."""
+        assert self.coordinator is not None
+        view = self.coordinator.view()
+        telemetry.record_coordination(self.metrics, view)
+        token = view.token if view.leading else None
+        if token != self._leading:
+            self._leading = token
+            self._fenced.clear()
+            self._audit_leadership(view)
+        if view.leading:
+            self.cycle()
+        else:
+            self._write_health()
+
+    def _audit_leadership(self, view: Any) -> None:
+        entry = {
+            "event": "leadership_acquired" if view.leading else "leadership_lost",
+            "site": view.site,
+            "leader": view.leader,
+            "fence": view.token,
+            "service": None,
+        }
+        try:
+            self.store.audit(entry)
+        except DnsFailoverError as e:
+            log.error("audit_failed error=%s", e)
+
+    def _may_write(self) -> bool:
+        return self.coordinator is None or self.coordinator.may_write()
+
+    def _fence(self, service: str, token: int) -> None:
+        """A new leader's first write for a service: move its fence to our token."""
+        runtime = self.runtime
+        settings = runtime.config.services[service]
+        provider = runtime.provider_for(settings)
+        report = Report(service, change=f"fence {settings.name} → epoch={token}", fence=token)
+        report.site = self.quorum_site
+
+        def work() -> None:
+            if not self._may_write():
+                report.error = "not leading any more: fence not moved"
+                return
+            try:
+                before = provider.move_fence(settings.name, token)
+                report.applied = True
+                report.pending = f"epoch={before}" if before is not None else "none"
+            except FencedError as e:
+                report.fenced, report.error = True, str(e)
+            except DnsFailoverError as e:
+                report.error = str(e)
+
+        flight = Flight(service, "fence", report, runtime, provider.change_timeout)
+        self._workers.submit(flight, work)
+
+    def _fence_landed(self, report: Report) -> None:
+        service, token = report.service, report.fence
+        entry = {
+            "service": service,
+            "event": "fenced" if report.fenced else "fence",
+            "site": report.site,
+            "fence": token,
+            "before": report.pending,
+            "outcome": "applied" if report.applied else "failed",
+            "error": report.error,
+        }
+        try:
+            self.store.audit(entry)
+        except DnsFailoverError as e:
+            log.error("audit_failed service=%s error=%s", service, e)
+        if report.applied and token is not None and token == self._leading:
+            self._fenced[service] = token
+            log.info("fence_moved service=%s token=%s from=%s", service, token, report.pending)
+            self._retries.succeeded(service)
+            self.reconcile(service)
+            return
+        log.error("fence_not_moved service=%s token=%s error=%s", service, token, report.error)
+        self._retries.failed(service, time.monotonic())
+
     # ------------------------------------------------------------------ deciding and writing
 
     def reconcile(self, service: str, trigger_at: float | None = None) -> Report | None:
         """Decide now; a change to write goes to a worker. None while one is in flight."""
         if self._workers.busy(service):
             return None  # its decisions wait for the outcome
+        token = None
+        if self.coordinator is not None:
+            if not self.coordinator.may_write():
+                return None  # following: the leader decides
+            token = self._leading
+            if token is None:
+                return None  # leading since this round: _coordination_changed comes next
+            if not self.reconciler.dry_run and self._fenced.get(service) != token:
+                self._fence(service, token)
+                return None
         runtime = self.runtime
         settings = runtime.config.services[service]
         provider = runtime.provider_for(settings)
@@ -330,17 +460,27 @@ class Daemon:
             service,
             settings,
             provider,
-            self.tracker.instances(service),  # this service only: a cycle reconciles all
+            self.health(service),  # this service only: a cycle reconciles all
             trigger_at=trigger_at,
             settle_until=self.settle_until.get(service, -math.inf),
         )
+        if token is not None:
+            report.site, report.fence = self.quorum_site, token
         if not report.wants_write:
             self._conclude(report)
             return report
         self._unconfirmed.pop(service, None)  # a new change supersedes an unconfirmed one
         flight = Flight(service, "write", report, runtime, provider.change_timeout)
-        self._workers.submit(flight, lambda: self.reconciler.execute(report, provider))
+        self._workers.submit(flight, lambda: self._execute(report, provider))
         return report
+
+    def _execute(self, report: Report, provider: Any) -> Report:
+        """On the worker: the write, unless this controller stopped leading meanwhile."""
+        if not self._may_write():
+            report.error = "not leading any more: change not written"
+            report.pending = report.change
+            return report
+        return self.reconciler.execute(report, provider)
 
     def _land(self, flight: Flight) -> None:
         """A worker finished: take its outcome on the controller thread."""
@@ -352,6 +492,9 @@ class Daemon:
             return
         self._workers.land(flight)
         self._close_retired()
+        if flight.kind == "fence":
+            self._fence_landed(report)
+            return
         if flight.kind == "confirm":
             self._confirmed(report)
             return
@@ -567,8 +710,14 @@ class Daemon:
         return found
 
     def _write_health(self) -> None:
+        view = self.coordinator.view() if self.coordinator is not None else None
         document = documents.health_document(
-            self.snapshot(), self.active, self.last_reports, self.writing(), self.settle_until
+            self.snapshot(),
+            self.active,
+            self.last_reports,
+            self.writing(),
+            self.settle_until,
+            coordinated.status(view, self.quorum.settings if self.quorum else None),
         )
         try:
             self.store.save_health(document)

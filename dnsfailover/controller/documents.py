@@ -55,6 +55,8 @@ def audit_entry(report: Report) -> dict[str, Any]:
         "write_acked_at": report.write_acked_at,
         "health": health_summary(report.health),
     }
+    if report.site is not None:  # several controllers: who wrote, with which token
+        entry["site"], entry["fence"] = report.site, report.fence
     if report.propagation is not None:
         entry["propagation_seconds"] = report.propagation.seconds
         entry["propagation_complete"] = report.propagation.complete
@@ -150,8 +152,10 @@ def health_document(
     last: Mapping[str, Report],
     writing: Mapping[str, dict[str, Any]],
     settle_until: Mapping[str, float],
+    coordination: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The daemon's view. `writing`: the change each service has in flight or unconfirmed."""
+    """The daemon's view. `writing`: the change each service has in flight or unconfirmed;
+    `coordination`: leadership and sites, with several controllers."""
     services: dict[str, Any] = {}
     for key, instances in snapshot.services.items():
         services[key] = {
@@ -161,7 +165,10 @@ def health_document(
             "last": last_summary(last.get(key)),
             "instances": {name: instance_summary(h) for name, h in instances.items()},
         }
-    return {"updated": snapshot.at, "services": services}
+    document: dict[str, Any] = {"updated": snapshot.at, "services": services}
+    if coordination is not None:
+        document["coordination"] = coordination
+    return document
 
 
 def service_view(health: Mapping[str, Any] | None, key: str) -> dict[str, Any]:

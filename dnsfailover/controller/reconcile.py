@@ -30,7 +30,7 @@ from dnsfailover.controller import documents
 from dnsfailover.controller.state import Flip, State, StateStore
 from dnsfailover.controller.verify import Verification
 from dnsfailover.crashpoint import crashpoint
-from dnsfailover.errors import ConflictError, DnsFailoverError, TransientError
+from dnsfailover.errors import ConflictError, DnsFailoverError, FencedError, TransientError
 from dnsfailover.health import InstanceHealth
 from dnsfailover.plan import Plan, drift_reason, make_plan, owner_of, record_ttl
 from dnsfailover.policy import Decision, Kind, PolicyInput, decide
@@ -72,6 +72,11 @@ class Report:
     trigger_at: float | None = None
     write_acked_at: float | None = None
     verification: Verification | None = None  # the flip, as a client sees it (verify.py)
+    # Several controllers: the leader's site and fencing token that this write carries, and
+    # whether the DNS refused it because a newer leader's token holds the fence.
+    site: str | None = None
+    fence: int | None = None
+    fenced: bool = False
 
     @property
     def flipped(self) -> bool:
@@ -99,6 +104,8 @@ class Report:
         """The event a notification or metric names: failover, manual, refusal, all_down, ..."""
         if self.abandoned:
             return "abandoned"
+        if self.fenced:
+            return "fenced"
         if self.error is not None:
             return "conflict" if self.conflict else "error"
         if self.drift:
@@ -326,7 +333,12 @@ class Reconciler:
                 self.store.update(lambda state: state)  # proves the state writable all the same
             crashpoint("before_write")
             started = time.monotonic()
-            report.receipt = provider.apply(plan.change)
+            report.receipt = provider.apply(plan.change, fence=report.fence)
+        except FencedError as e:
+            report.fenced, report.error = True, f"fenced: {e}"
+            if flip is not None:
+                self._forget(key)
+            return
         except ConflictError as e:
             report.conflicts += 1
             report.conflict, report.error = True, f"conflict: {e}"

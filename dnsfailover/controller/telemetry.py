@@ -6,10 +6,12 @@ module turns those values into samples. Imports values and the metrics; does no 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 
 from dnsfailover.controller.reconcile import Report
 from dnsfailover.controller.runtime import ProbeJob
+from dnsfailover.coordination.coordinator import View
 from dnsfailover.health import InstanceHealth, State
 from dnsfailover.metrics import Metrics
 from dnsfailover.plan.budget import Budget
@@ -92,3 +94,13 @@ def record_report(
         m.write_seconds.labels(service).observe(report.write_seconds)
     if report.propagation is not None:
         m.propagation_seconds.labels(service).observe(report.propagation.seconds)
+
+
+def record_coordination(metrics: Metrics, view: View) -> None:
+    """Leadership, etcd's reachability and the sites reporting, as this controller sees them."""
+    site = view.site
+    metrics.leader.labels(site).set(view.leading)
+    metrics.may_write.labels(site).set(view.may_write(time.monotonic()))
+    metrics.etcd_up.labels(site).set(view.etcd_ok)
+    metrics.sites_reporting.labels(site).set(len(view.reports))
+    metrics.fence_token.labels(site).set(view.token or 0)

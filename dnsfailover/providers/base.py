@@ -16,8 +16,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from dnsfailover.errors import ConflictError, ProviderError, TransientError
-from dnsfailover.rrset import Change, RRset, canonical_name
+from dnsfailover.crashpoint import crashpoint
+from dnsfailover.errors import ConflictError, FencedError, ProviderError, TransientError
+from dnsfailover.rrset import Change, Fence, RRset, canonical_name
 
 log = logging.getLogger(__name__)
 
@@ -110,21 +111,28 @@ class Provider(ABC):
         self._check_managed(canonical_name(name), rdtype)
         return self._read(canonical_name(name), rdtype.upper())
 
-    def apply(self, change: Change) -> Receipt:
+    def apply(self, change: Change, fence: int | None = None) -> Receipt:
         """Write `change` as a compare-and-swap against `change.before`.
 
-        Transient failures are retried with backoff, a bounded number of times. A conflict
-        after a failed attempt may mean that attempt landed after all: re-read, and if the
-        record already holds the new data, the write is done.
+        With a fencing token (several controllers, rrset.Fence), the same atomic request also
+        requires the fence record to hold the token read just before (and moves it to ours
+        when it was older): FencedError when it holds a newer one, from the read or from the
+        server's refusal. Transient failures are retried with backoff, a bounded number of
+        times. A conflict after a failed attempt may mean that attempt landed after all:
+        re-read, and if the record already holds the new data, the write is done.
         """
         self._check_managed(change.name, change.rdtype)
         delay = self.retry.first_delay
         uncertain = False
         for attempt in range(1, self.retry.attempts + 1):
             try:
-                token = self._write(change)
+                moved = None if fence is None else self._fence_to(change.name, fence)
+                crashpoint("fenced_write")  # between the fence's read and the write (drills)
+                token = self._write(change, moved)
                 return Receipt(change, token, attempt)
-            except ConflictError:
+            except ConflictError as e:
+                if fence is not None:
+                    self._refused_for_fence(change.name, fence, e)
                 if uncertain and change.after.same_data(self._read(change.name, change.rdtype)):
                     log.info("write_landed_earlier name=%s attempt=%d", change.name, attempt)
                     return Receipt(change, self._token_after_landing(), attempt)
@@ -144,6 +152,49 @@ class Provider(ABC):
                 self._sleep(delay)
                 delay = min(delay * self.retry.factor, self.retry.max_delay)
         raise AssertionError("unreachable")
+
+    def read_fence(self, name: str) -> int | None:
+        """The fencing token next to `name` (None when no leader has written one)."""
+        name = canonical_name(name)
+        self.zone_of(name)
+        owner = Fence(name, None, 0).owner
+        found = self._read(owner, "TXT")
+        try:
+            return Fence.parse(name, None if found is None else found.values)
+        except ValueError as e:
+            raise ProviderError(f"provider {self.name}: {e}") from None
+
+    def _fence_to(self, name: str, token: int) -> Fence:
+        """The fence move a write with `token` must make; FencedError if a newer leader's
+        token is there already."""
+        current = self.read_fence(name)
+        if current is not None and current > token:
+            raise FencedError(
+                f"{Fence(name, current, token).owner} holds epoch={current}, newer than ours "
+                f"({token}): another controller leads now; not writing"
+            )
+        return Fence(name, current, token)
+
+    def _refused_for_fence(self, name: str, token: int, error: ConflictError) -> None:
+        """After a refused write: FencedError when a newer token holds the fence now."""
+        try:
+            self._fence_to(name, token)
+        except FencedError as e:
+            raise FencedError(f"the server refused the write ({error}): {e}") from None
+
+    def move_fence(self, name: str, token: int) -> int | None:
+        """A new leader's first step for each managed name: move the fence to its token (a
+        compare-and-swap), so that no older leader's write is accepted from now on. Returns
+        the token it held."""
+        name = canonical_name(name)
+        fence = self._fence_to(name, token)
+        if fence.before != token:
+            try:
+                self._move_fence(fence)
+            except ConflictError as e:
+                self._refused_for_fence(name, token, e)  # a newer leader got there first
+                raise
+        return fence.before
 
     def wait(self, receipt: Receipt, timeout: float) -> Propagation:
         """Until every server that must serve the change does, or `timeout` runs out."""
@@ -168,7 +219,10 @@ class Provider(ABC):
     def _read(self, name: str, rdtype: str) -> RRset | None: ...
 
     @abstractmethod
-    def _write(self, change: Change) -> str: ...
+    def _write(self, change: Change, fence: Fence | None = None) -> str: ...
+
+    @abstractmethod
+    def _move_fence(self, fence: Fence) -> None: ...
 
     @abstractmethod
     def _wait(self, receipt: Receipt, timeout: float) -> Propagation: ...

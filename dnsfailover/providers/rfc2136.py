@@ -42,7 +42,7 @@ from dnsfailover.providers.authority import (
 )
 from dnsfailover.providers.base import Propagation, Provider, Receipt
 from dnsfailover.providers.tsig import TsigKey, load_tsig
-from dnsfailover.rrset import Change, RRset
+from dnsfailover.rrset import FENCE_TTL, Change, Fence, RRset
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +118,29 @@ class Rfc2136Provider(Provider):
     def _read(self, name: str, rdtype: str) -> RRset | None:
         return self.authorities.read(self.primary, self.zone, name, rdtype)
 
-    def _update_message(self, change: Change) -> dns.update.UpdateMessage:
+    def _new_update(self) -> dns.update.UpdateMessage:
         kwargs: dict[str, object] = {}
         if self._keyring is not None:
             kwargs = {"keyring": self._keyring}
-        update = dns.update.UpdateMessage(self.zone, **kwargs)  # type: ignore[arg-type]
+        return dns.update.UpdateMessage(self.zone, **kwargs)  # type: ignore[arg-type]
+
+    @staticmethod
+    def _add_fence(update: dns.update.UpdateMessage, fence: Fence) -> None:
+        """The fence's compare-and-swap, first in the message: BIND checks prerequisites in
+        order, so a deposed leader is refused on the fence (NXRRSET) before anything else."""
+        if fence.before is None:
+            update.absent(fence.owner, "TXT")
+        else:
+            update.present(fence.owner, "TXT", Fence.text(fence.before))
+        if fence.before != fence.after:
+            update.replace(fence.owner, FENCE_TTL, "TXT", Fence.text(fence.after))
+
+    def _update_message(
+        self, change: Change, fence: Fence | None = None
+    ) -> dns.update.UpdateMessage:
+        update = self._new_update()
+        if fence is not None:
+            self._add_fence(update, fence)
         name, rdtype, after = change.name, change.rdtype, change.after
         if change.before is None:
             update.absent(name, rdtype)
@@ -134,8 +152,16 @@ class Rfc2136Provider(Provider):
             update.replace(name, after.ttl, rdtype, *after.values)
         return update
 
-    def _write(self, change: Change) -> str:
-        update = self._update_message(change)
+    def _write(self, change: Change, fence: Fence | None = None) -> str:
+        self._send(self._update_message(change, fence), f"{change.name} {change.rdtype}")
+        return str(self._serial(self.primary))
+
+    def _move_fence(self, fence: Fence) -> None:
+        update = self._new_update()
+        self._add_fence(update, fence)
+        self._send(update, f"{fence.owner} TXT")
+
+    def _send(self, update: dns.update.UpdateMessage, what: str) -> None:
         try:
             response = dns.query.tcp(
                 update, self.primary[0], port=self.primary[1], timeout=self.settings.timeout
@@ -160,8 +186,7 @@ class Rfc2136Provider(Provider):
             kind, why = _RCODE_ERRORS.get(
                 rcode, (ProviderError, f"unexpected rcode {dns.rcode.to_text(rcode)}")
             )
-            raise kind(f"{label(self.primary)}: update of {change.name} {change.rdtype}: {why}")
-        return str(self._serial(self.primary))
+            raise kind(f"{label(self.primary)}: update of {what}: {why}")
 
     def _token_after_landing(self) -> str:
         return str(self._serial(self.primary))
@@ -187,7 +212,8 @@ class Rfc2136Provider(Provider):
         return self.authorities.wait(servers, self.zone, receipt.change, want, timeout)
 
     def _render(self, change: Change) -> str:
-        """The equivalent nsupdate script; the key is named, its secret never printed."""
+        """The equivalent nsupdate script; the key is named, its secret never printed. (With
+        several controllers the leader adds the fence's prerequisite: README.)"""
         lines = []
         if self.key is not None:
             lines.append(

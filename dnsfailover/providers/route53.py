@@ -30,7 +30,7 @@ from dnsfailover.errors import (
     TransientError,
 )
 from dnsfailover.providers.base import Propagation, Provider, Receipt, ServerView
-from dnsfailover.rrset import Change, RRset, canonical_name
+from dnsfailover.rrset import FENCE_TTL, Change, Fence, RRset, canonical_name
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,20 @@ def _record_set(rrset: RRset) -> dict[str, Any]:
     }
 
 
-def change_batch(change: Change) -> dict[str, Any]:
+def _fence_changes(fence: Fence) -> list[dict[str, Any]]:
+    """The fence's compare-and-swap: DELETE of the exact value read (Route 53 refuses the
+    whole batch when it does not match) and CREATE of ours; the batch is atomic."""
     changes = []
+    if fence.before is not None:
+        old = RRset.of(fence.owner, "TXT", FENCE_TTL, [Fence.text(fence.before)])
+        changes.append({"Action": "DELETE", "ResourceRecordSet": _record_set(old)})
+    new = RRset.of(fence.owner, "TXT", FENCE_TTL, [Fence.text(fence.after)])
+    changes.append({"Action": "CREATE", "ResourceRecordSet": _record_set(new)})
+    return changes
+
+
+def change_batch(change: Change, fence: Fence | None = None) -> dict[str, Any]:
+    changes = [] if fence is None else _fence_changes(fence)
     if change.before is not None:
         changes.append({"Action": "DELETE", "ResourceRecordSet": _record_set(change.before)})
     changes.append({"Action": "CREATE", "ResourceRecordSet": _record_set(change.after)})
@@ -216,13 +228,21 @@ class Route53Provider(Provider):
             return RRset.of(name, rdtype, int(record["TTL"]), values)
         return None
 
-    def _write(self, change: Change) -> str:
+    def _write(self, change: Change, fence: Fence | None = None) -> str:
         found = self._call(
             "change_resource_record_sets",
             HostedZoneId=self.zone_id,
-            ChangeBatch=change_batch(change),
+            ChangeBatch=change_batch(change, fence),
         )
         return str(found["ChangeInfo"]["Id"])
+
+    def _move_fence(self, fence: Fence) -> None:
+        batch = {"Comment": f"dnsfailover: fence epoch={fence.after}"}
+        self._call(
+            "change_resource_record_sets",
+            HostedZoneId=self.zone_id,
+            ChangeBatch={**batch, "Changes": _fence_changes(fence)},
+        )
 
     def _wait(self, receipt: Receipt, timeout: float) -> Propagation:
         start = self._clock()

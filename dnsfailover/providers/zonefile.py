@@ -33,6 +33,7 @@ import dns.name
 import dns.rdataset
 import dns.rdatatype
 import dns.serial
+import dns.transaction
 import dns.zone
 
 from dnsfailover.atomicfile import atomic_write
@@ -40,7 +41,7 @@ from dnsfailover.config.models import ZoneFileSettings as Settings
 from dnsfailover.errors import ConflictError, ProviderError
 from dnsfailover.providers.authority import Authorities, servers_from
 from dnsfailover.providers.base import Propagation, Provider, Receipt, ServerView
-from dnsfailover.rrset import Change, RRset, describe, same_values
+from dnsfailover.rrset import FENCE_TTL, Change, Fence, RRset, describe, same_values
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +129,11 @@ class ZoneFileProvider(Provider):
                 f"{what} `{' '.join(command)}` exited {done.returncode}: {' | '.join(output)}"
             )
 
-    def _planned(self, zone: dns.zone.Zone, change: Change) -> tuple[dns.zone.Zone, int, int]:
-        """Apply `change` to `zone` in memory; return it with the old and new SOA serials."""
+    def _planned(
+        self, zone: dns.zone.Zone, change: Change, fence: Fence | None = None
+    ) -> tuple[dns.zone.Zone, int, int]:
+        """Apply `change` (and the fence's move) to `zone` in memory; return it with the old
+        and new SOA serials."""
         soa = zone.find_rdataset(self.zone, "SOA")
         old = int(soa[0].serial)
         new = next_serial(old, self._today())
@@ -138,6 +142,8 @@ class ZoneFileProvider(Provider):
                 "IN", change.rdtype, change.after.ttl, *change.after.values
             )
             txn.replace(change.name, rdataset)
+            if fence is not None:
+                self._put_fence(txn, fence)
             txn.replace(self.zone, dns.rdataset.from_rdata(soa.ttl, soa[0].replace(serial=new)))
         return zone, old, new
 
@@ -169,18 +175,48 @@ class ZoneFileProvider(Provider):
             self._parsed = (key, zone)
         return zone
 
-    def _write(self, change: Change) -> str:
+    def _write(self, change: Change, fence: Fence | None = None) -> str:
         with self._locked():
             zone = self._load()
+            if fence is not None:
+                self._check_fence(zone, fence)
             current = self._rrset_in(zone, change.name, change.rdtype)
             if not same_values(current, change.before):
                 raise ConflictError(
                     f"{self.path}: {change.name} {change.rdtype} is {describe(current)}, "
                     f"not {describe(change.before)} as read"
                 )
-            zone, _, serial = self._planned(zone, change)
+            zone, _, serial = self._planned(zone, change, fence)
             self._replace(zone)
         return str(serial)
+
+    def _move_fence(self, fence: Fence) -> None:
+        with self._locked():
+            zone = self._load()
+            self._check_fence(zone, fence)
+            soa = zone.find_rdataset(self.zone, "SOA")
+            new = next_serial(int(soa[0].serial), self._today())
+            with zone.writer() as txn:
+                self._put_fence(txn, fence)
+                txn.replace(self.zone, dns.rdataset.from_rdata(soa.ttl, soa[0].replace(serial=new)))
+            self._replace(zone)
+
+    def _check_fence(self, zone: dns.zone.Zone, fence: Fence) -> None:
+        """Under the file lock: the fence holds what the writer read, else no write."""
+        found = self._rrset_in(zone, fence.owner, "TXT")
+        try:
+            now = Fence.parse(fence.name, None if found is None else found.values)
+        except ValueError as e:
+            raise ProviderError(f"{self.path}: {e}") from None
+        if now != fence.before:
+            raise ConflictError(
+                f"{self.path}: {fence.owner} holds epoch={now}, not epoch={fence.before} as read"
+            )
+
+    @staticmethod
+    def _put_fence(txn: dns.transaction.Transaction, fence: Fence) -> None:
+        rdataset = dns.rdataset.from_text("IN", "TXT", FENCE_TTL, Fence.text(fence.after))
+        txn.replace(fence.owner, rdataset)
 
     def _replace(self, zone: dns.zone.Zone) -> None:
         """Atomically, after the check command passed on the new file (else the old one stays

@@ -29,7 +29,7 @@ from dnsfailover.controller.state import StateStore
 from dnsfailover.health import InstanceHealth, State
 from dnsfailover.providers.base import Receipt
 from dnsfailover.providers.rfc2136 import Rfc2136Provider
-from dnsfailover.rrset import Change
+from dnsfailover.rrset import Change, Fence
 from lab import Lab
 from lab.bind import BindPair
 from lab.net import free_port
@@ -185,11 +185,11 @@ class RacingProvider(Rfc2136Provider):
 
     race_to: str = ""
 
-    def _write(self, change: Change) -> str:
+    def _write(self, change: Change, fence: Fence | None = None) -> str:
         if self.race_to:
             nsupdate(self.settings.port, self.key_path, self.race_to)
             self.race_to = ""
-        return super()._write(change)
+        return super()._write(change, fence)
 
     key_path = Path()
 

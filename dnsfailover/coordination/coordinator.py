@@ -1,0 +1,204 @@
+"""Several controllers, one writer: leadership and every site's report, kept in etcd.
+
+One thread per controller, beside the probes and the write workers (a slow DNS write never
+delays a renewal). Each round it
+1. renews this controller's lease (or grants a new one once the old is gone),
+2. publishes this site's report under the lease (`<prefix>reports/<site>`), when it changed,
+3. campaigns: one transaction creates `<prefix>leader` bound to the lease only if it does not
+   exist (create_revision == 0), else reads it. The leader is whoever's lease holds the key;
+   the fencing token is the key's create_revision, which only grows,
+4. reads every live site's report (a site whose lease expired has none).
+A round runs every third of the renew deadline, and at once when the controller publishes a
+new report. The leader may write only until `deadline` after the send time of its last
+successful renewal (shorter than the lease TTL, as Patroni does): past that it stops writing
+and says so, whatever the reason (etcd away, this thread starved). The fence in the DNS
+(rrset.Fence) covers what a deadline cannot: a process frozen after its check. On a clean stop
+the lease is revoked, so that another controller leads at once. etcd trouble never stops the
+daemon: every error is kept for status and the next round tries again.
+Imports config values, errors and its etcd client; never health, policy or plan.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+from dnsfailover.config.models import Coordination
+from dnsfailover.coordination.etcd import Etcd, EtcdError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class View:
+    """What the coordinator knew at its last round."""
+
+    site: str
+    leader: str | None = None  # the leading site (None: nobody, or etcd unknown)
+    token: int | None = None  # the leader key's create_revision: the fencing token
+    leading: bool = False  # this controller holds the leader key with its own lease
+    renewed_at: float = -float("inf")  # monotonic send time of the last good renewal
+    deadline: float = 0.0
+    etcd_ok: bool = False
+    error: str | None = None
+    since: float = 0.0  # monotonic: when etcd_ok last changed
+    reports: Mapping[str, str] = field(default_factory=dict)  # live site → its report (JSON)
+
+    def may_write(self, now: float) -> bool:
+        return self.leading and now < self.renewed_at + self.deadline
+
+    def key(self) -> tuple[object, ...]:
+        """What the daemon reacts to: leadership, etcd's reachability, the reports."""
+        return (self.leader, self.token, self.leading, self.etcd_ok, tuple(self.reports.items()))
+
+
+class Coordinator:
+    def __init__(
+        self,
+        settings: Coordination,
+        on_change: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
+        etcd: Etcd | None = None,
+    ) -> None:
+        self.settings = settings
+        self.site = settings.site
+        self.etcd = etcd if etcd is not None else Etcd(settings.etcd)
+        self.on_change = on_change
+        self.clock = clock
+        prefix = settings.etcd.prefix
+        self.leader_key = f"{prefix}leader"
+        self.reports_prefix = f"{prefix}reports/"
+        self.deadline = settings.etcd.deadline
+        self.round = min(1.0, self.deadline / 3)
+        self._lease: int | None = None
+        self._lease_at = -float("inf")
+        self._report: str | None = None  # what this site wants published
+        self._published: str | None = None
+        self._view = View(self.site, deadline=self.deadline)
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ the daemon's side
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="coordination", daemon=True)
+        self._thread.start()
+
+    def view(self) -> View:
+        with self._lock:
+            return self._view
+
+    def may_write(self) -> bool:
+        return self.view().may_write(self.clock())
+
+    def publish(self, report: str) -> None:
+        """This site's report; sent by the next round, which starts now."""
+        with self._lock:
+            self._report = report
+        self._wake.set()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop the rounds; revoke the lease so that another controller leads at once."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._lease is not None:
+            try:
+                self.etcd.revoke(self._lease)
+                log.info("coordination_lease_revoked site=%s", self.site)
+            except EtcdError as e:
+                log.warning("coordination_revoke_failed site=%s error=%s", self.site, e)
+        self.etcd.close()
+
+    # ------------------------------------------------------------------ the rounds
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = self.clock()
+            try:
+                self.step()
+            except Exception:  # a bug here must not end coordination for good
+                log.exception("coordination_round_crashed site=%s", self.site)
+            self._wake.wait(max(0.0, self.round - (self.clock() - started)))
+            self._wake.clear()
+
+    def step(self) -> None:
+        """One round (public for tests that drive the coordinator by hand)."""
+        before = self.view()
+        try:
+            view = self._round(before)
+        except EtcdError as e:
+            view = self._failed(before, str(e))
+        if view.etcd_ok != before.etcd_ok:
+            view = _with(view, since=self.clock())
+        with self._lock:
+            self._view = view
+        self._tell(before, view)
+        if view.key() != before.key():
+            self.on_change()
+
+    def _round(self, before: View) -> View:
+        ttl = self.settings.etcd.lease_ttl
+        sent = self.clock()
+        if self._lease is not None and self.etcd.keepalive(self._lease) <= 0:
+            log.warning("coordination_lease_expired site=%s", self.site)
+            self._lease = None
+        if self._lease is None:
+            self._lease, granted = self.etcd.grant(ttl)
+            self._published = None  # the old lease took the report with it
+            log.info("coordination_lease site=%s ttl=%ss", self.site, granted)
+        self._lease_at = sent
+        with self._lock:
+            report = self._report
+        if report is not None and report != self._published:
+            self.etcd.put(f"{self.reports_prefix}{self.site}", report, self._lease)
+            self._published = report
+        _, holder = self.etcd.create_or_get(self.leader_key, self.site, self._lease)
+        leading = holder is not None and holder.lease == self._lease
+        reports = {
+            kv.key[len(self.reports_prefix) :]: kv.value
+            for kv in self.etcd.get_prefix(self.reports_prefix)
+        }
+        return View(
+            self.site,
+            leader=holder.value if holder else None,
+            token=holder.create_revision if holder else None,
+            leading=leading,
+            renewed_at=sent if leading else before.renewed_at,
+            deadline=self.deadline,
+            etcd_ok=True,
+            since=before.since,
+            reports=MappingProxyType(reports),
+        )
+
+    def _failed(self, before: View, error: str) -> View:
+        """etcd did not answer: keep what we knew, but leadership ends with the deadline, and
+        the lease is surely gone once its TTL has passed since the last renewal."""
+        now = self.clock()
+        if self._lease is not None and now - self._lease_at > self.settings.etcd.lease_ttl:
+            self._lease = None
+        leading = before.leading and before.may_write(now)  # past the deadline: step down
+        return _with(before, etcd_ok=False, error=error, leading=leading)
+
+    def _tell(self, before: View, after: View) -> None:
+        if after.leading and not before.leading:
+            log.warning("leadership_acquired site=%s token=%s", self.site, after.token)
+        if before.leading and not after.leading:
+            log.warning(
+                "leadership_lost site=%s leader=%s: not writing", self.site, after.leader or "?"
+            )
+        if before.etcd_ok and not after.etcd_ok:
+            log.error("coordination_etcd_unreachable site=%s error=%s", self.site, after.error)
+        if after.etcd_ok and not before.etcd_ok:
+            log.info("coordination_etcd_reachable site=%s leader=%s", self.site, after.leader)
+
+
+def _with(view: View, **changes: object) -> View:
+    return replace(view, **changes)  # type: ignore[arg-type]
