@@ -11,6 +11,7 @@ network), never a switch in our code; `heal` removes it.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -28,11 +29,14 @@ def _ip(*args: str) -> None:
         raise LabError(f"ip {' '.join(args)}: {done.stderr.strip()}")
 
 
+_veths = itertools.count(1)  # veth names stay unique while an old namespace is torn down
+
+
 class Site:
     def __init__(self, name: str, index: int) -> None:
         self.name = name
         self.address = f"{NETWORK}.{100 + index}"
-        self.veth = f"dflv{index}"
+        self.veth = f"dflv{next(_veths)}"
         self.holder = subprocess.Popen(
             ["unshare", "-n", "sleep", "infinity"],
             stdin=subprocess.DEVNULL,
@@ -86,6 +90,7 @@ class Site:
                        capture_output=True, check=False)  # fmt: skip
 
     def close(self) -> None:
+        subprocess.run(["ip", "link", "del", self.veth], capture_output=True, check=False)
         if self.holder.poll() is None:
             os.kill(self.holder.pid, signal.SIGKILL)
             self.holder.wait()

@@ -6,11 +6,13 @@ Every partition is a packet filter inside one site; nothing in dnsfailover is sw
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from lab import Lab
-from lab.coordination import A, B, Cluster
+from lab.coordination import A, B, Cluster, is_stopped
 from lab.scenario import wait_for
+
 
 DETECTION = 2 * 1.0 + 0.8  # fall 2 × interval 1 s + the probe's timeout
 LEASE = 2.0
@@ -34,3 +36,107 @@ def test_a_follower_completes_the_failover_when_the_leader_dies(lab: Lab, tmp_pa
     assert entry["site"] == successor
     assert entry["fence"] == cluster.coordination(successor)["token"]
     assert cluster.fence() == {f'"epoch={entry["fence"]}"'}
+
+
+def test_a_frozen_leader_thawed_with_a_write_in_flight_is_refused_by_bind(
+    lab: Lab, tmp_path: Path
+) -> None:
+    cluster = Cluster(lab, tmp_path)
+    # east leads first, and freezes itself between reading the fence and sending its UPDATE.
+    cluster.start("east", env={"DNSFAILOVER_CRASHPOINT": "fenced_write:stop"})
+    assert cluster.wait_leader() == "east"
+    old = cluster.wait_fenced("east")["fence"]
+    cluster.start("west", "north")
+    cluster.wait_reporting("east")
+    cluster.a.kill()
+    east = cluster.daemons["east"]
+    is_stopped(east.pid)  # frozen, its write of ca-a → ca-b in flight
+    east.frozen = True
+    successor = cluster.wait_leader(other_than="east", timeout=LEASE + 10)
+    new = cluster.wait_fenced(successor)["fence"]
+    assert new > old
+    wait_for(lambda: cluster.served() == {B}, DETECTION + 10, "the successor's failover")
+    serial = cluster.bind.primary.soa_serial()
+    east.resume()
+    wait_for(lambda: any(e.get("event") == "fenced" for e in east.audit()), 10,
+             "the thawed leader's write refused")  # fmt: skip
+    refused = next(e for e in east.audit() if e.get("event") == "fenced")
+    assert refused["fence"] == old and refused["outcome"] == "failed"
+    assert "refused the write" in refused["error"] and f"epoch={new}" in refused["error"]
+    assert cluster.bind.primary.soa_serial() == serial  # nothing of east's landed
+    assert cluster.fence() == {f'"epoch={new}"'}
+    assert cluster.writes("east") == []
+
+
+def test_a_leader_cut_off_from_etcd_stops_writing_and_another_leads(
+    lab: Lab, tmp_path: Path
+) -> None:
+    cluster = Cluster(lab, tmp_path)
+    cluster.start()
+    leader = cluster.wait_leader()
+    cluster.wait_fenced(leader)
+    members = [m.host for m in cluster.etcd.members]
+    cluster.sites[leader].cut(members)  # still reaches BIND and the CAs
+    cut_at = time.monotonic()
+    wait_for(lambda: not cluster.coordination(leader).get("writing_allowed"), LEASE + 3,
+             "the cut-off leader stops writing")  # fmt: skip
+    assert time.monotonic() - cut_at <= LEASE + 1.5
+    successor = cluster.wait_leader(other_than=leader, timeout=LEASE + 10)
+    cluster.wait_fenced(successor)
+    wait_for(lambda: cluster.coordination(leader).get("etcd") == "unreachable", 10,
+             "the alarm in the old leader's status")  # fmt: skip
+    cluster.a.kill()
+    wait_for(lambda: cluster.served() == {B}, DETECTION + 10, "the new leader's failover")
+    wait_for(lambda: cluster.writes(successor), 10, "the new leader's audit")
+    assert cluster.writes(leader) == []
+
+
+def test_one_site_cut_off_from_the_active_ca_moves_nothing(lab: Lab, tmp_path: Path) -> None:
+    cluster = Cluster(lab, tmp_path)
+    cluster.start()
+    leader = cluster.wait_leader()
+    cluster.wait_fenced(leader)
+    for site in cluster.daemons:
+        cluster.wait_reporting(site)
+    cluster.sites[leader].cut([cluster.a.address])  # the leader's own site: the worst case
+    own = cluster.daemons[leader]
+    wait_for(lambda: own.health()["services"]["acme"]["instances"]["ca-a"]["state"]  # type: ignore[index]
+             == "unhealthy", DETECTION + 5, "the leader's site sees ca-a down")  # fmt: skip
+    seen = own.health()["updated"]  # type: ignore[index]
+    wait_for(lambda: own.health()["updated"] > seen + 3 * DETECTION, 20,  # type: ignore[index]
+             "three detection periods more of the leader's decisions")  # fmt: skip
+    assert cluster.served() == {A}
+    assert not any(cluster.writes(s) for s in cluster.daemons)
+    cluster.a.kill()  # now really down: every site agrees
+    wait_for(lambda: cluster.served() == {B}, DETECTION + 5, "the flip once ca-a is down")
+
+
+def test_etcd_without_quorum_stops_every_write_until_it_is_back(lab: Lab, tmp_path: Path) -> None:
+    cluster = Cluster(lab, tmp_path)
+    cluster.start()
+    leader = cluster.wait_leader()
+    cluster.wait_fenced(leader)
+    for site in cluster.daemons:
+        cluster.wait_reporting(site)
+    e1, e2, _ = cluster.etcd.members
+    e1.kill()
+    assert cluster.wait_leader() is not None  # one member down: no interruption
+    e2.kill()
+    for site in cluster.daemons:
+        wait_for(lambda s=site: cluster.coordination(s).get("etcd") == "unreachable",  # type: ignore[misc]
+                 LEASE + 5, f"{site} raises the alarm")  # fmt: skip
+    wait_for(lambda: cluster.leader() is None, LEASE + 2, "nobody may write")
+    cluster.a.kill()
+    north = cluster.daemons["north"]
+    wait_for(lambda: north.health()["services"]["acme"]["instances"]["ca-a"]["state"]  # type: ignore[index]
+             == "unhealthy", DETECTION + 5, "probes go on")  # fmt: skip
+    seen = north.health()["updated"]  # type: ignore[index]
+    wait_for(lambda: north.health()["updated"] > seen + 2 * DETECTION, 20,  # type: ignore[index]
+             "more probe rounds without etcd")  # fmt: skip
+    assert cluster.served() == {A}  # no controller wrote
+    cluster.etcd.restart(e1)
+    cluster.etcd.restart(e2)
+    cluster.wait_leader(timeout=20)
+    wait_for(lambda: cluster.served() == {B}, DETECTION + 15, "the failover health calls for")
+    wait_for(lambda: any(cluster.writes(s) for s in cluster.daemons), 10, "its audit entry")
+    assert sum(len(cluster.writes(s)) for s in cluster.daemons) == 1
