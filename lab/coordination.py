@@ -8,6 +8,9 @@ be cut off from one server, or from etcd alone, with a packet filter.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -121,6 +124,31 @@ class Cluster:
 
     def fence(self) -> set[str]:
         return self.bind.primary.rrset(f"_dnsfailover.{NAME}", "TXT")
+
+    def cli(self, site: str, *argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """`dnsfailover ARGV -c <site's config>`, run inside the site."""
+        command = [sys.executable, "-m", "dnsfailover", *argv, "-c", str(self.config_path(site))]
+        return subprocess.run(self.sites[site].command(command), capture_output=True, text=True,
+                              timeout=timeout, check=False)  # fmt: skip
+
+    def etcd_value(self, key: str) -> str | None:
+        """A key's value, read with etcdctl from the lab's namespace."""
+        done = subprocess.run(["etcdctl", "--endpoints", ",".join(self.etcd.endpoints),
+                               "get", "--print-value-only", key],
+                              capture_output=True, text=True, env={"ETCDCTL_API": "3"},
+                              timeout=10, check=False)  # fmt: skip
+        return done.stdout.strip() or None
+
+    def config_path(self, site: str) -> Path:
+        return self.directory / site / "config.yaml"
+
+    def state(self, site: str) -> dict[str, Any]:
+        path = self.directory / site / "state" / "state.json"
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
 
     def writes(self, site: str) -> list[dict[str, Any]]:
         return [e for e in self.daemons[site].audit() if e.get("outcome") == "applied"

@@ -26,13 +26,15 @@ from dnsfailover.controller.oneshot import (
 )
 from dnsfailover.controller.reconcile import Reconciler, Report
 from dnsfailover.controller.runtime import Runtime
+from dnsfailover.controller.shared import SharedStore
 from dnsfailover.controller.state import StateStore
-from dnsfailover.errors import ConfigError, DnsFailoverError, RefusedError
+from dnsfailover.errors import ConfigError, ConflictError, DnsFailoverError, RefusedError
 from dnsfailover.health import State
 from dnsfailover.plan import owner_of
 from dnsfailover.plan.budget import Budget, convergence_budget
 from dnsfailover.policy import Decision, Kind
-from dnsfailover.providers import Provider
+from dnsfailover.providers import Provider, Receipt
+from dnsfailover.rrset import Change
 
 
 def _runtime(args: argparse.Namespace) -> tuple[Config, Runtime, StateStore]:
@@ -240,15 +242,63 @@ def _not_coordinated(config: Config, what: str) -> None:
     command on one host must not write past it."""
     if config.coordination is not None:
         raise RefusedError(
-            f"{what}: coordination is on, so only the leading daemon writes DNS; not yet "
-            "supported from the CLI with several controllers (README, 'Running in several sites')"
+            f"{what}: coordination is on, so only the leading daemon writes DNS "
+            "(README, 'Running in several sites')"
         )
+
+
+def _shared(config: Config) -> SharedStore | None:
+    """The shared state in etcd, when coordination is on (pins, drains, requests)."""
+    return None if config.coordination is None else SharedStore(config.coordination)
+
+
+def _failover_coordinated(
+    args: argparse.Namespace, config: Config, runtime: Runtime, store: StateStore
+) -> int:
+    """Ask the leader: pin and request in etcd, wait for its outcome, then for the record on
+    every authoritative server (bounded)."""
+    assert config.coordination is not None
+    service = config.services[args.service]
+    shared = SharedStore(config.coordination)
+    try:
+        drains = shared.load().state.drains
+        if args.to in drains and not args.force:
+            raise RefusedError(
+                f"{args.to} is drained ({drains[args.to].reason}): undrain it or use --force"
+            )
+        reason = args.reason or f"manual failover to {args.to}"
+        request = shared.request_failover(args.service, args.to, reason)
+        store.audit({"service": args.service, "event": "failover_requested", "to": args.to,
+                     "reason": reason, "request": request.id})  # fmt: skip
+        provider = runtime.provider_for(service)
+        lease = config.coordination.etcd.lease_ttl
+        result = shared.wait_result(request, 2 * lease + provider.change_timeout + 5)
+    finally:
+        shared.close()
+    print(
+        f"{args.service}: {result.get('change') or 'no change'} — {result.get('outcome')} by "
+        f"{result.get('site')} (fence {result.get('fence')})"
+        + (f" (error: {result['error']})" if result.get("error") else "")
+    )
+    if result.get("error"):
+        raise (ConflictError if result.get("event") == "conflict" else DnsFailoverError)(
+            str(result["error"])
+        )
+    record = provider.read(service.name, service.type)
+    if owner_of(service, record) != args.to or record is None:
+        raise DnsFailoverError(f"{service.name} does not point at {args.to} after the write")
+    propagation = provider.wait(Receipt(Change(None, record)), provider.propagation_timeout)
+    print(f"  served: {propagation.summary()}")
+    print(
+        f"{args.service} is pinned to {args.to} on every controller; "
+        f"`dnsfailover release {args.service}` lets automatic policy act again"
+    )
+    return 0 if propagation.complete else 1
 
 
 def cmd_failover(args: argparse.Namespace) -> int:
     config, runtime, store = _runtime(args)
     try:
-        _not_coordinated(config, "failover")
         service = _service(config, args.service)
         names = [i.name for i in service.instances]
         if args.to not in names:
@@ -264,6 +314,8 @@ def cmd_failover(args: argparse.Namespace) -> int:
                     f"{args.to} is not healthy now ({why}): use --force to move anyway"
                 )
             print(f"warning: --force: moving to {args.to} although it is not healthy ({why})")
+        if config.coordination is not None:
+            return _failover_coordinated(args, config, runtime, store)
         if args.to in state.drains and not args.force:
             raise RefusedError(
                 f"{args.to} is drained ({state.drains[args.to].reason}): undrain it or use --force"
@@ -289,7 +341,15 @@ def cmd_failover(args: argparse.Namespace) -> int:
 def cmd_release(args: argparse.Namespace) -> int:
     config = load_config(args.config).config
     _service(config, args.service)
-    pin = StateStore(config.state_dir).release(args.service)
+    shared = _shared(config)
+    if shared is not None:
+        try:
+            pin = shared.release(args.service)
+        finally:
+            shared.close()
+        StateStore(config.state_dir).audit({"service": args.service, "event": "release"})
+    else:
+        pin = StateStore(config.state_dir).release(args.service)
     if pin is None:
         print(f"{args.service} is not pinned")
         return 0
@@ -311,6 +371,16 @@ def cmd_drain(args: argparse.Namespace) -> int:
     config = load_config(args.config).config
     services = _instance_known(config, args.instance)
     store = StateStore(config.state_dir)
+    shared = _shared(config)
+    if shared is not None:
+        try:
+            shared.drain(args.instance, args.reason)
+        finally:
+            shared.close()
+        store.audit({"event": "drain", "instance": args.instance, "reason": args.reason})
+        print(f"{args.instance} drained on every controller ({args.reason}); services: "
+              f"{', '.join(services)}; the leader moves traffic away within one round")  # fmt: skip
+        return 0
     store.drain(args.instance, args.reason)
     print(f"{args.instance} drained ({args.reason}); services: {', '.join(services)}")
     pid = store.daemon_pid()
@@ -328,7 +398,17 @@ def cmd_drain(args: argparse.Namespace) -> int:
 def cmd_undrain(args: argparse.Namespace) -> int:
     config = load_config(args.config).config
     _instance_known(config, args.instance)
-    if not StateStore(config.state_dir).undrain(args.instance):
+    shared = _shared(config)
+    if shared is not None:
+        try:
+            found = shared.undrain(args.instance)
+        finally:
+            shared.close()
+        if found:
+            StateStore(config.state_dir).audit({"event": "undrain", "instance": args.instance})
+    else:
+        found = StateStore(config.state_dir).undrain(args.instance)
+    if not found:
         print(f"{args.instance} is not drained")
         return 0
     print(f"{args.instance} undrained; traffic does not move back by itself (sticky)")

@@ -15,6 +15,7 @@ Imports the controller's modules and everything below; only the CLI imports it.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import queue
@@ -32,17 +33,19 @@ from dnsfailover.controller.backoff import Backoff
 from dnsfailover.controller.reconcile import MAX_CONFLICTS, Reconciler, Report
 from dnsfailover.controller.runtime import ProbeJob, Runtime
 from dnsfailover.controller.scheduler import ProbeScheduler
-from dnsfailover.controller.state import StateStore
+from dnsfailover.controller.shared import Shared, edit, mirror, request_done, with_flip
+from dnsfailover.controller.state import Flip, StateStore
 from dnsfailover.controller.verify import ClientVerifier
 from dnsfailover.controller.verify import window as verify_window
 from dnsfailover.controller.workers import Flight, Workers
 from dnsfailover.coordination.coordinator import Coordinator
+from dnsfailover.coordination.etcd import Etcd
 from dnsfailover.errors import ConfigError, DnsFailoverError, FencedError, StateError
 from dnsfailover.health import HealthSnapshot, HealthTracker, InstanceHealth, State
 from dnsfailover.metrics import Metrics
 from dnsfailover.notify import Notifications
 from dnsfailover.plan.budget import convergence_budget
-from dnsfailover.policy import Kind
+from dnsfailover.policy import Decision, Kind
 from dnsfailover.results import ProbeResult
 from dnsfailover.systemd import Notifier
 
@@ -107,6 +110,9 @@ class Daemon:
         )
         self._fenced: dict[str, int] = {}  # service → the token its fence holds (ours)
         self._leading: int | None = None  # our token while we lead
+        self._shared = Shared()  # pins, drains, requests and flips in etcd (shared.py)
+        self._shared_text: str | None = None
+        self._handled: set[str] = set()  # failover requests taken on by this controller
         self._register(self.runtime)
 
     def _reconciler(self) -> Reconciler:
@@ -363,6 +369,8 @@ class Daemon:
         assert self.coordinator is not None
         view = self.coordinator.view()
         telemetry.record_coordination(self.metrics, view)
+        if view.shared != self._shared_text:
+            self._mirror(view.shared)
         token = view.token if view.leading else None
         if token != self._leading:
             self._leading = token
@@ -372,6 +380,45 @@ class Daemon:
             self.cycle()
         else:
             self._write_health()
+
+    def _mirror(self, text: str | None) -> None:
+        """The shared pins, drains and flips into state.json (the reconciler reads them)."""
+        try:
+            shared = Shared.parse(text)
+            mirror(self.store, shared, self.clock())
+        except DnsFailoverError as e:
+            log.error("shared_state_not_mirrored error=%s", e)
+            return
+        self._shared, self._shared_text = shared, text
+
+    def _share(self, report: Report) -> None:
+        """The leader's flip into the shared history; a request's outcome to its CLI."""
+        assert self.coordinator is not None
+        decision = report.decision
+        plan = report.plan
+        key = report.service
+        if (
+            report.applied
+            and decision is not None
+            and decision.kind is Kind.MOVE
+            and decision.target is not None
+            and not (plan is not None and plan.ttl_only)
+        ):
+            flip = Flip(report.write_acked_at or self.clock(), decision.current, decision.target,
+                        decision.rule)  # fmt: skip
+            state_key = self.coordinator.state_key
+            self.coordinator.submit(lambda etcd: etcd.update(state_key, edit(with_flip(key, flip))))
+        if report.request is None:
+            return
+        result = json.dumps(documents.audit_entry(report), default=str)
+        result_key = f"{self.coordinator.results_prefix}{report.request}"
+        request = report.request
+
+        def answer(etcd: Etcd) -> None:
+            etcd.put(result_key, result)
+            etcd.update(self.coordinator.state_key, edit(request_done(key, request)))  # type: ignore[union-attr]
+
+        self.coordinator.submit(answer)
 
     def _audit_leadership(self, view: Any) -> None:
         entry = {
@@ -456,16 +503,27 @@ class Daemon:
         runtime = self.runtime
         settings = runtime.config.services[service]
         provider = runtime.provider_for(settings)
+        request = self._shared.requests.get(service) if token is not None else None
+        if request is not None and request.id in self._handled:
+            request = None
+        manual = None
+        if request is not None:
+            self._handled.add(request.id)
+            log.info("failover_request service=%s to=%s from=%s", service, request.to,
+                     request.origin)  # fmt: skip
+            manual = Decision(Kind.MOVE, None, request.to, "manual", request.reason)
         report = self.reconciler.prepare(
             service,
             settings,
             provider,
             self.health(service),  # this service only: a cycle reconciles all
+            manual=manual,
             trigger_at=trigger_at,
             settle_until=self.settle_until.get(service, -math.inf),
         )
         if token is not None:
             report.site, report.fence = self.quorum_site, token
+            report.request = request.id if request is not None else None
         if not report.wants_write:
             self._conclude(report)
             return report
@@ -515,6 +573,8 @@ class Daemon:
     def _conclude(self, report: Report) -> None:
         service = report.service
         self.reconciler.finish(report)
+        if self.coordinator is not None and report.fence is not None:
+            self._share(report)
         self.last_reports[service] = report
         decision = report.decision
         if report.applied and decision is not None and decision.kind is Kind.MOVE:

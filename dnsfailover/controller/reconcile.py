@@ -77,6 +77,7 @@ class Report:
     site: str | None = None
     fence: int | None = None
     fenced: bool = False
+    request: str | None = None  # the shared failover request this carries out (shared.py)
 
     @property
     def flipped(self) -> bool:

@@ -7,7 +7,11 @@ delays a renewal). Each round it
 3. campaigns: one transaction creates `<prefix>leader` bound to the lease only if it does not
    exist (create_revision == 0), else reads it. The leader is whoever's lease holds the key;
    the fencing token is the key's create_revision, which only grows,
-4. reads every live site's report (a site whose lease expired has none).
+4. reads every live site's report (a site whose lease expired has none), and the shared
+   state (`<prefix>state`: the operator's pins, drains and failover requests, and the flip
+   history, which every controller mirrors into its own state.json),
+5. runs the etcd actions the daemon queued (`submit`): the leader's flip records, the outcome
+   of a failover request.
 A round runs every third of the renew deadline, and at once when the controller publishes a
 new report. The leader may write only until `deadline` after the send time of its last
 successful renewal (shorter than the lease TTL, as Patroni does): past that it stops writing
@@ -47,13 +51,15 @@ class View:
     error: str | None = None
     since: float = 0.0  # monotonic: when etcd_ok last changed
     reports: Mapping[str, str] = field(default_factory=dict)  # live site → its report (JSON)
+    shared: str | None = None  # the shared state document (JSON), as last read
 
     def may_write(self, now: float) -> bool:
         return self.leading and now < self.renewed_at + self.deadline
 
     def key(self) -> tuple[object, ...]:
         """What the daemon reacts to: leadership, etcd's reachability, the reports."""
-        return (self.leader, self.token, self.leading, self.etcd_ok, tuple(self.reports.items()))
+        reports = tuple(self.reports.items())
+        return (self.leader, self.token, self.leading, self.etcd_ok, reports, self.shared)
 
 
 class Coordinator:
@@ -72,12 +78,15 @@ class Coordinator:
         prefix = settings.etcd.prefix
         self.leader_key = f"{prefix}leader"
         self.reports_prefix = f"{prefix}reports/"
+        self.state_key = f"{prefix}state"
+        self.results_prefix = f"{prefix}results/"
         self.deadline = settings.etcd.deadline
         self.round = min(1.0, self.deadline / 3)
         self._lease: int | None = None
         self._lease_at = -float("inf")
         self._report: str | None = None  # what this site wants published
         self._published: str | None = None
+        self._actions: list[Callable[[Etcd], object]] = []  # etcd writes queued by the daemon
         self._view = View(self.site, deadline=self.deadline)
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -101,6 +110,13 @@ class Coordinator:
         """This site's report; sent by the next round, which starts now."""
         with self._lock:
             self._report = report
+        self._wake.set()
+
+    def submit(self, action: Callable[[Etcd], object]) -> None:
+        """An etcd write for the next round (which starts now); kept for the round after when
+        etcd does not answer."""
+        with self._lock:
+            self._actions.append(action)
         self._wake.set()
 
     def stop(self, timeout: float = 2.0) -> None:
@@ -166,6 +182,8 @@ class Coordinator:
             kv.key[len(self.reports_prefix) :]: kv.value
             for kv in self.etcd.get_prefix(self.reports_prefix)
         }
+        self._run_actions()
+        shared = self.etcd.get(self.state_key)
         return View(
             self.site,
             leader=holder.value if holder else None,
@@ -176,7 +194,18 @@ class Coordinator:
             etcd_ok=True,
             since=before.since,
             reports=MappingProxyType(reports),
+            shared=shared.value if shared else None,
         )
+
+    def _run_actions(self) -> None:
+        while True:
+            with self._lock:
+                if not self._actions:
+                    return
+                action = self._actions[0]
+            action(self.etcd)  # EtcdError: it stays queued for the next round
+            with self._lock:
+                self._actions.pop(0)
 
     def _failed(self, before: View, error: str) -> View:
         """etcd did not answer: keep what we knew, but leadership ends with the deadline, and

@@ -158,6 +158,11 @@ class Etcd:
             body["lease"] = lease
         self._call("put", lambda c: c.post(c.get_url("/kv/put"), json=body))
 
+    def delete(self, key: str) -> None:
+        self._call(
+            "delete", lambda c: c.post(c.get_url("/kv/deleterange"), json={"key": _b64(key)})
+        )
+
     def get(self, key: str) -> KeyValue | None:
         def call(c: Etcd3Client) -> KeyValue | None:
             answer = c.post(c.get_url("/kv/range"), json={"key": _b64(key)})
@@ -208,6 +213,16 @@ class Etcd:
         }
         answer = self._call("replace", lambda c: c.post(c.get_url("/kv/txn"), json=txn))
         return bool(answer.get("succeeded", False))
+
+    def update(self, key: str, change: Callable[[str | None], str], attempts: int = 5) -> str:
+        """Read-modify-write of one key by compare-and-swap (another writer in between: read
+        again, up to `attempts` times). Returns the value written."""
+        for _ in range(attempts):
+            found = self.get(key)
+            value = change(found.value if found else None)
+            if self.replace(key, value, found.mod_revision if found else 0):
+                return value
+        raise EtcdError(f"etcd update of {key}: changed under us {attempts} times in a row")
 
     def close(self) -> None:
         for client in self._clients:

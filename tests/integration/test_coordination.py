@@ -6,13 +6,13 @@ Every partition is a packet filter inside one site; nothing in dnsfailover is sw
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 from lab import Lab
 from lab.coordination import A, B, Cluster, is_stopped
-from lab.scenario import wait_for
-
+from lab.scenario import NAME, wait_for
 
 DETECTION = 2 * 1.0 + 0.8  # fall 2 × interval 1 s + the probe's timeout
 LEASE = 2.0
@@ -140,3 +140,34 @@ def test_etcd_without_quorum_stops_every_write_until_it_is_back(lab: Lab, tmp_pa
     wait_for(lambda: cluster.served() == {B}, DETECTION + 15, "the failover health calls for")
     wait_for(lambda: any(cluster.writes(s) for s in cluster.daemons), 10, "its audit entry")
     assert sum(len(cluster.writes(s)) for s in cluster.daemons) == 1
+
+
+def test_operator_commands_from_any_host_are_carried_out_by_the_leader(
+    lab: Lab, tmp_path: Path
+) -> None:
+    cluster = Cluster(lab, tmp_path)
+    cluster.start()
+    leader = cluster.wait_leader()
+    cluster.wait_fenced(leader)
+    follower = next(s for s in cluster.daemons if s != leader)
+    done = cluster.cli(follower, "failover", "acme", "--to", "ca-b", "--reason", "maintenance")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"by {leader}" in done.stdout and "served:" in done.stdout
+    assert all(s.rrset(NAME, "CNAME") == {B} for s in cluster.bind.servers)
+    [entry] = cluster.writes(leader)
+    assert (entry["event"], entry["to"], entry["site"]) == ("manual", "ca-b", leader)
+    assert entry["fence"] == cluster.coordination(leader)["token"]
+    for site in cluster.daemons:  # the pin is everybody's
+        wait_for(lambda s=site: cluster.state(s).get("pins", {}).get("acme", {}).get("instance")  # type: ignore[misc]
+                 == "ca-b", 10, f"the pin mirrored at {site}")  # fmt: skip
+    # Released and drained from a third host: the leader moves the name off the drained one.
+    other = next(s for s in cluster.daemons if s not in (leader, follower))
+    assert cluster.cli(other, "release", "acme").returncode == 0
+    drained = cluster.cli(other, "drain", "ca-b", "--reason", "disk swap")
+    assert drained.returncode == 0, drained.stderr
+    wait_for(lambda: cluster.served() == {A}, 15, "the name off the drained ca-b")
+    assert "ca-b" in cluster.state(leader).get("drains", {})
+    # The leader's flips are shared: a successor honours them (hold-down, flip rate).
+    flips = [f["target"] for f in json.loads(
+        cluster.etcd_value("/dnsfailover/state") or "{}").get("flips", {}).get("acme", [])]  # fmt: skip
+    assert flips == ["ca-b", "ca-a"]

@@ -1,0 +1,193 @@
+"""The state several controllers share, in etcd: the operator's pins and drains, failover
+requests, and the flip history (so that a new leader honours the old one's hold-down).
+
+One JSON document at `<prefix>state`, changed only by compare-and-swap (`Etcd.update`): by the
+CLI on any controller's host (pin, release, drain, undrain, failover) and by the leader (its
+flips; a request it has carried out). Every daemon mirrors the pins, drains and flips into its
+own state.json, so the reconciler decides from them as it does with one controller, and
+`status` shows them on every host. A failover request is carried out by whichever controller
+leads: a manual move with its fencing token, its outcome put at `<prefix>results/<id>` for
+the CLI that waits on it.
+Imports the state values, config values and the coordination package's etcd client.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from dnsfailover.config.models import Coordination
+from dnsfailover.controller.state import FLIP_HISTORY, Drain, Flip, Pin, State, StateStore
+from dnsfailover.coordination.etcd import Etcd
+from dnsfailover.errors import DnsFailoverError, StateError
+
+
+@dataclass(frozen=True)
+class Request:
+    """`dnsfailover failover SERVICE --to INSTANCE`, for the leader to carry out."""
+
+    id: str
+    to: str
+    reason: str
+    at: float
+    origin: str  # the site whose CLI asked
+
+
+@dataclass(frozen=True)
+class Shared:
+    state: State = field(default_factory=State)
+    requests: dict[str, Request] = field(default_factory=dict)  # service → request
+
+    def to_text(self) -> str:
+        document = self.state.to_json()
+        document.pop("intents")  # flips in progress stay with the controller writing them
+        document["requests"] = {s: vars(r) for s, r in self.requests.items()}
+        return json.dumps(document, sort_keys=True)
+
+    @classmethod
+    def parse(cls, text: str | None) -> Shared:
+        if text is None:
+            return cls()
+        try:
+            data = json.loads(text)
+            state = State.from_json({**data, "intents": {}})
+            requests = {s: Request(**r) for s, r in data.get("requests", {}).items()}
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise StateError(f"the shared state in etcd does not parse: {e}") from None
+        return cls(state, requests)
+
+
+def edit(change: Callable[[Shared], Shared]) -> Callable[[str | None], str]:
+    """A compare-and-swap body for `Etcd.update` that changes the parsed document."""
+    return lambda text: change(Shared.parse(text)).to_text()
+
+
+def merge_flips(
+    mine: dict[str, tuple[Flip, ...]], theirs: dict[str, tuple[Flip, ...]], now: float
+) -> dict[str, tuple[Flip, ...]]:
+    """Every flip either side knows of, once, oldest first, within the history kept."""
+    merged: dict[str, tuple[Flip, ...]] = {}
+    for service in set(mine) | set(theirs):
+        seen = {
+            (round(f.at, 3), f.target): f
+            for f in (*mine.get(service, ()), *theirs.get(service, ()))
+        }
+        kept = sorted((f for f in seen.values() if now - f.at < FLIP_HISTORY), key=lambda f: f.at)
+        merged[service] = tuple(kept)
+    return merged
+
+
+def mirror(store: StateStore, shared: Shared, now: float) -> None:
+    """Make state.json's pins and drains the shared ones, and its flips both sides' flips."""
+    store.update(
+        lambda local: replace(
+            local,
+            pins=dict(shared.state.pins),
+            drains=dict(shared.state.drains),
+            flips=merge_flips(local.flips, shared.state.flips, now),
+        )
+    )
+
+
+def with_flip(service: str, flip: Flip) -> Callable[[Shared], Shared]:
+    return lambda shared: replace(shared, state=shared.state.with_flip(service, flip))
+
+
+def request_done(service: str, request_id: str) -> Callable[[Shared], Shared]:
+    """Remove the request, if it is still the one carried out (not a newer one)."""
+
+    def change(shared: Shared) -> Shared:
+        found = shared.requests.get(service)
+        if found is None or found.id != request_id:
+            return shared
+        return replace(shared, requests={k: r for k, r in shared.requests.items() if k != service})
+
+    return change
+
+
+class SharedStore:
+    """The CLI's side: the operator's verbs on the shared state, and waiting for a request."""
+
+    def __init__(self, settings: Coordination, etcd: Etcd | None = None) -> None:
+        self.settings = settings
+        self.etcd = etcd if etcd is not None else Etcd(settings.etcd)
+        self.key = f"{settings.etcd.prefix}state"
+        self.results = f"{settings.etcd.prefix}results/"
+
+    def load(self) -> Shared:
+        found = self.etcd.get(self.key)
+        return Shared.parse(found.value if found else None)
+
+    def change(self, how: Callable[[Shared], Shared]) -> Shared:
+        return Shared.parse(self.etcd.update(self.key, edit(how)))
+
+    def pin(self, service: str, instance: str, reason: str) -> None:
+        pin = Pin(instance, reason, time.time())
+        self.change(
+            lambda s: replace(s, state=replace(s.state, pins={**s.state.pins, service: pin}))
+        )
+
+    def release(self, service: str) -> Pin | None:
+        pin = self.load().state.pins.get(service)
+        self.change(
+            lambda s: replace(
+                s,
+                state=replace(
+                    s.state, pins={k: p for k, p in s.state.pins.items() if k != service}
+                ),
+            )
+        )
+        return pin
+
+    def drain(self, instance: str, reason: str) -> None:
+        drain = Drain(reason, time.time())
+        self.change(
+            lambda s: replace(s, state=replace(s.state, drains={**s.state.drains, instance: drain}))
+        )
+
+    def undrain(self, instance: str) -> bool:
+        found = instance in self.load().state.drains
+        self.change(
+            lambda s: replace(
+                s,
+                state=replace(
+                    s.state, drains={k: d for k, d in s.state.drains.items() if k != instance}
+                ),
+            )
+        )
+        return found
+
+    def request_failover(self, service: str, to: str, reason: str) -> Request:
+        """Pin the service to `to` and ask the leader to move it there now, in one write."""
+        request = Request(uuid.uuid4().hex, to, reason, time.time(), self.settings.site)
+        pin = Pin(to, reason, request.at)
+
+        def ask(shared: Shared) -> Shared:
+            state = replace(shared.state, pins={**shared.state.pins, service: pin})
+            return Shared(state, {**shared.requests, service: request})
+
+        self.change(ask)
+        return request
+
+    def wait_result(self, request: Request, timeout: float) -> dict[str, Any]:
+        """The leader's outcome of `request`; DnsFailoverError when none came in `timeout`."""
+        key = f"{self.results}{request.id}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.etcd.get(key)
+            if found is not None:
+                self.etcd.delete(key)
+                result: dict[str, Any] = json.loads(found.value)
+                return result
+            time.sleep(0.1)
+        raise DnsFailoverError(
+            f"no leader carried out the failover within {timeout:.0f}s (is a daemon leading? "
+            "`dnsfailover status`); the request and the pin stay in etcd"
+        )
+
+    def close(self) -> None:
+        self.etcd.close()
