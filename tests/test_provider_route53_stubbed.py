@@ -14,7 +14,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from dnsfailover.config.models import Route53Settings as Settings
-from dnsfailover.errors import ConflictError, ProviderAuthError, TransientError
+from dnsfailover.errors import ConflictError, FencedError, ProviderAuthError, TransientError
 from dnsfailover.providers import RetryPolicy
 from dnsfailover.providers.route53 import Route53Provider, make_client
 from dnsfailover.rrset import Change, RRset
@@ -166,3 +166,51 @@ def test_read_refuses_alias_records(stubbed: Any) -> None:
     stubber.add_response("list_resource_record_sets", listing)
     with pytest.raises(Exception, match="routing policy"):
         dns.read(ACME, "CNAME")
+
+
+FENCE = "_dnsfailover." + ACME
+
+
+def _fence_listing(token: int) -> dict[str, Any]:
+    return _listing(RRset.of(FENCE, "TXT", 60, [f'"epoch={token}"']))
+
+
+def _txt(action: str, token: int) -> dict[str, Any]:
+    return {"Action": action, "ResourceRecordSet": {"Name": FENCE, "Type": "TXT", "TTL": 60,
+            "ResourceRecords": [{"Value": f'"epoch={token}"'}]}}  # fmt: skip
+
+
+def test_a_fenced_write_moves_the_fence_in_the_same_batch(stubbed: Any) -> None:
+    dns, stubber, _ = stubbed
+    stubber.add_response("list_resource_record_sets", _fence_listing(4))
+    expected = {"HostedZoneId": ZONE_ID, "ChangeBatch": {"Comment": ANY, "Changes": [
+        _txt("DELETE", 4), _txt("CREATE", 9),
+        {"Action": "DELETE", "ResourceRecordSet": {"Name": ACME, "Type": "CNAME", "TTL": 60,
+                                                   "ResourceRecords": [{"Value": A.values[0]}]}},
+        {"Action": "CREATE", "ResourceRecordSet": {"Name": ACME, "Type": "CNAME", "TTL": 60,
+                                                   "ResourceRecords": [{"Value": B.values[0]}]}},
+    ]}}  # fmt: skip
+    stubber.add_response("change_resource_record_sets", _change(), expected)
+    dns.apply(Change(A, B), fence=9)
+
+
+def test_a_batch_refused_because_the_fence_moved_is_fenced(stubbed: Any) -> None:
+    """Route 53 refuses the whole batch when the fence's DELETE no longer matches: a newer
+    leader moved it between our read and our write."""
+    dns, stubber, sleeps = stubbed
+    stubber.add_response("list_resource_record_sets", _fence_listing(4))
+    stubber.add_client_error(
+        "change_resource_record_sets", "InvalidChangeBatch",
+        "Tried to delete resource record set but the values provided do not match", 400,
+    )  # fmt: skip
+    stubber.add_response("list_resource_record_sets", _fence_listing(11))
+    with pytest.raises(FencedError, match="refused the write.*epoch=11, newer than ours"):
+        dns.apply(Change(A, B), fence=9)
+    assert sleeps == []
+
+
+def test_an_older_token_is_not_even_sent(stubbed: Any) -> None:
+    dns, stubber, _ = stubbed
+    stubber.add_response("list_resource_record_sets", _fence_listing(11))
+    with pytest.raises(FencedError, match="another controller leads"):
+        dns.apply(Change(A, B), fence=9)

@@ -114,10 +114,10 @@ class Etcd:
                 self._authenticate(client)
                 result = fn(client)
             except Etcd3Exception as e:
-                detail = (e.detail_text or str(e) or type(e).__name__).strip().splitlines()
-                if "invalid auth token" in " ".join(detail):
+                detail = " ".join((e.detail_text or str(e) or "").split())[:160]
+                if "invalid auth token" in detail:
                     client.session.headers.pop("Authorization", None)
-                errors.append(f"{self.settings.endpoints[index]}: {type(e).__name__}: {detail[:1]}")
+                errors.append(f"{self.settings.endpoints[index]}: {type(e).__name__}: {detail}")
                 continue
             except (requests.RequestException, ValueError, KeyError) as e:
                 errors.append(f"{self.settings.endpoints[index]}: {type(e).__name__}")

@@ -10,6 +10,7 @@ import pytest
 from dnsfailover.config.models import Rfc2136Settings as Settings
 from dnsfailover.errors import (
     ConflictError,
+    FencedError,
     NotAuthoritativeError,
     ProviderAuthError,
     ProviderRefusedError,
@@ -17,7 +18,7 @@ from dnsfailover.errors import (
 )
 from dnsfailover.providers import RetryPolicy
 from dnsfailover.providers.rfc2136 import Rfc2136Provider
-from dnsfailover.rrset import Change, RRset
+from dnsfailover.rrset import Change, Fence, RRset
 from lab import Lab
 from lab.bind import BindPair
 
@@ -198,3 +199,48 @@ def test_render_is_an_nsupdate_script_without_the_secret(bind: BindPair) -> None
     )
     assert bind.update_key.secret not in text
     assert bind.primary.rrset(ACME, "CNAME") == {"ca-a.example.test."}
+
+
+# ----------------------------------------------------------------------------- the fence
+
+
+FENCE = "_dnsfailover." + ACME
+
+
+class Overtaken(Rfc2136Provider):
+    """A leader that reads the fence, then loses the race: a newer leader moves it before
+    our UPDATE reaches BIND (what a frozen-then-thawed leader does)."""
+
+    newer: Rfc2136Provider | None = None
+
+    def _write(self, change: Change, fence: Fence | None = None) -> str:
+        if self.newer is not None:
+            self.newer.move_fence(change.name, 20)
+            self.newer = None
+        return super()._write(change, fence)
+
+
+def test_bind_refuses_a_write_whose_token_is_no_longer_the_fence(bind: BindPair) -> None:
+    dns = provider(bind)
+    assert dns.move_fence(ACME, 10) is None
+    assert bind.primary.rrset(FENCE, "TXT") == {'"epoch=10"'}
+    dns.apply(Change(cname("ca-a.example.test."), cname("ca-b.example.test.")), fence=10)
+    serial = bind.primary.soa_serial()
+    stale = Overtaken("bind", dns.settings, retry=FAST)
+    stale.newer = provider(bind)
+    # The record's own compare-and-swap would pass (it holds ca-b): only the fence refuses.
+    with pytest.raises(FencedError, match=r"refused the write \(.*\): .*epoch=20, newer than ours"):
+        stale.apply(Change(cname("ca-b.example.test."), cname("ca-a.example.test.")), fence=10)
+    assert bind.primary.rrset(ACME, "CNAME") == {"ca-b.example.test."}
+    assert bind.primary.rrset(FENCE, "TXT") == {'"epoch=20"'}
+    assert bind.primary.soa_serial() == serial + 1  # the fence move alone
+    with pytest.raises(FencedError, match="epoch=20, newer than ours"):
+        dns.move_fence(ACME, 10)  # the deposed leader cannot take it back either
+
+
+def test_the_fence_needs_its_own_grant(bind: BindPair) -> None:
+    """A key without the fence's grant in update-policy: a clear refusal, nothing written."""
+    dns = provider(bind, tsig={"key_file": str(bind.other_key.path)})
+    with pytest.raises(ProviderRefusedError, match="update-policy"):
+        dns.move_fence(ACME, 3)
+    assert bind.primary.rrset(FENCE, "TXT") == set()
