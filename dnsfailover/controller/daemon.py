@@ -15,7 +15,6 @@ Imports the controller's modules and everything below; only the CLI imports it.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import queue
@@ -28,19 +27,17 @@ from types import FrameType
 from typing import Any
 
 from dnsfailover.config import load_config
-from dnsfailover.controller import coordinated, documents, telemetry
+from dnsfailover.controller import documents, telemetry
 from dnsfailover.controller.backoff import Backoff
+from dnsfailover.controller.leadership import Leadership
 from dnsfailover.controller.reconcile import MAX_CONFLICTS, Reconciler, Report
 from dnsfailover.controller.runtime import ProbeJob, Runtime
 from dnsfailover.controller.scheduler import ProbeScheduler
-from dnsfailover.controller.shared import Shared, edit, mirror, request_done, with_flip
-from dnsfailover.controller.state import Flip, StateStore
+from dnsfailover.controller.state import StateStore
 from dnsfailover.controller.verify import ClientVerifier
 from dnsfailover.controller.verify import window as verify_window
 from dnsfailover.controller.workers import Flight, Workers
-from dnsfailover.coordination.coordinator import Coordinator
-from dnsfailover.coordination.etcd import Etcd
-from dnsfailover.errors import ConfigError, DnsFailoverError, FencedError, StateError
+from dnsfailover.errors import ConfigError, DnsFailoverError, StateError
 from dnsfailover.health import HealthSnapshot, HealthTracker, InstanceHealth, State
 from dnsfailover.metrics import Metrics
 from dnsfailover.notify import Notifications
@@ -102,17 +99,11 @@ class Daemon:
         # Several controllers (coordination:): only the leader decides and writes, from the
         # quorum of the sites' reports; it first moves each service's fence to its token.
         coordination = loaded.config.coordination
-        self.quorum = coordinated.Quorum(coordination) if coordination else None
-        self.coordinator = (
-            Coordinator(coordination, lambda: self.queue.put(COORDINATION))
+        self.leadership = (
+            Leadership(coordination, self.store, lambda: self.queue.put(COORDINATION), clock)
             if coordination
             else None
         )
-        self._fenced: dict[str, int] = {}  # service → the token its fence holds (ours)
-        self._leading: int | None = None  # our token while we lead
-        self._shared = Shared()  # pins, drains, requests and flips in etcd (shared.py)
-        self._shared_text: str | None = None
-        self._handled: set[str] = set()  # failover requests taken on by this controller
         self._register(self.runtime)
 
     def _reconciler(self) -> Reconciler:
@@ -184,8 +175,8 @@ class Daemon:
             self._check_state_directory()
             self.install_signal_handlers()
             self._serve_metrics()
-            if self.coordinator is not None:
-                self.coordinator.start()
+            if self.leadership is not None:
+                self.leadership.start()
             self._start_probes()
             log.info(
                 "started services=%d probes=%d dry_run=%s",
@@ -239,8 +230,8 @@ class Daemon:
         grace = self.runtime.config.shutdown_grace
         left = self._workers.drain(grace)
         self._checks.drain(0.0)  # a client check writes nothing: not waited for
-        if self.coordinator is not None:
-            self.coordinator.stop()  # after the writes: the lease covered them
+        if self.leadership is not None:
+            self.leadership.stop()  # after the writes: the lease covered them
         self._drain_queue(timeout=0.0)  # the outcomes that came in while we waited
         for flight in left:
             report: Report = flight.payload
@@ -301,8 +292,8 @@ class Daemon:
                 break
         for flight in landed:
             self._land(flight)
-        if self.coordinator is not None and (changed or not self._ready):
-            self.coordinator.publish(coordinated.site_report(self.quorum_site, self.snapshot()))
+        if self.leadership is not None and (changed or not self._ready):
+            self.leadership.publish(self.snapshot())
         if not self._ready and self._seen_jobs >= self._job_keys:
             self._ready = True
             self.cycle()
@@ -350,139 +341,41 @@ class Daemon:
 
     # ------------------------------------------------------------------ several controllers
 
-    @property
-    def quorum_site(self) -> str:
-        assert self.quorum is not None
-        return self.quorum.settings.site
-
     def health(self, service: str) -> Mapping[str, InstanceHealth]:
         """What the policy decides from: this controller's view, or the sites' quorum."""
         own = self.tracker.instances(service)
-        if self.coordinator is None or self.quorum is None:
-            return own
-        others = self.quorum.reports(self.coordinator.view())
-        return self.quorum.health(service, own, others)
+        return own if self.leadership is None else self.leadership.health(service, own)
 
     def _coordination_changed(self) -> None:
         """Leadership or a site's report changed: the leader reconciles every service (a new
-        leader moves each fence first); a controller that lost the lead forgets its fences."""
-        assert self.coordinator is not None
-        view = self.coordinator.view()
-        telemetry.record_coordination(self.metrics, view)
-        if view.shared != self._shared_text:
-            self._mirror(view.shared)
-        token = view.token if view.leading else None
-        if token != self._leading:
-            self._leading = token
-            self._fenced.clear()
-            self._audit_leadership(view)
-        if view.leading:
+        leader moves each fence first)."""
+        assert self.leadership is not None
+        telemetry.record_coordination(self.metrics, self.leadership.view())
+        if self.leadership.changed():
             self.cycle()
         else:
             self._write_health()
 
-    def _mirror(self, text: str | None) -> None:
-        """The shared pins, drains and flips into state.json (the reconciler reads them)."""
-        try:
-            shared = Shared.parse(text)
-            mirror(self.store, shared, self.clock())
-        except DnsFailoverError as e:
-            log.error("shared_state_not_mirrored error=%s", e)
-            return
-        self._shared, self._shared_text = shared, text
-
-    def _share(self, report: Report) -> None:
-        """The leader's flip into the shared history; a request's outcome to its CLI."""
-        assert self.coordinator is not None
-        decision = report.decision
-        plan = report.plan
-        key = report.service
-        if (
-            report.applied
-            and decision is not None
-            and decision.kind is Kind.MOVE
-            and decision.target is not None
-            and not (plan is not None and plan.ttl_only)
-        ):
-            flip = Flip(report.write_acked_at or self.clock(), decision.current, decision.target,
-                        decision.rule)  # fmt: skip
-            state_key = self.coordinator.state_key
-            self.coordinator.submit(lambda etcd: etcd.update(state_key, edit(with_flip(key, flip))))
-        if report.request is None:
-            return
-        result = json.dumps(documents.audit_entry(report), default=str)
-        result_key = f"{self.coordinator.results_prefix}{report.request}"
-        request = report.request
-
-        def answer(etcd: Etcd) -> None:
-            etcd.put(result_key, result)
-            etcd.update(self.coordinator.state_key, edit(request_done(key, request)))  # type: ignore[union-attr]
-
-        self.coordinator.submit(answer)
-
-    def _audit_leadership(self, view: Any) -> None:
-        entry = {
-            "event": "leadership_acquired" if view.leading else "leadership_lost",
-            "site": view.site,
-            "leader": view.leader,
-            "fence": view.token,
-            "service": None,
-        }
-        try:
-            self.store.audit(entry)
-        except DnsFailoverError as e:
-            log.error("audit_failed error=%s", e)
-
     def _may_write(self) -> bool:
-        return self.coordinator is None or self.coordinator.may_write()
+        return self.leadership is None or self.leadership.may_write()
 
-    def _fence(self, service: str, token: int) -> None:
-        """A new leader's first write for a service: move its fence to our token."""
+    def _fence(self, service: str) -> None:
+        assert self.leadership is not None
         runtime = self.runtime
         settings = runtime.config.services[service]
         provider = runtime.provider_for(settings)
-        report = Report(service, change=f"fence {settings.name} → epoch={token}", fence=token)
-        report.site = self.quorum_site
-
-        def work() -> None:
-            if not self._may_write():
-                report.error = "not leading any more: fence not moved"
-                return
-            try:
-                before = provider.move_fence(settings.name, token)
-                report.applied = True
-                report.pending = f"epoch={before}" if before is not None else "none"
-            except FencedError as e:
-                report.fenced, report.error = True, str(e)
-            except DnsFailoverError as e:
-                report.error = str(e)
-
-        flight = Flight(service, "fence", report, runtime, provider.change_timeout)
-        self._workers.submit(flight, work)
+        report, work = self.leadership.fence_work(service, settings.name, provider)
+        self._workers.submit(
+            Flight(service, "fence", report, runtime, provider.change_timeout), work
+        )
 
     def _fence_landed(self, report: Report) -> None:
-        service, token = report.service, report.fence
-        entry = {
-            "service": service,
-            "event": "fenced" if report.fenced else "fence",
-            "site": report.site,
-            "fence": token,
-            "before": report.pending,
-            "outcome": "applied" if report.applied else "failed",
-            "error": report.error,
-        }
-        try:
-            self.store.audit(entry)
-        except DnsFailoverError as e:
-            log.error("audit_failed service=%s error=%s", service, e)
-        if report.applied and token is not None and token == self._leading:
-            self._fenced[service] = token
-            log.info("fence_moved service=%s token=%s from=%s", service, token, report.pending)
-            self._retries.succeeded(service)
-            self.reconcile(service)
-            return
-        log.error("fence_not_moved service=%s token=%s error=%s", service, token, report.error)
-        self._retries.failed(service, time.monotonic())
+        assert self.leadership is not None
+        if self.leadership.fence_landed(report):
+            self._retries.succeeded(report.service)
+            self.reconcile(report.service)
+        else:
+            self._retries.failed(report.service, time.monotonic())
 
     # ------------------------------------------------------------------ deciding and writing
 
@@ -490,27 +383,19 @@ class Daemon:
         """Decide now; a change to write goes to a worker. None while one is in flight."""
         if self._workers.busy(service):
             return None  # its decisions wait for the outcome
-        token = None
-        if self.coordinator is not None:
-            if not self.coordinator.may_write():
+        request = None
+        if self.leadership is not None:
+            gate = self.leadership.gate(service, self.reconciler.dry_run)
+            if gate == "fence":
+                self._fence(service)
+            if gate != "write":
                 return None  # following: the leader decides
-            token = self._leading
-            if token is None:
-                return None  # leading since this round: _coordination_changed comes next
-            if not self.reconciler.dry_run and self._fenced.get(service) != token:
-                self._fence(service, token)
-                return None
+            request = self.leadership.take_request(service)
         runtime = self.runtime
         settings = runtime.config.services[service]
         provider = runtime.provider_for(settings)
-        request = self._shared.requests.get(service) if token is not None else None
-        if request is not None and request.id in self._handled:
-            request = None
         manual = None
         if request is not None:
-            self._handled.add(request.id)
-            log.info("failover_request service=%s to=%s from=%s", service, request.to,
-                     request.origin)  # fmt: skip
             manual = Decision(Kind.MOVE, None, request.to, "manual", request.reason)
         report = self.reconciler.prepare(
             service,
@@ -521,8 +406,8 @@ class Daemon:
             trigger_at=trigger_at,
             settle_until=self.settle_until.get(service, -math.inf),
         )
-        if token is not None:
-            report.site, report.fence = self.quorum_site, token
+        if self.leadership is not None:
+            report.site, report.fence = self.leadership.site, self.leadership.token
             report.request = request.id if request is not None else None
         if not report.wants_write:
             self._conclude(report)
@@ -573,8 +458,8 @@ class Daemon:
     def _conclude(self, report: Report) -> None:
         service = report.service
         self.reconciler.finish(report)
-        if self.coordinator is not None and report.fence is not None:
-            self._share(report)
+        if self.leadership is not None and report.fence is not None:
+            self.leadership.share(report)
         self.last_reports[service] = report
         decision = report.decision
         if report.applied and decision is not None and decision.kind is Kind.MOVE:
@@ -700,6 +585,8 @@ class Daemon:
             except Exception:  # a bug in one service's cycle must not stop the others
                 log.exception("cycle_crashed service=%s", service)
         self._tell_unsettled()
+        if self.leadership is not None:
+            telemetry.record_coordination(self.metrics, self.leadership.view())
         self._write_health()
         self.metrics.last_cycle.set(self.clock())
         self.notifier.status(self.status_line())
@@ -770,14 +657,13 @@ class Daemon:
         return found
 
     def _write_health(self) -> None:
-        view = self.coordinator.view() if self.coordinator is not None else None
         document = documents.health_document(
             self.snapshot(),
             self.active,
             self.last_reports,
             self.writing(),
             self.settle_until,
-            coordinated.status(view, self.quorum.settings if self.quorum else None),
+            self.leadership.status() if self.leadership is not None else None,
         )
         try:
             self.store.save_health(document)

@@ -17,7 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from dnsfailover.crashpoint import crashpoint
-from dnsfailover.errors import ConflictError, FencedError, ProviderError, TransientError
+from dnsfailover.errors import (
+    ConflictError,
+    DnsFailoverError,
+    FencedError,
+    ProviderError,
+    TransientError,
+)
 from dnsfailover.rrset import Change, Fence, RRset, canonical_name
 
 log = logging.getLogger(__name__)
@@ -176,11 +182,15 @@ class Provider(ABC):
         return Fence(name, current, token)
 
     def _refused_for_fence(self, name: str, token: int, error: ConflictError) -> None:
-        """After a refused write: FencedError when a newer token holds the fence now."""
+        """After a refused write: FencedError when a newer token holds the fence now. When
+        the fence cannot be read again, the refusal stands as it is (a conflict, never a
+        transient error that a retry would send again)."""
         try:
             self._fence_to(name, token)
         except FencedError as e:
             raise FencedError(f"the server refused the write ({error}): {e}") from None
+        except DnsFailoverError as e:
+            raise ConflictError(f"{error}; the fence could not be read again: {e}") from None
 
     def move_fence(self, name: str, token: int) -> int | None:
         """A new leader's first step for each managed name: move the fence to its token (a
