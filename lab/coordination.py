@@ -15,12 +15,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from lab.lab import Lab
 from lab.process import LabError
 from lab.scenario import NAME, DaemonProcess, wait_for, write_config
 from lab.sites import NETWORK, Site
 
 SITES = ("east", "west", "north")
+METRICS_PORT = 9464  # in each site's own namespace
 A, B = "ca-a.example.test.", "ca-b.example.test."
 
 
@@ -69,6 +72,7 @@ class Cluster:
             {"checks": {"interval": "1s", "timeout": "800ms", "rise": 2, "fall": 2}, **service},
             provider,
             coordination=coordination,
+            metrics_listen=f"{self.sites[site].address}:{METRICS_PORT}",
         )
 
     def start(self, *sites: str, env: dict[str, str] | None = None, **service: Any) -> None:
@@ -138,6 +142,11 @@ class Cluster:
                               capture_output=True, text=True, env={"ETCDCTL_API": "3"},
                               timeout=10, check=False)  # fmt: skip
         return done.stdout.strip() or None
+
+    def metrics(self, site: str) -> str:
+        """The site's daemon's /metrics, scraped from the lab's namespace over the bridge."""
+        url = f"http://{self.sites[site].address}:{METRICS_PORT}/metrics"
+        return requests.get(url, timeout=2).text
 
     def config_path(self, site: str) -> Path:
         return self.directory / site / "config.yaml"

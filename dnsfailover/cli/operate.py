@@ -124,11 +124,27 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"daemon: {'running, pid ' + str(daemon['pid']) if daemon['running'] else 'not running'}"
         f"; health updated {_ago(daemon['health_updated'])}"
     )
+    if "coordination" in document:
+        print(_coordination_line(document["coordination"]))
     for key, entry in document["services"].items():
         print(f"\n{key}: {entry['name']} {entry['type']} → {entry['live']}  [{entry['instance']}]")
         for line in _service_lines(entry):
             print(f"  {line}")
     return 0
+
+
+def _coordination_line(c: dict[str, Any]) -> str:
+    """Who leads, whether this controller may write, etcd, and which sites report."""
+    if "etcd" not in c:
+        return f"coordination: site {c['site']}; no daemon here, so leadership is not known"
+    role = "leading" if c["leading"] else f"following {c['leader'] or '(no leader)'}"
+    writing = "writing" if c["writing_allowed"] else "not writing"
+    etcd = c["etcd"] if c["etcd"] == "ok" else f"UNREACHABLE ({c['etcd_error']})"
+    return (
+        f"coordination: site {c['site']}, {role} (token {c['token']}), {writing}; etcd {etcd}; "
+        f"reporting {', '.join(c['reporting']) or 'none'} of {', '.join(c['sites'])} "
+        f"(quorum {c['quorum']})"
+    )
 
 
 def _service_lines(entry: dict[str, Any]) -> list[str]:
@@ -140,6 +156,9 @@ def _service_lines(entry: dict[str, Any]) -> list[str]:
     for name, h in entry["instances"].items():
         drained = " (drained)" if name in entry["drained"] else ""
         lines.append(f"{name}{drained}: {h.get('state')}  {h.get('reason', '')}")
+        if name in entry.get("quorum", {}):
+            q = entry["quorum"][name]
+            lines.append(f"  quorum: {q['state']}  {q['reason']}")
     last = entry["last"] or {}
     if last.get("event") not in (None, "keep", "none"):
         lines.append(f"last: {last['event']}: {last.get('error') or last.get('reason')}")

@@ -356,6 +356,11 @@ class Daemon:
         else:
             self._write_health()
 
+    def _quorum_health(self) -> dict[str, Mapping[str, InstanceHealth]] | None:
+        if self.leadership is None:
+            return None
+        return {service: self.health(service) for service in self.runtime.config.services}
+
     def _may_write(self) -> bool:
         return self.leadership is None or self.leadership.may_write()
 
@@ -664,6 +669,7 @@ class Daemon:
             self.writing(),
             self.settle_until,
             self.leadership.status() if self.leadership is not None else None,
+            self._quorum_health(),
         )
         try:
             self.store.save_health(document)

@@ -153,9 +153,11 @@ def health_document(
     writing: Mapping[str, dict[str, Any]],
     settle_until: Mapping[str, float],
     coordination: dict[str, Any] | None = None,
+    quorum: Mapping[str, Mapping[str, InstanceHealth]] | None = None,
 ) -> dict[str, Any]:
     """The daemon's view. `writing`: the change each service has in flight or unconfirmed;
-    `coordination`: leadership and sites, with several controllers."""
+    with several controllers, `coordination` (leadership, sites) and `quorum` (each
+    instance's health as the sites' quorum sees it: what the leader decides from)."""
     services: dict[str, Any] = {}
     for key, instances in snapshot.services.items():
         services[key] = {
@@ -165,6 +167,8 @@ def health_document(
             "last": last_summary(last.get(key)),
             "instances": {name: instance_summary(h) for name, h in instances.items()},
         }
+        if quorum is not None and key in quorum:
+            services[key]["quorum"] = health_summary(quorum[key])
     document: dict[str, Any] = {"updated": snapshot.at, "services": services}
     if coordination is not None:
         document["coordination"] = coordination
@@ -206,6 +210,8 @@ def status_document(
             i.name: known.get("instances", {}).get(i.name, {"state": "unknown (no daemon)"})
             for i in service.instances
         }
+        if "quorum" in known:
+            entry["quorum"] = known["quorum"]
         entry["drained"] = sorted(i.name for i in service.instances if i.name in state.drains)
         pin = state.pins.get(key)
         entry["pin"] = None if pin is None else vars(pin)
@@ -215,8 +221,12 @@ def status_document(
         entry["budget"] = budget_summary(budgets[key])
         services[key] = entry
     updated = health.get("updated") if health else None
-    return {
+    document = {
         "daemon": {"running": pid is not None, "pid": pid, "health_updated": updated},
         "drains": {name: vars(d) for name, d in state.drains.items()},
         "services": services,
     }
+    if config.coordination is not None:
+        found = health.get("coordination") if health and pid is not None else None
+        document["coordination"] = found or {"site": config.coordination.site, "leader": None}
+    return document

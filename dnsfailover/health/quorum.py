@@ -69,7 +69,9 @@ def quorum_health(name: str, views: list[SiteView], k: int) -> QuorumHealth:
     if agreeing:
         since = _kth([v.since for v in agreeing], k)
         words = "; ".join(f"{v.site}: {v.reason}" for v in agreeing)
-        summary = f"{state.value} at {k} of the sites ({tally}): {words}"
+        summary = (
+            f"{state.value}: {len(agreeing)} of {len(views)} sites agree (quorum {k}): {words}"
+        )
     else:
         since = None
         words = "; ".join(f"{v.site} {v.state.value}" for v in views) or "no site reports"

@@ -127,6 +127,12 @@ def test_etcd_without_quorum_stops_every_write_until_it_is_back(lab: Lab, tmp_pa
         wait_for(lambda s=site: cluster.coordination(s).get("etcd") == "unreachable",  # type: ignore[misc]
                  LEASE + 5, f"{site} raises the alarm")  # fmt: skip
     wait_for(lambda: cluster.leader() is None, LEASE + 2, "nobody may write")
+    for site in cluster.daemons:  # what the DnsFailoverEtcdUnreachable/NoLeader alerts read
+        wait_for(lambda s=site: f'dnsfailover_coordination_etcd_up{{site="{s}"}} 0.0'  # type: ignore[misc]
+                 in cluster.metrics(s), 5, f"{site}'s etcd_up metric")  # fmt: skip
+        assert f'dnsfailover_coordination_writing_allowed{{site="{site}"}} 0.0' in cluster.metrics(
+            site
+        )
     cluster.a.kill()
     north = cluster.daemons["north"]
     wait_for(lambda: north.health()["services"]["acme"]["instances"]["ca-a"]["state"]  # type: ignore[index]
@@ -155,6 +161,9 @@ def test_operator_commands_from_any_host_are_carried_out_by_the_leader(
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"by {leader}" in done.stdout and "served:" in done.stdout
     assert all(s.rrset(NAME, "CNAME") == {B} for s in cluster.bind.servers)
+    status = cluster.cli(follower, "status")
+    assert f"site {follower}, following {leader}" in status.stdout, status.stdout + status.stderr
+    assert "quorum: healthy  healthy: 3 of 3 sites agree (quorum 2)" in status.stdout
     [entry] = cluster.writes(leader)
     assert (entry["event"], entry["to"], entry["site"]) == ("manual", "ca-b", leader)
     assert entry["fence"] == cluster.coordination(leader)["token"]
