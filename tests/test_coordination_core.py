@@ -216,3 +216,17 @@ def test_a_foreign_record_at_the_fence_name_is_an_error(tmp_path: Path) -> None:
     provider.path.write_text(ZONE + '_dnsfailover.acme 60 IN TXT "hello"\n')
     with pytest.raises(ProviderError, match="not a dnsfailover fence"):
         provider.apply(change(provider, "b.example.test."), fence=1)
+
+
+def test_the_example_configs_coordination_block_validates(tmp_path: Path) -> None:
+    """configs/example.yaml documents the section commented out: uncommented, it loads."""
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "configs" / "example.yaml").read_text()
+    head, block = text.split("# coordination:\n")
+    lines = ["coordination:"] + [line[2:] for line in block.splitlines() if line.startswith("# ")]
+    config = tmp_path / "example.yaml"
+    config.write_text(head + "\n".join(lines) + "\n")
+    loaded = load_config(config).config
+    assert loaded.coordination is not None
+    assert loaded.coordination.site == "east" and loaded.coordination.k == 2
+    assert loaded.coordination.etcd.deadline == pytest.approx(3.3)
