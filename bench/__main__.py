@@ -1,7 +1,7 @@
 """`python -m bench [PART ...]`: run benchmarks, write bench/results/PART.json and RESULTS.md.
 
-Parts: flap, failover, connect, thaw, footprint, scale, isolation, clients (all when none is
-named).
+Parts: flap, failover, connect, thaw, footprint, scale, isolation, clients, coordination (all
+when none is named).
 Run it through `make bench`, which installs what the benchmarks need and isolates the network
 (loopback only). Each part's JSON records the machine, the commit and the settings next to
 the figures; RESULTS.md is rendered from every JSON file present, so one part can be re-run
@@ -23,7 +23,17 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
-PARTS = ("flap", "failover", "connect", "thaw", "footprint", "scale", "isolation", "clients")
+PARTS = (
+    "flap",
+    "failover",
+    "connect",
+    "thaw",
+    "footprint",
+    "scale",
+    "isolation",
+    "clients",
+    "coordination",
+)
 TITLES = {
     "flap": "Flap resistance (simulated clock)",
     "failover": "Failover time (interval 1 s, fall 2, timeout 1 s)",
@@ -33,6 +43,7 @@ TITLES = {
     "thaw": "Failback after a thaw (rise 1, failback_after 0s)",
     "isolation": "One slow write holds nothing else",
     "clients": "What ACME clients see across a flip (lego through the public name)",
+    "coordination": "Several controllers (three sites, 3-member etcd, lease_ttl 2 s)",
 }
 
 

@@ -3,7 +3,9 @@
 `DNSFAILOVER_CRASHPOINT=NAME` makes the process SIGKILL itself when it reaches `crashpoint(NAME)`:
 just before a DNS write, just after one is acknowledged, or in the middle of a state write;
 `NAME:stop` makes it SIGSTOP itself there instead (a leader frozen with a write in flight, for
-the fencing drill in tests/integration/test_coordination.py).
+the fencing drill in tests/integration/test_coordination.py). With
+`DNSFAILOVER_CRASHPOINT_IF=PATH` as well, only while PATH exists (a benchmark arms one process
+of several, run after run).
 Unset (always, outside the drills) it costs one dictionary lookup. Imports nothing.
 """
 
@@ -13,10 +15,16 @@ import os
 import signal
 
 VARIABLE = "DNSFAILOVER_CRASHPOINT"
+ONLY_IF = "DNSFAILOVER_CRASHPOINT_IF"
 
 
 def crashpoint(name: str) -> None:
     wanted = os.environ.get(VARIABLE)
+    if wanted is None:
+        return
+    armed = os.environ.get(ONLY_IF)
+    if armed is not None and not os.path.exists(armed):
+        return
     if wanted == name:
         os.kill(os.getpid(), signal.SIGKILL)
     elif wanted == f"{name}:stop":

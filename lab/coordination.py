@@ -42,7 +42,8 @@ class Cluster:
         self.sites: dict[str, Site] = {name: self.sites_net.add(name) for name in SITES}
         self.daemons: dict[str, DaemonProcess] = {}
 
-    def config(self, site: str, **service: Any) -> Path:
+    def config(self, site: str, coordinated: bool = True, **service: Any) -> Path:
+        """The site's config; `coordinated=False`: one controller alone (the baseline)."""
         directory = self.directory / site
         directory.mkdir(parents=True, exist_ok=True)
         provider = {
@@ -71,14 +72,26 @@ class Cluster:
             [self.a, self.b],
             {"checks": {"interval": "1s", "timeout": "800ms", "rise": 2, "fall": 2}, **service},
             provider,
-            coordination=coordination,
+            **({"coordination": coordination} if coordinated else {}),
             metrics_listen=f"{self.sites[site].address}:{METRICS_PORT}",
         )
 
-    def start(self, *sites: str, env: dict[str, str] | None = None, **service: Any) -> None:
+    def start(
+        self,
+        *sites: str,
+        env: dict[str, str] | None = None,
+        coordinated: bool = True,
+        **service: Any,
+    ) -> None:
         for site in sites or SITES:
-            config = self.config(site, **service)
-            self.daemons[site] = self.lab.daemon(config, env=env, site=self.sites[site])
+            self.restart(site, env=env, coordinated=coordinated, **service)
+
+    def restart(
+        self, site: str, env: dict[str, str] | None = None, coordinated: bool = True, **service: Any
+    ) -> None:
+        """(Re)start the site's daemon with a fresh config (its state directory stays)."""
+        config = self.config(site, coordinated, **service)
+        self.daemons[site] = self.lab.daemon(config, env=env, site=self.sites[site])
 
     # ------------------------------------------------------------------ what they say
 

@@ -1,0 +1,284 @@
+"""Several controllers (lab/coordination.py: three sites, 3-member etcd, two Pebbles, BIND).
+
+Checks interval 1 s, timeout 800 ms, rise 2, fall 2; lease_ttl 2 s (renew deadline 1.33 s).
+1. `takeover`: the active CA is killed (a) with one controller alone (no coordination, the
+   baseline), (b) with three controllers, the leader alive, (c) with three, and the leader
+   SIGKILLed at the same moment. Measured: kill → the secondary serving the other CA. Target
+   for (c): p99 ≤ p99 of (a) + lease_ttl + 1 s. One cluster per shape; the CA comes back and
+   the next run kills the other one, so that no run waits for a failback.
+2. `fencing`: the leader is armed to freeze itself (SIGSTOP) between reading the fence and
+   sending its UPDATE; the active CA is killed; once a successor leads and its failover is
+   served, the old leader is thawed with its write in flight. Counted: stale writes accepted
+   (BIND's serial moved, or the old leader audited a write). Target: 0.
+3. `site_cut`: the leader's own site is cut off from the active CA (nftables) for three
+   detection periods; the other two still reach it. Counted: flips. Target: 0.
+4. `member_loss`: the etcd member the controllers use first is killed: the longest stretch in
+   which no controller was allowed to write (health.json polled every 50 ms). Target: no
+   interruption beyond a round.
+5. `flap`: five minutes of the active CA frozen 5 s / thawed 5 s with three controllers:
+   writes, real changes (freezes), A→B→A within 2 s, and the serial's delta.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.stats import percentile, summary
+from lab import Lab
+from lab.coordination import A, B, Cluster, is_stopped
+from lab.scenario import NAME, wait_for
+
+LEASE = 2.0
+DETECTION = 2 * 1.0 + 0.8
+
+
+def _served_on_secondary(cluster: Cluster) -> set[str]:
+    return cluster.bind.secondary.rrset(NAME, "CNAME")
+
+
+def _ready(cluster: Cluster, coordinated: bool) -> None:
+    if coordinated:
+        leader = cluster.wait_leader(timeout=30)
+        cluster.wait_fenced(leader)
+        for site in cluster.daemons:
+            cluster.wait_reporting(site)
+    else:
+        daemon = next(iter(cluster.daemons.values()))
+        wait_for(lambda: all(i["state"] == "healthy" for i in
+                             (daemon.health() or {})["services"]["acme"]["instances"].values()),
+                 20, "both CAs healthy")  # fmt: skip
+
+
+def takeover(shape: str, reps: int) -> list[float]:
+    coordinated = shape != "alone"
+    samples = []
+    with Lab() as lab:
+        cluster = Cluster(lab, lab.directory / "cluster")
+        if coordinated:
+            cluster.start()
+        else:
+            cluster.start("east", coordinated=False)
+        pebbles = {A: cluster.a, B: cluster.b}
+        for _ in range(reps):
+            _ready(cluster, coordinated)
+            [active] = _served_on_secondary(cluster)
+            other = B if active == A else A
+            leader = cluster.leader() if coordinated else None
+            killed = time.monotonic()
+            pebbles[active].kill()
+            if shape == "leader_killed" and leader is not None:
+                cluster.daemons[leader].kill()
+            wait_for(lambda o=other: _served_on_secondary(cluster) == {o}, 60,  # type: ignore[misc]
+                     "the other CA served")  # fmt: skip
+            samples.append(time.monotonic() - killed)
+            pebbles[active].start()
+            if shape == "leader_killed" and leader is not None:
+                cluster.restart(leader)
+    return samples
+
+
+def _armed(cluster: Cluster, site: str) -> Path:
+    return cluster.directory / f"armed-{site}"
+
+
+def fencing(reps: int) -> dict[str, Any]:
+    stale = 0
+    takeovers: list[float] = []
+    with Lab() as lab:
+        cluster = Cluster(lab, lab.directory / "cluster")
+        for site in cluster.sites:
+            env = {"DNSFAILOVER_CRASHPOINT": "fenced_write:stop",
+                   "DNSFAILOVER_CRASHPOINT_IF": str(_armed(cluster, site))}  # fmt: skip
+            cluster.restart(site, env=env)
+        pebbles = {A: cluster.a, B: cluster.b}
+        for _ in range(reps):
+            _ready(cluster, True)
+            leader = cluster.leader()
+            assert leader is not None
+            old = cluster.daemons[leader]
+            refused_before = sum(e.get("event") == "fenced" for e in old.audit())
+            writes_before = len(cluster.writes(leader))
+            [active] = cluster.served()
+            other = B if active == A else A
+            _armed(cluster, leader).touch()
+            killed = time.monotonic()
+            pebbles[active].kill()
+            is_stopped(old.pid)
+            old.frozen = True
+            _armed(cluster, leader).unlink()
+            cluster.wait_leader(other_than=leader, timeout=30)
+            wait_for(lambda o=other: cluster.served() == {o}, 30, "the successor's failover")  # type: ignore[misc]
+            takeovers.append(time.monotonic() - killed)
+            serial = cluster.bind.primary.soa_serial()
+            old.resume()
+
+            def refused(daemon: Any = old, before: int = refused_before) -> bool:
+                return sum(e.get("event") == "fenced" for e in daemon.audit()) > before
+
+            wait_for(refused, 30, "the old leader's write refused")
+            if (
+                cluster.bind.primary.soa_serial() != serial
+                or len(cluster.writes(leader)) > writes_before
+            ):
+                stale += 1
+            pebbles[active].start()
+    return {
+        "runs": reps,
+        "stale_writes_accepted": stale,
+        "kill_to_successor_served": summary(takeovers),
+    }
+
+
+def _state_of(daemon: Any, name: str) -> str:
+    return str((daemon.health() or {})["services"]["acme"]["instances"][name]["state"])
+
+
+def site_cut(reps: int) -> dict[str, Any]:
+    flips = 0
+    with Lab() as lab:
+        cluster = Cluster(lab, lab.directory / "cluster")
+        cluster.start()
+        _ready(cluster, True)
+        leader = cluster.leader()
+        assert leader is not None
+        own = cluster.daemons[leader]
+        pebbles = {A: cluster.a, B: cluster.b}
+        writes = sum(len(cluster.writes(s)) for s in cluster.daemons)
+        serial = cluster.bind.primary.soa_serial()
+        for _ in range(reps):
+            [active] = cluster.served()
+            name = "ca-a" if active == A else "ca-b"
+            cluster.sites[leader].cut([pebbles[active].address])
+            wait_for(lambda n=name: _state_of(own, n) == "unhealthy", 15,  # type: ignore[misc]
+                     "the leader's site sees the CA down")  # fmt: skip
+            seen = (own.health() or {})["updated"]
+            wait_for(lambda s=seen: (own.health() or {})["updated"] > s + 3 * DETECTION, 30,  # type: ignore[misc]
+                     "three detection periods")  # fmt: skip
+            cluster.sites[leader].heal()
+            wait_for(lambda n=name: _state_of(own, n) == "healthy", 15,  # type: ignore[misc]
+                     "the leader's site sees the CA again")  # fmt: skip
+        flips = sum(len(cluster.writes(s)) for s in cluster.daemons) - writes
+        moved = (cluster.bind.primary.soa_serial() or 0) - (serial or 0)
+    return {"runs": reps, "flips": flips, "serial_delta": moved}
+
+
+def member_loss(reps: int) -> dict[str, Any]:
+    gaps = []
+    with Lab() as lab:
+        cluster = Cluster(lab, lab.directory / "cluster")
+        cluster.start()
+        for _ in range(reps):
+            _ready(cluster, True)
+            first = cluster.etcd.members[0]
+            end = time.monotonic() + 10
+            longest, since = 0.0, None
+            first.kill()
+            while time.monotonic() < end:
+                writing = cluster.leader() is not None
+                now = time.monotonic()
+                if writing:
+                    since = None
+                else:
+                    since = since or now
+                    longest = max(longest, now - since)
+                time.sleep(0.05)
+            gaps.append(longest)
+            cluster.etcd.restart(first)
+    return {"runs": reps, "longest_no_writer_seconds": summary(gaps)}
+
+
+def flap(seconds: float) -> dict[str, Any]:
+    with Lab() as lab:
+        cluster = Cluster(lab, lab.directory / "cluster")
+        cluster.start()
+        _ready(cluster, True)
+        serial = cluster.bind.primary.soa_serial() or 0
+        pebbles = {A: cluster.a, B: cluster.b}
+        freezes = 0
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            [active] = cluster.served()
+            pebbles[active].freeze()
+            freezes += 1
+            time.sleep(5)
+            pebbles[active].resume()
+            time.sleep(5)
+
+        def applied() -> list[tuple[float, str, str, str]]:
+            return sorted((e["time"], e["from"], e["to"], e["site"]) for s in cluster.daemons
+                          for e in cluster.writes(s))  # fmt: skip
+
+        wait_for(lambda: (cluster.bind.primary.soa_serial() or 0) - serial == len(applied()), 15,
+                 "the writes audited")  # fmt: skip
+        writes = applied()
+        ping_pong = sum(
+            1 for (t1, f1, _, _), (t2, _, to2, _) in itertools.pairwise(writes)
+            if to2 == f1 and t2 - t1 < 2
+        )  # fmt: skip
+        return {
+            "seconds": seconds, "freezes": freezes, "writes": len(writes),
+            "writers": sorted({w[3] for w in writes}), "ping_pong": ping_pong,
+            "serial_delta": (cluster.bind.primary.soa_serial() or 0) - serial,
+        }  # fmt: skip
+
+
+def run(quick: bool = False) -> dict[str, Any]:
+    reps = 3 if quick else 20
+    many = 3 if quick else 50
+    shapes = {shape: takeover(shape, reps) for shape in ("alone", "leader_alive", "leader_killed")}
+    return {
+        "settings": {"reps": reps, "lease_ttl": LEASE, "checks": "1s / 800ms / rise 2 / fall 2"},
+        "takeover": {
+            shape: {**summary(s), "p99": percentile(s, 99), "samples": s}
+            for shape, s in shapes.items()
+        },
+        "fencing": fencing(many),
+        "site_cut": site_cut(many),
+        "member_loss": member_loss(3 if quick else 5),
+        "flap": flap(float(os.environ.get("DNSFAILOVER_DRILL_SECONDS", "60" if quick else "300"))),
+    }
+
+
+def report(results: dict[str, Any]) -> list[str]:
+    t = results["takeover"]
+    target = t["alone"]["p99"] + LEASE + 1
+    killed = t["leader_killed"]
+    met = "met" if killed["p99"] <= target else "MISSED"
+    f, c, m, fl = results["fencing"], results["site_cut"], results["member_loss"], results["flap"]
+    gap = m["longest_no_writer_seconds"]
+    served = f["kill_to_successor_served"]
+    return [
+        f"{results['settings']['reps']} runs per takeover shape; checks "
+        f"{results['settings']['checks']}, lease_ttl {LEASE:.0f} s; seconds, median / p99 / max.",
+        "",
+        "| measure | result | target |",
+        "|---|---|---|",
+        *(
+            f"| CA killed → secondary serves the other CA: {label} "
+            f"| {t[k]['median']:.2f} / {t[k]['p99']:.2f} / {t[k]['max']:.2f} | {goal} |"
+            for k, label, goal in (
+                ("alone", "one controller, no coordination", "baseline"),
+                ("leader_alive", "three controllers, leader alive", "-"),
+                (
+                    "leader_killed",
+                    "three controllers, leader SIGKILLed too",
+                    f"p99 ≤ {target:.2f} (baseline p99 + lease_ttl + 1 s): {met}",
+                ),
+            )
+        ),
+        f"| leader frozen past its lease, thawed with its write in flight: stale writes accepted "
+        f"| {f['stale_writes_accepted']} of {f['runs']} | 0 |",
+        f"| ... kill → the successor's failover served | {served['median']:.2f}"
+        f" / p95 {served['p95']:.2f} | - |",
+        f"| leader's site cut off from the active CA (3 detection periods each): flips "
+        f"| {c['flips']} of {c['runs']} runs (serial moved {c['serial_delta']}) | 0 |",
+        f"| etcd member in use killed: longest time no controller may write "
+        f"| {gap['median']:.2f} / max {gap['max']:.2f} ({m['runs']} runs) | ≤ one round (0.44 s) |",
+        f"| active CA frozen 5 s / thawed 5 s for {fl['seconds']:.0f} s: writes / real changes "
+        f"| {fl['writes']} / {fl['freezes']}, writers {', '.join(fl['writers'])}, ping-pong "
+        f"{fl['ping_pong']}, serial delta {fl['serial_delta']} | writes = changes, 0 ping-pong |",
+    ]
