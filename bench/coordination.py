@@ -88,6 +88,7 @@ def _armed(cluster: Cluster, site: str) -> Path:
 def fencing(reps: int) -> dict[str, Any]:
     stale = 0
     takeovers: list[float] = []
+    details: list[dict[str, Any]] = []  # what each stale write was
     with Lab() as lab:
         cluster = Cluster(lab, lab.directory / "cluster")
         for site in cluster.sites:
@@ -110,9 +111,16 @@ def fencing(reps: int) -> dict[str, Any]:
             is_stopped(old.pid)
             old.frozen = True
             _armed(cluster, leader).unlink()
-            cluster.wait_leader(other_than=leader, timeout=30)
+            successor = cluster.wait_leader(other_than=leader, timeout=30)
             wait_for(lambda o=other: cluster.served() == {o}, 30, "the successor's failover")  # type: ignore[misc]
             takeovers.append(time.monotonic() - killed)
+
+            # Its audit entry comes after the propagation wait: in before the next run counts.
+            def audited(site: str = successor, to: str = other.split(".")[0]) -> bool:
+                token = cluster.coordination(site)["token"]
+                return any(e["to"] == to and e["fence"] == token for e in cluster.writes(site))
+
+            wait_for(audited, 30, "the successor's write audited")
             serial = cluster.bind.primary.soa_serial()
             old.resume()
 
@@ -120,15 +128,17 @@ def fencing(reps: int) -> dict[str, Any]:
                 return sum(e.get("event") == "fenced" for e in daemon.audit()) > before
 
             wait_for(refused, 30, "the old leader's write refused")
-            if (
-                cluster.bind.primary.soa_serial() != serial
-                or len(cluster.writes(leader)) > writes_before
-            ):
+            wrote = len(cluster.writes(leader)) > writes_before
+            after = cluster.bind.primary.soa_serial()
+            if after != serial or wrote:
                 stale += 1
+                details.append({"leader": leader, "serial": [serial, after],
+                                "writes": cluster.writes(leader)[writes_before:]})  # fmt: skip
             pebbles[active].start()
     return {
         "runs": reps,
         "stale_writes_accepted": stale,
+        "stale": details,
         "kill_to_successor_served": summary(takeovers),
     }
 
