@@ -3,6 +3,7 @@ state document, and the fence in a zone file (a real file, no server needed)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -230,3 +231,48 @@ def test_the_example_configs_coordination_block_validates(tmp_path: Path) -> Non
     assert loaded.coordination is not None
     assert loaded.coordination.site == "east" and loaded.coordination.k == 2
     assert loaded.coordination.etcd.deadline == pytest.approx(3.3)
+
+
+# ----------------------------------------------------------------------------- leadership
+
+
+def leadership(tmp_path: Path) -> tuple[Any, Any]:
+    from dnsfailover.controller.leadership import Leadership
+    from dnsfailover.controller.state import StateStore
+    from dnsfailover.coordination.coordinator import Coordinator
+
+    settings = Coordination.model_validate(coordination())
+    coordinator = Coordinator(settings, etcd=object())  # type: ignore[arg-type]
+    return Leadership(
+        settings, StateStore(tmp_path), lambda: None, coordinator=coordinator
+    ), coordinator
+
+
+def test_only_a_leader_within_its_deadline_with_its_own_fence_writes(tmp_path: Path) -> None:
+    from dnsfailover.coordination.coordinator import View
+
+    lead, coordinator = leadership(tmp_path)
+    now = time.monotonic()
+    follower = View("east", leader="west", token=5, etcd_ok=True, deadline=3.0)
+    coordinator._view = follower
+    assert not lead.changed() and lead.gate("acme", dry_run=False) == "follow"
+    leading = View("east", leader="east", token=9, leading=True, renewed_at=now, deadline=3.0,
+                   etcd_ok=True)  # fmt: skip
+    coordinator._view = leading
+    assert lead.gate("acme", dry_run=False) == "follow"  # changed() has not run: no token yet
+    assert lead.changed()
+    assert lead.gate("acme", dry_run=False) == "fence"  # its fence first
+    lead.fenced["acme"] = 9
+    assert lead.gate("acme", dry_run=False) == "write"
+    # Leading again with another token before changed() ran: not with the stale one.
+    coordinator._view = View("east", leader="east", token=12, leading=True, renewed_at=now,
+                             deadline=3.0, etcd_ok=True)  # fmt: skip
+    assert lead.gate("acme", dry_run=False) == "follow"
+    assert lead.changed() and lead.gate("acme", dry_run=False) == "fence"
+    # Past the renew deadline: not a write, whatever else holds.
+    coordinator._view = View("east", leader="east", token=12, leading=True,
+                             renewed_at=now - 3.5, deadline=3.0, etcd_ok=True)  # fmt: skip
+    lead.fenced["acme"] = 12
+    assert lead.gate("acme", dry_run=False) == "follow"
+    entries, _ = lead.store.read_audit()
+    assert [e["event"] for e in entries] == ["leadership_acquired", "leadership_acquired"]

@@ -296,6 +296,8 @@ class Daemon:
             self.leadership.publish(self.snapshot())
         if not self._ready and self._seen_jobs >= self._job_keys:
             self._ready = True
+            if self.leadership is not None:
+                self.leadership.changed()  # what the rounds before ready saw: leadership, state
             self.cycle()
             self.notifier.ready(self.status_line())
             return
@@ -690,6 +692,8 @@ class Daemon:
             self.metrics.reloads.labels("failed").inc()
             self.notifier.ready(self.status_line())
             return
+        if loaded.config.coordination != self.runtime.config.coordination:
+            log.warning("reload: the coordination section changes only at restart; keeping it")
         if loaded.config.state_dir != self.runtime.config.state_dir:
             log.warning(
                 "reload: state_dir changes only at restart; keeping %s", self.store.directory

@@ -91,9 +91,13 @@ class Quorum:
     def __init__(self, settings: Coordination) -> None:
         self.settings = settings
         self._bad: set[tuple[str, str]] = set()  # (site, text) already logged as unreadable
+        self._parsed: tuple[Mapping[str, str], dict[str, Verdicts]] | None = None
 
     def reports(self, view: View) -> dict[str, Verdicts]:
-        """Every live, expected site's verdicts (other sites than ours), by site."""
+        """Every live, expected site's verdicts (other sites than ours), by site; parsed once
+        per coordinator round (a view's reports never change)."""
+        if self._parsed is not None and self._parsed[0] is view.reports:
+            return self._parsed[1]
         found: dict[str, Verdicts] = {}
         for site, text in view.reports.items():
             if site == self.settings.site:
@@ -109,6 +113,7 @@ class Quorum:
                 if (site, text) not in self._bad:
                     self._bad.add((site, text))
                     log.error("coordination_bad_report site=%s error=%s", site, e)
+        self._parsed = (view.reports, found)
         return found
 
     def health(
@@ -184,8 +189,9 @@ class Leadership:
 
     def gate(self, service: str, dry_run: bool) -> str:
         """ "write" (we lead and its fence is ours), "fence" (move it first) or "follow"."""
-        if not self.may_write() or self.token is None:
-            return "follow"  # not leading, or leading since this round (changed() is next)
+        view = self.view()
+        if not view.may_write(time.monotonic()) or self.token is None or view.token != self.token:
+            return "follow"  # not leading, or leading anew since changed() last ran (it is next)
         if not dry_run and self.fenced.get(service) != self.token:
             return "fence"
         return "write"
