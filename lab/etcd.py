@@ -17,17 +17,23 @@ import requests
 
 from lab.net import LOOPBACK, free_port
 from lab.process import LabError, ManagedProcess
+from lab.tls import CertFiles, LabCA
 
 
 class EtcdMember(ManagedProcess):
-    def __init__(self, name: str, directory: Path, host: str, client: int, peer: int) -> None:
+    def __init__(
+        self, name: str, directory: Path, host: str, client: int, peer: int, tls: bool = False
+    ) -> None:
         self.host, self.client_port, self.peer_port = host, client, peer
+        self.scheme = "https" if tls else "http"
+        self.ca: str | bool = True  # what `healthy()` verifies the server with
         self.data = directory / f"etcd-{name}"
+        self.client_cert: tuple[str, str] | None = None
         super().__init__(f"etcd-{name}", [], directory / f"etcd-{name}.log")
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.client_port}"
+        return f"{self.scheme}://{self.host}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -35,7 +41,8 @@ class EtcdMember(ManagedProcess):
 
     def healthy(self) -> bool:
         try:
-            answer = requests.get(f"{self.url}/health", timeout=0.5)
+            answer = requests.get(f"{self.url}/health", timeout=0.5, verify=self.ca,
+                                  cert=self.client_cert)  # fmt: skip
         except requests.RequestException:
             return False
         return answer.status_code == 200 and answer.json().get("health") == "true"
@@ -44,14 +51,31 @@ class EtcdMember(ManagedProcess):
 class EtcdCluster:
     name = "etcd"
 
-    def __init__(self, directory: Path, hosts: tuple[str, ...] = (LOOPBACK,) * 3) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        hosts: tuple[str, ...] = (LOOPBACK,) * 3,
+        tls: LabCA | None = None,
+    ) -> None:
+        """`tls`: clients must speak TLS and present a certificate from that CA (mTLS); the
+        lab's client certificate is `client_cert` (peers stay plain on loopback)."""
         if shutil.which("etcd") is None:
             raise LabError("etcd is not installed (apt-get install etcd-server)")
         directory.mkdir(parents=True, exist_ok=True)
         self.members = [
-            EtcdMember(f"e{i + 1}", directory, host, free_port(), free_port())
+            EtcdMember(f"e{i + 1}", directory, host, free_port(), free_port(), tls is not None)
             for i, host in enumerate(hosts)
         ]
+        self.client_cert: CertFiles | None = None
+        extra: list[str] = []
+        if tls is not None:
+            server = tls.issue("etcd", names=("localhost", *hosts), client=True)
+            self.client_cert = tls.issue("etcd-client", names=("dnsfailover",), client=True)
+            extra = ["--cert-file", str(server.cert), "--key-file", str(server.key),
+                     "--trusted-ca-file", str(tls.cert_path), "--client-cert-auth"]  # fmt: skip
+            for m in self.members:
+                m.ca = str(tls.cert_path)
+                m.client_cert = (str(self.client_cert.cert), str(self.client_cert.key))
         cluster = ",".join(f"{m.name[5:]}={m.peer_url}" for m in self.members)
         for m in self.members:
             m.argv = [
@@ -61,7 +85,7 @@ class EtcdCluster:
                 "--initial-cluster", cluster, "--initial-cluster-state", "new",
                 "--initial-cluster-token", f"lab-{directory.name}",
                 "--heartbeat-interval", "100", "--election-timeout", "1000", "--pre-vote",
-                "--logger", "zap", "--log-outputs", "stderr",
+                "--logger", "zap", "--log-outputs", "stderr", *extra,
             ]  # fmt: skip
 
     @property

@@ -148,9 +148,10 @@ class Lab:
         """A bridge for network-namespace sites (lab/sites.py), removed at close."""
         return self._own(Sites())
 
-    def etcd(self, hosts: tuple[str, ...] = ("127.0.0.1",) * 3) -> EtcdCluster:
-        """A 3-member etcd cluster, each member on one of `hosts`."""
-        cluster = self._own(EtcdCluster(self._dir("etcd"), hosts))
+    def etcd(self, hosts: tuple[str, ...] = ("127.0.0.1",) * 3, tls: bool = False) -> EtcdCluster:
+        """A 3-member etcd cluster, each member on one of `hosts`; `tls`: mTLS with the lab's
+        CA (the client certificate is `cluster.client_cert`)."""
+        cluster = self._own(EtcdCluster(self._dir("etcd"), hosts, self.tls if tls else None))
         cluster.start()
         return cluster
 

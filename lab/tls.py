@@ -70,8 +70,10 @@ class LabCA:
         names: tuple[str, ...] = ("localhost", "127.0.0.1"),
         valid_days: float = 30,
         not_before_days: float = -1,
+        client: bool = False,
     ) -> CertFiles:
-        """A server certificate for `names` (DNS names or IP addresses)."""
+        """A server certificate for `names` (DNS names or IP addresses); `client`: usable as a
+        TLS client certificate too (etcd's gateway and mTLS clients)."""
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         sans: list[x509.GeneralName] = []
@@ -91,7 +93,11 @@ class LabCA:
             .add_extension(x509.SubjectAlternativeName(sans), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
-                x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+                x509.ExtendedKeyUsage(
+                    [x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]
+                    + ([x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH] if client else [])
+                ),
+                critical=False,
             )
             .sign(self.key, hashes.SHA256())
         )

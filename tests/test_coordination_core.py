@@ -276,3 +276,10 @@ def test_only_a_leader_within_its_deadline_with_its_own_fence_writes(tmp_path: P
     assert lead.gate("acme", dry_run=False) == "follow"
     entries, _ = lead.store.read_audit()
     assert [e["event"] for e in entries] == ["leadership_acquired", "leadership_acquired"]
+
+
+def test_validate_checks_the_etcd_secret_files(tmp_path: Path) -> None:
+    top = ("coordination: {site: east, sites: [east], etcd: {endpoints: ['http://127.0.0.1:2379'], "
+           f"username: root, password_file: {tmp_path / 'missing'}}}}}")  # fmt: skip
+    with pytest.raises(ConfigError, match=r"coordination\.etcd\.password_file: secret file"):
+        load_config(offline_config(tmp_path, top=top))

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from dnsfailover.config.models import (
+    Coordination,
     ProviderSettings,
     Rfc2136Settings,
     Route53Settings,
@@ -105,6 +106,20 @@ def check_secret_files(key: str, provider: ProviderSettings) -> tuple[list[Findi
                 files.append(((*here, "tsig", field), path))
     if isinstance(provider, Route53Settings) and provider.credentials_file is not None:
         files.append(((*here, "credentials_file"), provider.credentials_file))
+    return _check_files(files)
+
+
+def check_coordination_files(coordination: Coordination) -> tuple[list[Finding], list[Finding]]:
+    """The etcd client key and password file, like every other secret file."""
+    here: Path_ = ("coordination", "etcd")
+    etcd = coordination.etcd
+    files = [((*here, field), path) for field, path in
+             (("key_file", etcd.key_file), ("password_file", etcd.password_file))
+             if path is not None]  # fmt: skip
+    return _check_files(files)
+
+
+def _check_files(files: list[tuple[Path_, Path]]) -> tuple[list[Finding], list[Finding]]:
     errors: list[Finding] = []
     warnings: list[Finding] = []
     for at, path in files:

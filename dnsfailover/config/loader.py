@@ -16,13 +16,14 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from dnsfailover.config.consistency import (
+    check_coordination_files,
     check_distinct_records,
     check_provider_reference,
     check_raw_instances,
     check_secret_files,
     check_service,
 )
-from dnsfailover.config.models import Config, ProviderSettings, Service
+from dnsfailover.config.models import Config, Coordination, ProviderSettings, Service
 from dnsfailover.config.yamlsource import Path_, Source, dotted, parse
 from dnsfailover.errors import ConfigError
 
@@ -126,6 +127,13 @@ def _consistency(
         found, noted = check_secret_files(str(name), provider)
         errors.extend(found)
         warnings.extend(noted)
+    raw_coordination = data.get("coordination")
+    if isinstance(raw_coordination, dict):
+        with contextlib.suppress(ValidationError):  # reported by the whole-config validation
+            coordination = Coordination.model_validate(raw_coordination, context=context)
+            found, noted = check_coordination_files(coordination)
+            errors.extend(found)
+            warnings.extend(noted)
     errors.extend(check_distinct_records(raw_services))
     for key, raw in raw_services.items():
         errors.extend(check_provider_reference(str(key), raw, set(raw_providers)))

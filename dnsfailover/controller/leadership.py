@@ -7,8 +7,8 @@ coordinator's latest view, never waiting on etcd:
   deadline, and only once it has moved the service's fence to its own token ("fence" first).
 - `health(service, own)`: the quorum of the live sites' reports (health/quorum.py), this
   site's own verdicts taken fresh from its tracker. A report is JSON, one per site: every
-  service's instances as that site judges them (state, since, passing_since, reason; no
-  secrets, no addresses); one that does not parse counts as no report, and is logged once.
+  service's instances as that site judges them (state, since, passing_since, reason; when it
+  was observed; no secrets, no addresses); published when a state changes; one that does not parse counts as no report, and is logged once.
 - `changed()`: after each coordinator round that saw something new: mirror the shared pins,
   drains and flips into state.json, audit a change of leadership, forget the fences of a lost
   one.
@@ -58,7 +58,8 @@ def site_report(site: str, snapshot: HealthSnapshot) -> str:
         }
         for key, instances in snapshot.services.items()
     }
-    return json.dumps({"site": site, "services": services}, sort_keys=True)
+    document = {"site": site, "observed_at": snapshot.at, "services": services}
+    return json.dumps(document, sort_keys=True)
 
 
 def _verdicts(site: str, text: str) -> Verdicts:

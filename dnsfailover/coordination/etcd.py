@@ -76,6 +76,10 @@ class Etcd:
     def _client(self, url: str) -> Etcd3Client:
         parts = urlsplit(url)
         session = requests.Session()
+        # etcd is reached directly, trusting `ca_bundle` alone: with the environment trusted,
+        # REQUESTS_CA_BUNDLE would override the session's CA (requests #3829) and proxy
+        # variables would route coordination through a proxy.
+        session.trust_env = False
         s = self.settings
         if s.ca_bundle is not None:
             session.verify = str(s.ca_bundle)
@@ -113,8 +117,11 @@ class Etcd:
             try:
                 self._authenticate(client)
                 result = fn(client)
+            except DnsFailoverError as e:  # the password file went away since validation
+                errors.append(f"{self.settings.endpoints[index]}: {e}")
+                continue
             except Etcd3Exception as e:
-                detail = " ".join((e.detail_text or str(e) or "").split())[:160]
+                detail = " ".join((e.detail_text or str(e) or "").split())[:300]
                 if "invalid auth token" in detail:
                     client.session.headers.pop("Authorization", None)
                 errors.append(f"{self.settings.endpoints[index]}: {type(e).__name__}: {detail}")

@@ -6,7 +6,10 @@ which renewals happened: what the thread does on its own, one round at a time.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -109,3 +112,50 @@ def test_compare_and_swap_updates_and_clear_errors(etcd: EtcdCluster) -> None:
     with pytest.raises(EtcdError, match=r"etcd get: http://127\.0\.0\.1:\d+: Connection"):
         client.get("/t/doc")
     client.close()
+
+
+def test_mutual_tls_with_a_client_certificate(lab: Lab) -> None:
+    cluster = lab.etcd(tls=True)
+    assert cluster.client_cert is not None
+    good = settings(cluster, "east", ca_bundle=str(lab.tls.cert_path),
+                    cert_file=str(cluster.client_cert.cert),
+                    key_file=str(cluster.client_cert.key))  # fmt: skip
+    client = Etcd(good.etcd)
+    client.put("/t/tls", "ok")
+    assert client.get("/t/tls").value == "ok"  # type: ignore[union-attr]
+    client.close()
+    anonymous = Etcd(settings(cluster, "east", ca_bundle=str(lab.tls.cert_path)).etcd)
+    with pytest.raises(EtcdError, match="etcd get: https://127.0.0.1:"):
+        anonymous.get("/t/tls")  # no client certificate: the handshake fails
+    anonymous.close()
+
+
+def test_an_etcd_user_with_a_password_file(lab: Lab, tmp_path: Path) -> None:
+    cluster = lab.etcd()
+
+    def etcdctl(*argv: str) -> None:
+        done = subprocess.run(["etcdctl", "--endpoints", cluster.endpoints[0], *argv],
+                              env={"ETCDCTL_API": "3", "PATH": os.environ["PATH"]},
+                              capture_output=True, text=True, check=False, timeout=10)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
+    etcdctl("user", "add", "root", "--new-user-password", "root-secret-x1")
+    etcdctl("user", "grant-role", "root", "root")
+    etcdctl("auth", "enable")
+    password = tmp_path / "etcd-password"
+    password.write_text("root-secret-x1\n")
+    good = Etcd(settings(cluster, "east", username="root", password_file=str(password)).etcd)
+    good.put("/t/auth", "ok")
+    assert good.get("/t/auth").value == "ok"  # type: ignore[union-attr]
+    good.close()
+    password.write_text("wrong-password-y2\n")
+    wrong = Etcd(settings(cluster, "east", username="root", password_file=str(password)).etcd)
+    with pytest.raises(EtcdError) as refused:
+        wrong.get("/t/auth")
+    assert "authentication failed" in str(refused.value)
+    assert "wrong-password-y2" not in str(refused.value)  # the secret is never in an error
+    wrong.close()
+    anonymous = Etcd(settings(cluster, "east").etcd)
+    with pytest.raises(EtcdError, match="user name is empty|permission denied"):
+        anonymous.get("/t/auth")
+    anonymous.close()
