@@ -8,7 +8,8 @@ coordinator's latest view, never waiting on etcd:
 - `health(service, own)`: the quorum of the live sites' reports (health/quorum.py), this
   site's own verdicts taken fresh from its tracker. A report is JSON, one per site: every
   service's instances as that site judges them (state, since, passing_since, reason; when it
-  was observed; no secrets, no addresses); published when a state changes; one that does not parse counts as no report, and is logged once.
+  was observed; no secrets, no addresses), published when a state changes. One that does
+  not parse counts as no report, and is logged once.
 - `changed()`: after each coordinator round that saw something new: mirror the shared pins,
   drains and flips into state.json, audit a change of leadership, forget the fences of a lost
   one.
