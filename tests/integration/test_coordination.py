@@ -188,6 +188,11 @@ def test_operator_commands_from_any_host_are_carried_out_by_the_leader(
     wait_for(lambda: len(flips()) == 2, 10, "the leader's second flip in etcd")
     assert flips() == ["ca-b", "ca-a"]
 
+    def mirrored() -> list[str]:  # into a follower's own state.json (hold-down, flip rate)
+        return [f["target"] for f in cluster.state(follower).get("flips", {}).get("acme", [])]
+
+    wait_for(lambda: mirrored() == ["ca-b", "ca-a"], 10, "the flips mirrored at a follower")
+
 
 def test_three_controllers_while_the_active_ca_flaps(lab: Lab, tmp_path: Path) -> None:
     """The active CA frozen for 5 s, thawed for 5 s, over and over: every real change is one

@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from dnsfailover.config.models import Route53Settings as Settings
-from dnsfailover.errors import ProviderError
+from dnsfailover.errors import FencedError, ProviderError
 from dnsfailover.providers.route53 import Route53Provider
 from dnsfailover.rrset import Change, RRset
 from lab import Lab
@@ -127,3 +127,17 @@ def test_render_is_the_exact_change_batch(moto: MotoServer, tmp_path: Path) -> N
         },
     }  # fmt: skip
     assert FAKE_SECRET not in text
+
+
+def test_the_fence_moves_in_the_same_batch_as_the_record(moto: MotoServer, tmp_path: Path) -> None:
+    _zone(moto)
+    dns = provider(moto, tmp_path)
+    dns.apply(Change(None, cname("ca-a.example.test.")))
+    assert dns.move_fence(ACME, 4) is None
+    assert dns.read_fence(ACME) == 4
+    dns.apply(Change(cname("ca-a.example.test."), cname("ca-b.example.test.")), fence=9)
+    assert dns.read_fence(ACME) == 9  # the record and the fence, one batch
+    assert dns.read(ACME, "CNAME") == cname("ca-b.example.test.")
+    with pytest.raises(FencedError, match="epoch=9, newer than ours"):
+        dns.apply(Change(cname("ca-b.example.test."), cname("ca-a.example.test.")), fence=4)
+    assert dns.read(ACME, "CNAME") == cname("ca-b.example.test.")
