@@ -17,6 +17,7 @@ import signal
 import subprocess
 from collections.abc import Iterable, Sequence
 
+from lab.net import network_is_isolated
 from lab.process import LabError
 
 BRIDGE = "dflbr0"
@@ -102,6 +103,11 @@ class Sites:
     name = "sites"
 
     def __init__(self) -> None:
+        if not network_is_isolated():
+            raise LabError(
+                "sites add a bridge and veths: run the lab inside its own network namespace "
+                "(`make test` does: unshare -n), never on the host's network"
+            )
         self.sites: dict[str, Site] = {}
         self._served: list[str] = []
         _ip("link", "add", BRIDGE, "type", "bridge")

@@ -19,6 +19,11 @@ BINARIES = {
     "named-checkzone": "bind9-utils",
     "nsupdate": "bind9-dnsutils",
     "openssl": "openssl",
+    "etcd": "etcd-server",
+    "etcdctl": "etcd-client",
+    "nft": "nftables",
+    "nsenter": "util-linux",
+    "ip": "iproute2",
 }
 
 

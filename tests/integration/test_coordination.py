@@ -12,9 +12,13 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from lab import Lab
 from lab.coordination import A, B, Cluster, is_stopped
 from lab.scenario import NAME, wait_for
+
+pytestmark = pytest.mark.usefixtures("isolated_network")  # the sites' bridge lives there
 
 DETECTION = 2 * 1.0 + 0.8  # fall 2 × interval 1 s + the probe's timeout
 LEASE = 2.0
