@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -136,10 +137,11 @@ class Etcd:
     # ------------------------------------------------------------------ calls
 
     def grant(self, ttl: float) -> tuple[int, int]:
-        """A new lease: (id, granted TTL in seconds)."""
+        """A new lease of at least `ttl` (whole seconds, rounded up: the renew deadline is
+        measured against the TTL asked for): (id, granted TTL in seconds)."""
 
         def call(c: Etcd3Client) -> tuple[int, int]:
-            answer = c.post(c.get_url("/lease/grant"), json={"TTL": round(ttl), "ID": 0})
+            answer = c.post(c.get_url("/lease/grant"), json={"TTL": math.ceil(ttl), "ID": 0})
             return int(answer["ID"]), int(answer.get("TTL", 0))
 
         return self._call("lease grant", call)
