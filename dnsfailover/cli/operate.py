@@ -291,7 +291,7 @@ def _failover_coordinated(
                      "reason": reason, "request": request.id})  # fmt: skip
         provider = runtime.provider_for(service)
         lease = config.coordination.etcd.lease_ttl
-        result = shared.wait_result(request, 2 * lease + provider.change_timeout + 5)
+        result = shared.wait_result(args.service, request, 2 * lease + provider.change_timeout + 5)
     finally:
         shared.close()
     print(

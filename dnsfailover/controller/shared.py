@@ -173,8 +173,9 @@ class SharedStore:
         self.change(ask)
         return request
 
-    def wait_result(self, request: Request, timeout: float) -> dict[str, Any]:
-        """The leader's outcome of `request`; DnsFailoverError when none came in `timeout`."""
+    def wait_result(self, service: str, request: Request, timeout: float) -> dict[str, Any]:
+        """The leader's outcome of `request`; DnsFailoverError when none came in `timeout`
+        (the request is withdrawn then)."""
         key = f"{self.results}{request.id}"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -184,10 +185,24 @@ class SharedStore:
                 result: dict[str, Any] = json.loads(found.value)
                 return result
             time.sleep(0.1)
+        self.withdraw(service, request)
         raise DnsFailoverError(
             f"no leader carried out the failover within {timeout:.0f}s (is a daemon leading? "
-            "`dnsfailover status`); the request and the pin stay in etcd"
+            "`dnsfailover status`); the request and its pin are withdrawn"
         )
+
+    def withdraw(self, service: str, request: Request) -> None:
+        """Take back a request nobody carried out, and the pin that came with it."""
+
+        def take_back(shared: Shared) -> Shared:
+            shared = request_done(service, request.id)(shared)
+            pin = shared.state.pins.get(service)
+            if pin is None or pin.at != request.at:
+                return shared  # a newer pin: not ours to remove
+            pins = {k: p for k, p in shared.state.pins.items() if k != service}
+            return replace(shared, state=replace(shared.state, pins=pins))
+
+        self.change(take_back)
 
     def close(self) -> None:
         self.etcd.close()

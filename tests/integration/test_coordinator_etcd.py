@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from dnsfailover.config.models import Coordination
+from dnsfailover.controller.shared import SharedStore
 from dnsfailover.coordination.coordinator import Coordinator
 from dnsfailover.coordination.etcd import Etcd, EtcdError
+from dnsfailover.errors import DnsFailoverError
 from lab import Lab
 from lab.etcd import EtcdCluster
 from lab.scenario import wait_for
@@ -159,3 +161,16 @@ def test_an_etcd_user_with_a_password_file(lab: Lab, tmp_path: Path) -> None:
     with pytest.raises(EtcdError, match="user name is empty|permission denied"):
         anonymous.get("/t/auth")
     anonymous.close()
+
+
+def test_a_failover_request_nobody_carries_out_is_withdrawn(etcd: EtcdCluster) -> None:
+    shared = SharedStore(settings(etcd, "east"))
+    shared.pin("other", "ca-a", "kept")  # another service's pin stays
+    request = shared.request_failover("acme", "ca-b", "maintenance")
+    assert shared.load().requests["acme"] == request
+    assert shared.load().state.pins["acme"].instance == "ca-b"
+    with pytest.raises(DnsFailoverError, match="no leader carried out the failover"):
+        shared.wait_result("acme", request, timeout=0.5)
+    left = shared.load()
+    assert left.requests == {} and set(left.state.pins) == {"other"}
+    shared.close()
