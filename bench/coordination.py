@@ -22,18 +22,22 @@ Checks interval 1 s, timeout 800 ms, rise 2, fall 2; lease_ttl 2 s (renew deadli
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench.stats import percentile, summary
 from lab import Lab
 from lab.coordination import A, B, Cluster, is_stopped
+from lab.process import LabError
 from lab.scenario import NAME, wait_for
 
 LEASE = 2.0
 DETECTION = 2 * 1.0 + 0.8
+PARTIAL = Path(__file__).resolve().parent / "results" / "coordination.partial.json"
 
 
 def _served_on_secondary(cluster: Cluster) -> set[str]:
@@ -72,7 +76,7 @@ def takeover(shape: str, reps: int) -> list[float]:
             pebbles[active].kill()
             if shape == "leader_killed" and leader is not None:
                 cluster.daemons[leader].kill()
-            wait_for(lambda o=other: _served_on_secondary(cluster) == {o}, 60,  # type: ignore[misc]
+            wait_for(lambda o=other: _served_on_secondary(cluster) == {o}, 60,
                      "the other CA served")  # fmt: skip
             samples.append(time.monotonic() - killed)
             pebbles[active].start()
@@ -86,9 +90,9 @@ def _armed(cluster: Cluster, site: str) -> Path:
 
 
 def fencing(reps: int) -> dict[str, Any]:
-    stale = 0
     takeovers: list[float] = []
-    details: list[dict[str, Any]] = []  # what each stale write was
+    stale: list[dict[str, Any]] = []  # what each stale write was
+    errors: list[str] = []  # runs the lab could not complete (none counted as clean)
     with Lab() as lab:
         cluster = Cluster(lab, lab.directory / "cluster")
         for site in cluster.sites:
@@ -97,50 +101,58 @@ def fencing(reps: int) -> dict[str, Any]:
             cluster.restart(site, env=env)
         pebbles = {A: cluster.a, B: cluster.b}
         for _ in range(reps):
-            _ready(cluster, True)
-            leader = cluster.leader()
-            assert leader is not None
-            old = cluster.daemons[leader]
-            refused_before = sum(e.get("event") == "fenced" for e in old.audit())
-            writes_before = len(cluster.writes(leader))
-            [active] = cluster.served()
-            other = B if active == A else A
-            _armed(cluster, leader).touch()
-            killed = time.monotonic()
-            pebbles[active].kill()
-            is_stopped(old.pid)
-            old.frozen = True
-            _armed(cluster, leader).unlink()
-            successor = cluster.wait_leader(other_than=leader, timeout=30)
-            wait_for(lambda o=other: cluster.served() == {o}, 30, "the successor's failover")  # type: ignore[misc]
-            takeovers.append(time.monotonic() - killed)
-
-            # Its audit entry comes after the propagation wait: in before the next run counts.
-            def audited(site: str = successor, to: str = other.split(".")[0]) -> bool:
-                token = cluster.coordination(site)["token"]
-                return any(e["to"] == to and e["fence"] == token for e in cluster.writes(site))
-
-            wait_for(audited, 30, "the successor's write audited")
-            serial = cluster.bind.primary.soa_serial()
-            old.resume()
-
-            def refused(daemon: Any = old, before: int = refused_before) -> bool:
-                return sum(e.get("event") == "fenced" for e in daemon.audit()) > before
-
-            wait_for(refused, 30, "the old leader's write refused")
-            wrote = len(cluster.writes(leader)) > writes_before
-            after = cluster.bind.primary.soa_serial()
-            if after != serial or wrote:
-                stale += 1
-                details.append({"leader": leader, "serial": [serial, after],
-                                "writes": cluster.writes(leader)[writes_before:]})  # fmt: skip
-            pebbles[active].start()
+            try:
+                _fence_once(cluster, pebbles, takeovers, stale)
+            except LabError as e:
+                errors.append(str(e))
+            finally:  # whatever happened: nobody frozen, both CAs up, no site armed
+                for site, daemon in cluster.daemons.items():
+                    _armed(cluster, site).unlink(missing_ok=True)
+                    daemon.thaw()
+                for pebble in pebbles.values():
+                    if not pebble.running():
+                        pebble.start()
     return {
         "runs": reps,
-        "stale_writes_accepted": stale,
-        "stale": details,
+        "completed": reps - len(errors),
+        "stale_writes_accepted": len(stale),
+        "stale": stale,
+        "errors": errors,
         "kill_to_successor_served": summary(takeovers),
     }
+
+
+def _fence_once(
+    cluster: Cluster, pebbles: dict[str, Any], takeovers: list[float], stale: list[dict[str, Any]]
+) -> None:
+    _ready(cluster, True)
+    leader = cluster.leader()
+    assert leader is not None
+    old = cluster.daemons[leader]
+    refused_before = sum(e.get("event") == "fenced" for e in old.audit())
+    before = {site: len(cluster.writes(site)) for site in cluster.daemons}
+    [active] = cluster.served()
+    other = B if active == A else A
+    _armed(cluster, leader).touch()
+    killed = time.monotonic()
+    pebbles[active].kill()
+    is_stopped(old.pid)
+    old.frozen = True
+    _armed(cluster, leader).unlink()
+    successor = cluster.wait_leader(other_than=leader, timeout=30)
+    wait_for(lambda: cluster.served() == {other}, 30, "the successor's failover")
+    takeovers.append(time.monotonic() - killed)
+    # Its audit entry comes after the propagation wait: in before anything is counted.
+    wait_for(lambda: len(cluster.writes(successor)) > before[successor], 30,
+             "the successor's write audited")  # fmt: skip
+    serial = cluster.bind.primary.soa_serial()
+    old.resume()
+    wait_for(lambda: sum(e.get("event") == "fenced" for e in old.audit()) > refused_before, 30,
+             "the old leader's write refused")  # fmt: skip
+    after = cluster.bind.primary.soa_serial()
+    if after != serial or len(cluster.writes(leader)) > before[leader]:
+        stale.append({"leader": leader, "serial": [serial, after],
+                      "writes": cluster.writes(leader)[before[leader]:]})  # fmt: skip
 
 
 def _state_of(daemon: Any, name: str) -> str:
@@ -163,13 +175,13 @@ def site_cut(reps: int) -> dict[str, Any]:
             [active] = cluster.served()
             name = "ca-a" if active == A else "ca-b"
             cluster.sites[leader].cut([pebbles[active].address])
-            wait_for(lambda n=name: _state_of(own, n) == "unhealthy", 15,  # type: ignore[misc]
+            wait_for(lambda n=name: _state_of(own, n) == "unhealthy", 15,
                      "the leader's site sees the CA down")  # fmt: skip
             seen = (own.health() or {})["updated"]
-            wait_for(lambda s=seen: (own.health() or {})["updated"] > s + 3 * DETECTION, 30,  # type: ignore[misc]
+            wait_for(lambda s=seen: (own.health() or {})["updated"] > s + 3 * DETECTION, 30,
                      "three detection periods")  # fmt: skip
             cluster.sites[leader].heal()
-            wait_for(lambda n=name: _state_of(own, n) == "healthy", 15,  # type: ignore[misc]
+            wait_for(lambda n=name: _state_of(own, n) == "healthy", 15,
                      "the leader's site sees the CA again")  # fmt: skip
         flips = sum(len(cluster.writes(s)) for s in cluster.daemons) - writes
         moved = (cluster.bind.primary.soa_serial() or 0) - (serial or 0)
@@ -236,24 +248,49 @@ def flap(seconds: float) -> dict[str, Any]:
         }  # fmt: skip
 
 
+def _section(results: dict[str, Any], name: str, measure: Callable[[], Any]) -> None:
+    """One section; a lab failure is recorded (and the other sections still run). The
+    results so far are kept in results/coordination.partial.json."""
+    try:
+        results[name] = measure()
+    except LabError as e:
+        results[name] = {"error": str(e)}
+    PARTIAL.write_text(json.dumps(results, indent=1) + "\n")
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     reps = 3 if quick else 20
     many = 3 if quick else 50
-    shapes = {shape: takeover(shape, reps) for shape in ("alone", "leader_alive", "leader_killed")}
-    return {
-        "settings": {"reps": reps, "lease_ttl": LEASE, "checks": "1s / 800ms / rise 2 / fall 2"},
-        "takeover": {
-            shape: {**summary(s), "p99": percentile(s, 99), "samples": s}
-            for shape, s in shapes.items()
-        },
-        "fencing": fencing(many),
-        "site_cut": site_cut(many),
-        "member_loss": member_loss(3 if quick else 5),
-        "flap": flap(float(os.environ.get("DNSFAILOVER_DRILL_SECONDS", "60" if quick else "300"))),
+    soak = float(os.environ.get("DNSFAILOVER_DRILL_SECONDS", "60" if quick else "300"))
+    results: dict[str, Any] = {
+        "settings": {"reps": reps, "lease_ttl": LEASE, "checks": "1s / 800ms / rise 2 / fall 2"}
     }
+    sections = os.environ.get("BENCH_SECTIONS", "takeover fencing site_cut member_loss flap")
+
+    def takeovers() -> dict[str, Any]:
+        found = {}
+        for shape in ("alone", "leader_alive", "leader_killed"):
+            samples = takeover(shape, reps)
+            found[shape] = {**summary(samples), "p99": percentile(samples, 99), "samples": samples}
+        return found
+
+    measures: dict[str, Callable[[], Any]] = {
+        "takeover": takeovers,
+        "fencing": lambda: fencing(many),
+        "site_cut": lambda: site_cut(many),
+        "member_loss": lambda: member_loss(3 if quick else 5),
+        "flap": lambda: flap(soak),
+    }
+    for name in sections.split():
+        _section(results, name, measures[name])
+    return results
 
 
 def report(results: dict[str, Any]) -> list[str]:
+    failed = [f"- {name}: {v['error']}" for name, v in results.items()
+              if isinstance(v, dict) and "error" in v]  # fmt: skip
+    if failed:
+        return ["Sections that failed (the lab error):", "", *failed]
     t = results["takeover"]
     target = t["alone"]["p99"] + LEASE + 1
     killed = t["leader_killed"]
@@ -281,7 +318,9 @@ def report(results: dict[str, Any]) -> list[str]:
             )
         ),
         f"| leader frozen past its lease, thawed with its write in flight: stale writes accepted "
-        f"| {f['stale_writes_accepted']} of {f['runs']} | 0 |",
+        f"| {f['stale_writes_accepted']} of {f['completed']} runs"
+        + (f" ({len(f['errors'])} runs the lab could not complete)" if f["errors"] else "")
+        + " | 0 |",
         f"| ... kill → the successor's failover served | {served['median']:.2f}"
         f" / p95 {served['p95']:.2f} | - |",
         f"| leader's site cut off from the active CA (3 detection periods each): flips "

@@ -173,7 +173,9 @@ class Cluster:
         return data if isinstance(data, dict) else {}
 
     def writes(self, site: str) -> list[dict[str, Any]]:
-        return [e for e in self.daemons[site].audit() if e.get("outcome") == "applied"
+        """The moves the site's daemon wrote (accepted by the DNS, served everywhere or not)."""
+        return [e for e in self.daemons[site].audit()
+                if e.get("outcome") in ("applied", "applied_unconfirmed")
                 and e.get("event") in ("failover", "manual")]  # fmt: skip
 
 
