@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from dnsfailover.config.models import Coordination
-from dnsfailover.coordination.etcd import Etcd, EtcdError
+from dnsfailover.coordination.etcd import Etcd, EtcdConflict, EtcdError
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +203,15 @@ class Coordinator:
                 if not self._actions:
                     return
                 action = self._actions[0]
-            action(self.etcd)  # EtcdError: it stays queued for the next round
+            try:
+                action(self.etcd)  # EtcdError: it stays queued for the next round
+            except EtcdConflict as e:  # etcd answers: try again next round, the round goes on
+                log.warning("coordination_action_deferred site=%s error=%s", self.site, e)
+                return
+            except EtcdError:
+                raise
+            except Exception:  # e.g. a shared document that does not parse: it never will
+                log.exception("coordination_action_dropped site=%s", self.site)
             with self._lock:
                 self._actions.pop(0)
 

@@ -36,6 +36,10 @@ class EtcdError(DnsFailoverError):
     """No etcd endpoint answered the request (or every one refused it)."""
 
 
+class EtcdConflict(EtcdError):
+    """A compare-and-swap lost to other writers too many times in a row (etcd answered)."""
+
+
 @dataclass(frozen=True)
 class KeyValue:
     key: str
@@ -231,7 +235,7 @@ class Etcd:
             value = change(found.value if found else None)
             if self.replace(key, value, found.mod_revision if found else 0):
                 return value
-        raise EtcdError(f"etcd update of {key}: changed under us {attempts} times in a row")
+        raise EtcdConflict(f"etcd update of {key}: changed under us {attempts} times in a row")
 
     def close(self) -> None:
         for client in self._clients:

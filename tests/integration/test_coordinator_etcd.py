@@ -174,3 +174,20 @@ def test_a_failover_request_nobody_carries_out_is_withdrawn(etcd: EtcdCluster) -
     left = shared.load()
     assert left.requests == {} and set(left.state.pins) == {"other"}
     shared.close()
+
+
+def test_a_shared_document_that_does_not_parse_does_not_stop_the_rounds(
+    etcd: EtcdCluster,
+) -> None:
+    from dnsfailover.controller.shared import edit, with_flip
+    from dnsfailover.controller.state import Flip
+
+    east = Coordinator(settings(etcd, "east"))
+    east.etcd.put(east.state_key, "{garbage")
+    east.submit(lambda client: client.update(east.state_key,
+                                             edit(with_flip("acme", Flip(1.0, "a", "b", "x")))))  # fmt: skip
+    east.step()
+    view = east.view()
+    assert view.etcd_ok and view.leading and view.shared == "{garbage"  # dropped, not stuck
+    assert east._actions == []
+    east.stop()
