@@ -52,7 +52,7 @@ class Cluster:
             "zone": "example.test.",
             "port": self.bind.primary.port,
             "tsig": {"key_file": str(self.bind.update_key.path)},
-            "timeout": "1s",
+            "timeout": "2s",  # two cores run three daemons, etcd, BIND and two CAs
             "verify_servers": self.bind.verify_servers,
             "propagation_timeout": "5s",
         }

@@ -398,7 +398,9 @@ class Reconciler:
         if report.error:
             log.error("reconcile_failed service=%s error=%s", report.service, report.error)
         decision = report.decision
-        signature = (report.event, decision.reason if decision else report.error or "")
+        # The same decision again is not news; a different error (a fenced write names the
+        # newer token) is.
+        signature = (report.event, decision.reason if decision else "", report.error or "")
         quiet = (
             decision is not None
             and decision.rule in QUIET_RULES
