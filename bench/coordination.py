@@ -333,8 +333,9 @@ def report(results: dict[str, Any]) -> list[str]:
                 ),
             )
         ),
-        f"| leader frozen past its lease, thawed with its write in flight: stale writes accepted "
-        f"| {f['stale_writes_accepted']} of {f['completed']} runs"
+        "| leader frozen past its lease, thawed with its write in flight: stale writes accepted "
+        + (f"(commit {results['fencing_commit']}) " if results.get("fencing_commit") else "")
+        + f"| {f['stale_writes_accepted']} of {f['completed']} runs"
         + (f" ({len(f['errors'])} runs the lab could not complete)" if f["errors"] else "")
         + (
             f"; in {f['landed_before_deposed']} of them the old leader's first attempt had landed "

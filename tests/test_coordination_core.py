@@ -283,3 +283,23 @@ def test_validate_checks_the_etcd_secret_files(tmp_path: Path) -> None:
            f"username: root, password_file: {tmp_path / 'missing'}}}}}")  # fmt: skip
     with pytest.raises(ConfigError, match=r"coordination\.etcd\.password_file: secret file"):
         load_config(offline_config(tmp_path, top=top))
+
+
+def test_every_fenced_write_is_audited_even_for_the_same_decision(tmp_path: Path) -> None:
+    """A deposed leader refused twice for the same decision: two audit entries (the newer
+    token in the error is news), while the same refusal again is not."""
+    from dnsfailover.controller.reconcile import Reconciler, Report
+    from dnsfailover.controller.state import StateStore
+    from dnsfailover.policy import Decision
+
+    store = StateStore(tmp_path)
+    reconciler = Reconciler(store)
+    decision = Decision(Kind.MOVE, "a", "b", "failover", "a unhealthy")
+    for error in ("fenced: holds epoch=20", "fenced: holds epoch=20", "fenced: holds epoch=31"):
+        report = Report("acme", decision=decision, error=error, fenced=True, fence=9, site="east")
+        reconciler.finish(report)
+    entries, _ = store.read_audit()
+    assert [(e["event"], e["error"], e["site"]) for e in entries] == [
+        ("fenced", "fenced: holds epoch=20", "east"),
+        ("fenced", "fenced: holds epoch=31", "east"),
+    ]
