@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
 VARIABLE = "DNSFAILOVER_CRASHPOINT"
 ONLY_IF = "DNSFAILOVER_CRASHPOINT_IF"
@@ -28,4 +29,6 @@ def crashpoint(name: str) -> None:
     if wanted == name:
         os.kill(os.getpid(), signal.SIGKILL)
     elif wanted == f"{name}:stop":
-        os.kill(os.getpid(), signal.SIGSTOP)
+        # To this thread: it takes the stop itself before it returns. Sent to the process,
+        # another thread may take it, and this one ran on into the write for a moment.
+        signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
