@@ -145,7 +145,7 @@ class Reconciler:
         self.clock = clock
         self.dry_run = dry_run
         self.on_event = on_event  # every audited decision, for notifications
-        self._last_audited: dict[str, tuple[str, str]] = {}
+        self._last_audited: dict[str, tuple[str, str, str]] = {}
         self._last_live: dict[str, RRset | None] = {}  # the record at the last good read
         self._executing: set[str] = set()  # services whose write runs now, in this process
 
