@@ -33,8 +33,7 @@ from dnsfailover.health import State
 from dnsfailover.plan import owner_of
 from dnsfailover.plan.budget import Budget, convergence_budget
 from dnsfailover.policy import Decision, Kind
-from dnsfailover.providers import Provider, Receipt
-from dnsfailover.rrset import Change
+from dnsfailover.providers import Provider
 
 
 def _runtime(args: argparse.Namespace) -> tuple[Config, Runtime, StateStore]:
@@ -303,16 +302,19 @@ def _failover_coordinated(
         raise (ConflictError if result.get("event") == "conflict" else DnsFailoverError)(
             str(result["error"])
         )
-    record = provider.read(service.name, service.type)
-    if owner_of(service, record) != args.to or record is None:
+    # The leader waited until every authoritative server served it ("applied"); from here,
+    # the record as the authority holds it must name the target.
+    if owner_of(service, provider.read(service.name, service.type)) != args.to:
         raise DnsFailoverError(f"{service.name} does not point at {args.to} after the write")
-    propagation = provider.wait(Receipt(Change(None, record)), provider.propagation_timeout)
-    print(f"  served: {propagation.summary()}")
+    if result.get("outcome") == "applied":
+        print(f"  served: {result.get('propagation')}")
+    elif result.get("outcome") == "applied_unconfirmed":
+        print(f"  written, NOT served everywhere yet: {result.get('propagation')}")
     print(
         f"{args.service} is pinned to {args.to} on every controller; "
         f"`dnsfailover release {args.service}` lets automatic policy act again"
     )
-    return 0 if propagation.complete else 1
+    return 1 if result.get("outcome") == "applied_unconfirmed" else 0
 
 
 def cmd_failover(args: argparse.Namespace) -> int:
