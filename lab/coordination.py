@@ -131,6 +131,16 @@ class Cluster:
         assert entry is not None
         return entry
 
+    def settled(self) -> str:
+        """Start every site's daemon; wait for a leader that moved its fence and for every
+        site to see all three reporting. The leading site."""
+        self.start()
+        leader = self.wait_leader()
+        self.wait_fenced(leader)
+        for site in self.daemons:
+            self.wait_reporting(site)
+        return leader
+
     def wait_reporting(self, site: str, count: int = 3, timeout: float = 15.0) -> None:
         wait_for(lambda: len(self.coordination(site).get("reporting", [])) >= count, timeout,
                  f"{count} sites reporting to {site}")  # fmt: skip

@@ -62,15 +62,19 @@ def test_retry_mode_is_pinned_to_standard() -> None:
     assert client.meta.config.retries["mode"] == "standard"
 
 
-def test_the_write_is_one_delete_exact_plus_create_batch(stubbed: Any) -> None:
-    dns, stubber, _ = stubbed
-    expected = {"HostedZoneId": ZONE_ID, "ChangeBatch": {"Comment": ANY, "Changes": [
+def expected_swap() -> dict[str, Any]:
+    """The request that swaps A for B: the exact DELETE, then the CREATE."""
+    return {"HostedZoneId": ZONE_ID, "ChangeBatch": {"Comment": ANY, "Changes": [
         {"Action": "DELETE", "ResourceRecordSet": {"Name": ACME, "Type": "CNAME", "TTL": 60,
                                                    "ResourceRecords": [{"Value": A.values[0]}]}},
         {"Action": "CREATE", "ResourceRecordSet": {"Name": ACME, "Type": "CNAME", "TTL": 60,
                                                    "ResourceRecords": [{"Value": B.values[0]}]}},
     ]}}  # fmt: skip
-    stubber.add_response("change_resource_record_sets", _change(), expected)
+
+
+def test_the_write_is_one_delete_exact_plus_create_batch(stubbed: Any) -> None:
+    dns, stubber, _ = stubbed
+    stubber.add_response("change_resource_record_sets", _change(), expected_swap())
     assert dns.apply(Change(A, B)).token == "/change/C1"
 
 
@@ -185,10 +189,7 @@ def test_a_fenced_write_moves_the_fence_in_the_same_batch(stubbed: Any) -> None:
     stubber.add_response("list_resource_record_sets", _fence_listing(4))
     expected = {"HostedZoneId": ZONE_ID, "ChangeBatch": {"Comment": ANY, "Changes": [
         _txt("DELETE", 4), _txt("CREATE", 9),
-        {"Action": "DELETE", "ResourceRecordSet": {"Name": ACME, "Type": "CNAME", "TTL": 60,
-                                                   "ResourceRecords": [{"Value": A.values[0]}]}},
-        {"Action": "CREATE", "ResourceRecordSet": {"Name": ACME, "Type": "CNAME", "TTL": 60,
-                                                   "ResourceRecords": [{"Value": B.values[0]}]}},
+        *expected_swap()["ChangeBatch"]["Changes"],
     ]}}  # fmt: skip
     stubber.add_response("change_resource_record_sets", _change(), expected)
     dns.apply(Change(A, B), fence=9)

@@ -277,8 +277,7 @@ def _failover_coordinated(
     every authoritative server (bounded)."""
     assert config.coordination is not None
     service = config.services[args.service]
-    shared = SharedStore(config.coordination)
-    try:
+    with SharedStore(config.coordination) as shared:
         drains = shared.load().state.drains
         if args.to in drains and not args.force:
             raise RefusedError(
@@ -291,8 +290,6 @@ def _failover_coordinated(
         provider = runtime.provider_for(service)
         lease = config.coordination.etcd.lease_ttl
         result = shared.wait_result(args.service, request, 2 * lease + provider.change_timeout + 5)
-    finally:
-        shared.close()
     print(
         f"{args.service}: {result.get('change') or 'no change'} — {result.get('outcome')} by "
         f"{result.get('site')} (fence {result.get('fence')})"
@@ -364,10 +361,8 @@ def cmd_release(args: argparse.Namespace) -> int:
     _service(config, args.service)
     shared = _shared(config)
     if shared is not None:
-        try:
+        with shared:
             pin = shared.release(args.service)
-        finally:
-            shared.close()
         StateStore(config.state_dir).audit({"service": args.service, "event": "release"})
     else:
         pin = StateStore(config.state_dir).release(args.service)
@@ -394,10 +389,8 @@ def cmd_drain(args: argparse.Namespace) -> int:
     store = StateStore(config.state_dir)
     shared = _shared(config)
     if shared is not None:
-        try:
+        with shared:
             shared.drain(args.instance, args.reason)
-        finally:
-            shared.close()
         store.audit({"event": "drain", "instance": args.instance, "reason": args.reason})
         print(f"{args.instance} drained on every controller ({args.reason}); services: "
               f"{', '.join(services)}; the leader moves traffic away within one round")  # fmt: skip
@@ -421,10 +414,8 @@ def cmd_undrain(args: argparse.Namespace) -> int:
     _instance_known(config, args.instance)
     shared = _shared(config)
     if shared is not None:
-        try:
+        with shared:
             found = shared.undrain(args.instance)
-        finally:
-            shared.close()
         if found:
             StateStore(config.state_dir).audit({"event": "undrain", "instance": args.instance})
     else:

@@ -206,3 +206,9 @@ class SharedStore:
 
     def close(self) -> None:
         self.etcd.close()
+
+    def __enter__(self) -> SharedStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
