@@ -14,7 +14,7 @@ from dnsfailover.config import load_config
 from dnsfailover.config.models import Coordination
 from dnsfailover.controller.shared import Request, Shared, merge_flips, request_done
 from dnsfailover.controller.state import Flip, Pin
-from dnsfailover.controller.state import State as Saved
+from dnsfailover.controller.state import SavedState as Saved
 from dnsfailover.errors import (
     ConfigError,
     ConflictError,
@@ -236,46 +236,50 @@ def test_the_example_configs_coordination_block_validates(tmp_path: Path) -> Non
 # ----------------------------------------------------------------------------- leadership
 
 
-def leadership(tmp_path: Path) -> tuple[Any, Any]:
+class StubCoordinator:
+    """The coordinator seam (`view`, `may_write`), with the view a test sets."""
+
+    def __init__(self, view: Any) -> None:
+        self.current = view
+
+    def view(self) -> Any:
+        return self.current
+
+    def may_write(self) -> bool:
+        return bool(self.current.may_write(time.monotonic()))
+
+
+def test_leadership_journals_each_change_of_token_and_follows_past_its_deadline(
+    tmp_path: Path,
+) -> None:
+    from dnsfailover.controller.journal import Journal
     from dnsfailover.controller.leadership import Leadership
     from dnsfailover.controller.state import StateStore
-    from dnsfailover.coordination.coordinator import Coordinator
-
-    settings = Coordination.model_validate(coordination())
-    coordinator = Coordinator(settings, etcd=object())  # type: ignore[arg-type]
-    return Leadership(
-        settings, StateStore(tmp_path), lambda: None, coordinator=coordinator
-    ), coordinator
-
-
-def test_only_a_leader_within_its_deadline_with_its_own_fence_writes(tmp_path: Path) -> None:
     from dnsfailover.coordination.coordinator import View
 
-    lead, coordinator = leadership(tmp_path)
+    settings = Coordination.model_validate(coordination())
+    store = StateStore(tmp_path)
     now = time.monotonic()
-    follower = View("east", leader="west", token=5, etcd_ok=True, deadline=3.0)
-    coordinator._view = follower
-    assert not lead.changed() and lead.gate("acme", dry_run=False) == "follow"
-    leading = View("east", leader="east", token=9, leading=True, renewed_at=now, deadline=3.0,
-                   etcd_ok=True)  # fmt: skip
-    coordinator._view = leading
-    assert lead.gate("acme", dry_run=False) == "follow"  # changed() has not run: no token yet
-    assert lead.changed()
-    assert lead.gate("acme", dry_run=False) == "fence"  # its fence first
-    lead.fenced["acme"] = 9
-    assert lead.gate("acme", dry_run=False) == "write"
-    # Leading again with another token before changed() ran: not with the stale one.
-    coordinator._view = View("east", leader="east", token=12, leading=True, renewed_at=now,
-                             deadline=3.0, etcd_ok=True)  # fmt: skip
-    assert lead.gate("acme", dry_run=False) == "follow"
-    assert lead.changed() and lead.gate("acme", dry_run=False) == "fence"
-    # Past the renew deadline: not a write, whatever else holds.
-    coordinator._view = View("east", leader="east", token=12, leading=True,
-                             renewed_at=now - 3.5, deadline=3.0, etcd_ok=True)  # fmt: skip
-    lead.fenced["acme"] = 12
-    assert lead.gate("acme", dry_run=False) == "follow"
-    entries, _ = lead.store.read_audit()
-    assert [e["event"] for e in entries] == ["leadership_acquired", "leadership_acquired"]
+    stub = StubCoordinator(View("east", leader="west", token=5, etcd_ok=True, deadline=3.0))
+    lead = Leadership(settings, store, Journal(store), lambda: None,
+                      coordinator=stub)  # type: ignore[arg-type]  # fmt: skip
+    assert not lead.changed() and lead.token is None
+    stub.current = View("east", leader="east", token=9, leading=True, renewed_at=now,
+                        deadline=3.0, etcd_ok=True)  # fmt: skip
+    assert lead.changed() and lead.token == 9 and lead.may_write()
+    assert lead.changed() and lead.token == 9  # nothing new: no second entry
+    stub.current = View("east", leader="east", token=12, leading=True, renewed_at=now,
+                        deadline=3.0, etcd_ok=True)  # fmt: skip
+    assert lead.changed() and lead.token == 12
+    # Past the renew deadline: no write, whatever else holds.
+    stub.current = View("east", leader="east", token=12, leading=True,
+                        renewed_at=now - 3.5, deadline=3.0, etcd_ok=True)  # fmt: skip
+    assert not lead.may_write()
+    entries, _ = store.read_audit()
+    assert [(e["event"], e["fence"]) for e in entries] == [
+        ("leadership_acquired", 9),
+        ("leadership_acquired", 12),
+    ]
 
 
 def test_validate_checks_the_etcd_secret_files(tmp_path: Path) -> None:
@@ -283,23 +287,3 @@ def test_validate_checks_the_etcd_secret_files(tmp_path: Path) -> None:
            f"username: root, password_file: {tmp_path / 'missing'}}}}}")  # fmt: skip
     with pytest.raises(ConfigError, match=r"coordination\.etcd\.password_file: secret file"):
         load_config(offline_config(tmp_path, top=top))
-
-
-def test_every_fenced_write_is_audited_even_for_the_same_decision(tmp_path: Path) -> None:
-    """A deposed leader refused twice for the same decision: two audit entries (the newer
-    token in the error is news), while the same refusal again is not."""
-    from dnsfailover.controller.reconcile import Reconciler, Report
-    from dnsfailover.controller.state import StateStore
-    from dnsfailover.policy import Decision
-
-    store = StateStore(tmp_path)
-    reconciler = Reconciler(store)
-    decision = Decision(Kind.MOVE, "a", "b", "failover", "a unhealthy")
-    for error in ("fenced: holds epoch=20", "fenced: holds epoch=20", "fenced: holds epoch=31"):
-        report = Report("acme", decision=decision, error=error, fenced=True, fence=9, site="east")
-        reconciler.finish(report)
-    entries, _ = store.read_audit()
-    assert [(e["event"], e["error"], e["site"]) for e in entries] == [
-        ("fenced", "fenced: holds epoch=20", "east"),
-        ("fenced", "fenced: holds epoch=31", "east"),
-    ]

@@ -3,20 +3,20 @@
 It owns the coordinator (coordination/coordinator.py: lease, election, reports, shared state,
 on a thread of its own) and answers the daemon's questions on the controller thread, from the
 coordinator's latest view, never waiting on etcd:
-- `gate(service)`: may this controller write it now? Only the leader, within its renew
-  deadline, and only once it has moved the service's fence to its own token ("fence" first).
+- `token` / `may_write()`: the fencing token we lead with (None: following), and whether the
+  lease still covers a write now. Who may write which service when — the fence first — is the
+  per-service record's rule (machine.py); a write checks `may_write()` just before it goes.
 - `health(service, own)`: the quorum of the live sites' reports (health/quorum.py), this
   site's own verdicts taken fresh from its tracker. A report is JSON, one per site: every
   service's instances as that site judges them (state, since, passing_since, reason; when it
   was observed; no secrets, no addresses), published when a state changes. One that does
   not parse counts as no report, and is logged once.
 - `changed()`: after each coordinator round that saw something new: mirror the shared pins,
-  drains and flips into state.json, audit a change of leadership, forget the fences of a lost
-  one.
+  drains and flips into state.json, journal a change of leadership.
 - `share(report)`: the leader's flips into the shared history; a failover request's outcome
   back to the CLI that waits on it (shared.py).
-Imports config values, health, the coordination package, and the controller's state,
-documents and reconcile values; never the daemon.
+Imports config values, health, the coordination package, and the controller's state, journal
+and report values; never the daemon.
 """
 
 from __future__ import annotations
@@ -28,17 +28,15 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dnsfailover.config.models import Coordination
-from dnsfailover.controller import documents
-from dnsfailover.controller.reconcile import Report
+from dnsfailover.controller.journal import Journal, decision_entry
+from dnsfailover.controller.report import Report
 from dnsfailover.controller.shared import Request, Shared, edit, mirror, request_done, with_flip
 from dnsfailover.controller.state import Flip, StateStore
 from dnsfailover.coordination.coordinator import Coordinator, View
 from dnsfailover.coordination.etcd import Etcd
-from dnsfailover.errors import DnsFailoverError, FencedError
+from dnsfailover.errors import DnsFailoverError
 from dnsfailover.health import HealthSnapshot, InstanceHealth, State
 from dnsfailover.health.quorum import QuorumHealth, SiteView, combine_sites
-from dnsfailover.policy import Kind
-from dnsfailover.providers import Provider
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +148,7 @@ class Leadership:
         self,
         settings: Coordination,
         store: StateStore,
+        journal: Journal,
         wake: Callable[[], None],
         clock: Callable[[], float] = time.time,
         coordinator: Coordinator | None = None,
@@ -157,11 +156,11 @@ class Leadership:
         self.settings = settings
         self.site = settings.site
         self.store = store
+        self.journal = journal
         self.clock = clock
         self.coordinator = coordinator or Coordinator(settings, wake)
         self.quorum = Quorum(settings)
         self.token: int | None = None  # our fencing token while we lead
-        self.fenced: dict[str, int] = {}  # service → the token its fence holds (ours)
         self.shared = Shared()  # pins, drains, requests and flips in etcd (shared.py)
         self._shared_text: str | None = None
         self._handled: set[str] = set()  # failover requests taken on by this controller
@@ -187,16 +186,7 @@ class Leadership:
     def status(self) -> dict[str, Any]:
         return status(self.view(), self.settings)
 
-    # ------------------------------------------------------------------ deciding who writes
-
-    def gate(self, service: str, dry_run: bool) -> str:
-        """ "write" (we lead and its fence is ours), "fence" (move it first) or "follow"."""
-        view = self.view()
-        if not view.may_write(time.monotonic()) or self.token is None or view.token != self.token:
-            return "follow"  # not leading, or leading anew since changed() last ran (it is next)
-        if not dry_run and self.fenced.get(service) != self.token:
-            return "fence"
-        return "write"
+    # ------------------------------------------------------------------ each round
 
     def changed(self) -> bool:
         """A round saw something new; True when we lead (the daemon reconciles everything)."""
@@ -206,11 +196,8 @@ class Leadership:
         token = view.token if view.leading else None
         if token != self.token:
             self.token = token
-            self.fenced.clear()
-            self._audit({
-                "event": "leadership_acquired" if view.leading else "leadership_lost",
-                "site": self.site, "leader": view.leader, "fence": view.token, "service": None,
-            })  # fmt: skip
+            event = "leadership_acquired" if view.leading else "leadership_lost"
+            self.journal.event(event, site=self.site, leader=view.leader, fence=view.token)
         return view.leading
 
     def take_request(self, service: str) -> Request | None:
@@ -223,78 +210,32 @@ class Leadership:
         return request
 
     def _mirror(self, text: str | None) -> None:
-        """The shared pins, drains and flips into state.json (the reconciler reads them)."""
+        """The shared pins, drains and flips into state.json (the pipeline reads them). The
+        document comes from outside: whatever is wrong with it is logged and changes nothing."""
         try:
             shared = Shared.parse(text)
             mirror(self.store, shared, self.clock())
-        except DnsFailoverError as e:
-            log.error("shared_state_not_mirrored error=%s", e)
+        except Exception as e:  # anything a writer to the prefix can put there
+            log.error("shared_state_not_mirrored error=%s", type(e).__name__ if
+                      not isinstance(e, DnsFailoverError) else e)  # fmt: skip
             return
         self.shared, self._shared_text = shared, text
-
-    # ------------------------------------------------------------------ the fence
-
-    def fence_work(
-        self, service: str, name: str, provider: Provider
-    ) -> tuple[Report, Callable[[], None]]:
-        """A new leader's first write for a service: move its fence to our token (on a
-        worker: the report, and the work)."""
-        token = self.token
-        assert token is not None
-        report = Report(
-            service, change=f"fence {name} → epoch={token}", site=self.site, fence=token
-        )
-
-        def work() -> None:
-            if not self.may_write():
-                report.error = "not leading any more: fence not moved"
-                return
-            try:
-                before = provider.move_fence(name, token)
-                report.applied = True
-                report.pending = f"epoch={before}" if before is not None else "none"
-            except FencedError as e:
-                report.fenced, report.error = True, str(e)
-            except DnsFailoverError as e:
-                report.error = str(e)
-
-        return report, work
-
-    def fence_landed(self, report: Report) -> bool:
-        """Audit the fence's move; True when the service's fence is ours now."""
-        service, token = report.service, report.fence
-        self._audit({
-            "service": service, "event": "fenced" if report.fenced else "fence",
-            "site": report.site, "fence": token, "before": report.pending,
-            "outcome": "applied" if report.applied else "failed", "error": report.error,
-        })  # fmt: skip
-        if report.applied and token is not None and token == self.token:
-            self.fenced[service] = token
-            log.info("fence_moved service=%s token=%s from=%s", service, token, report.pending)
-            return True
-        log.error("fence_not_moved service=%s token=%s error=%s", service, token, report.error)
-        return False
 
     # ------------------------------------------------------------------ what the leader did
 
     def share(self, report: Report) -> None:
         """The leader's flip into the shared history; a request's outcome to its CLI."""
-        decision, plan, key = report.decision, report.plan, report.service
+        decision, key = report.decision, report.service
         coordinator = self.coordinator
-        if (
-            report.applied
-            and decision is not None
-            and decision.kind is Kind.MOVE
-            and decision.target is not None
-            and not (plan is not None and plan.ttl_only)
-        ):
+        if report.applied and report.is_flip and decision is not None:
+            assert decision.target is not None
             flip = Flip(report.write_acked_at or self.clock(), decision.current, decision.target,
                         decision.rule)  # fmt: skip
             coordinator.submit(lambda etcd: etcd.update(coordinator.state_key,
                                                         edit(with_flip(key, flip))))  # fmt: skip
         if report.request is None:
             return
-        result = json.dumps(documents.audit_entry(report), default=str)
+        result = json.dumps(decision_entry(report), default=str)
         result_key = f"{coordinator.results_prefix}{report.request}"
         request = report.request
 
@@ -303,9 +244,3 @@ class Leadership:
             etcd.update(coordinator.state_key, edit(request_done(key, request)))
 
         coordinator.submit(answer)
-
-    def _audit(self, entry: dict[str, Any]) -> None:
-        try:
-            self.store.audit(entry)
-        except DnsFailoverError as e:
-            log.error("audit_failed error=%s", e)

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 import requests
 import yaml
+from dnsfailover.controller.reconcile import Reconciler
 
 from dnsfailover.config.models import Rfc2136Settings as Settings
-from dnsfailover.controller.reconcile import Reconciler
 from dnsfailover.controller.state import StateStore
 from dnsfailover.health import InstanceHealth, State
 from dnsfailover.providers.base import Receipt
