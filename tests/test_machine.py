@@ -154,6 +154,14 @@ def test_an_operators_move_is_retried_as_itself_after_a_transient_error() -> Non
     assert actions[0].intent == OPERATOR
 
 
+def test_an_operators_move_that_cannot_be_made_is_not_asked_again() -> None:
+    record, _ = run(ServiceRecord(), Wake(OPERATOR))
+    failed = replace(kept(), intent=OPERATOR, error="'z' is not an instance of the service")
+    record, _ = run(record, Done(Do.PREPARE, failed))
+    _, actions = run(record, Tick(), now=1.0)
+    assert actions[0].intent == Intent()  # the policy decides from here
+
+
 # ----------------------------------------------------------------------------- conflicts
 
 

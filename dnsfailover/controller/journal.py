@@ -151,7 +151,7 @@ class Journal:
     def decision(self, report: Report) -> dict[str, Any] | None:
         """A concluded change: its entry, or None when it was quiet or a repeat."""
         if report.error:
-            log.error("change_failed service=%s error=%s", report.service, report.error)
+            log.error("reconcile_failed service=%s error=%s", report.service, report.error)
         decision = report.decision
         # The same decision again is not news; a different error (a fenced write names the
         # newer token) is.

@@ -27,8 +27,8 @@ out inline (`changes.py`). Time is a parameter: tests drive the rules on a simul
 | Done(FENCE) | not moved | JOURNAL(fence); back off |
 | Lead(token) / Lead(None) | any | leading with `token` (fences to move again) / following |
 
-An operator's intent is never retried blindly after a conflict (the pin decides from there);
-after a transient error it is, like any other. `give_up_after` bounds the retries of the
+An operator's intent is never retried blindly after a conflict or a hard error (the pin decides
+from there); after a transient error it is, like any other. `give_up_after` bounds the retries of the
 one-shot commands (the daemon retries for ever, backing off).
 Imports the report values only.
 """
@@ -228,7 +228,9 @@ def _failed(record: ServiceRecord, report: Report, now: float, rules: Rules) -> 
     hopeless = rules.retry_only_transient and not report.transient
     if hopeless or (rules.give_up_after is not None and retry.tries > rules.give_up_after):
         retry = replace(retry, at=None)
-    return replace(record, retry=retry, retry_intent=report.intent)
+    # A transient error is retried as the same intent; after any other, the policy decides
+    # again (an operator's move that cannot be made is not asked again for ever).
+    return replace(record, retry=retry, retry_intent=report.intent if report.transient else None)
 
 
 def _succeeded(record: ServiceRecord) -> ServiceRecord:

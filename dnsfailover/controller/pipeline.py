@@ -94,7 +94,11 @@ class Pipeline:
             decision = self._decide(key, service, health, owner, state, settle_until)
         report.decision = decision
         ttl = record_ttl(service, decision, health, state.flip_times(key), self.clock())
-        report.plan = make_plan(key, service, decision, live, ttl)
+        try:
+            report.plan = make_plan(key, service, decision, live, ttl)
+        except DnsFailoverError as e:  # an operator's move to no instance of the service
+            report.error = str(e)
+            return report
         if report.plan.change is not None:
             report.change = report.plan.change.summary()
             if report.dry_run and not preview:
