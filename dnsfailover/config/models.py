@@ -200,6 +200,25 @@ class Checks(Model):
     connect_timeout: Duration | None = None  # default: the whole timeout
     rise: int = Field(3, ge=1, le=100)
     fall: int = Field(2, ge=1, le=100)
+    inconclusive_after: Duration | None = None
+    """A check with no passing result for this long (overloaded, our probe rate-limited,
+    errors, a probe that raises, silence) is UNHEALTHY: health cannot freeze. Default (None):
+    the settle window, `(max(rise, fall) + 1) x interval + timeout` (43s with the defaults).
+    See `inconclusive_bound`."""
+    max_retry_after: Duration | None = None
+    """The longest a `Retry-After` keeps a probe quiet. Default (None): `fall x interval` (20s
+    with the defaults): an overloaded instance may delay its own detection by one detection
+    period, no more. See `retry_after_cap`."""
+
+    @property
+    def inconclusive_bound(self) -> float:
+        """`inconclusive_after`, or its default, the settle window."""
+        return self.settle_window if self.inconclusive_after is None else self.inconclusive_after
+
+    @property
+    def retry_after_cap(self) -> float:
+        """`max_retry_after`, or its default, `fall x interval`."""
+        return self.fall * self.interval if self.max_retry_after is None else self.max_retry_after
 
     @property
     def settle_window(self) -> float:
@@ -222,6 +241,9 @@ class Checks(Model):
             raise ValueError("interval must be at least 100ms")
         if self.connect_timeout is not None and not 0 < self.connect_timeout <= self.timeout:
             raise ValueError("connect_timeout must be above 0 and not longer than timeout")
+        if self.inconclusive_after is not None and self.inconclusive_after < 2 * self.interval:
+            # One late or lost result must not make a check that passes unhealthy.
+            raise ValueError("inconclusive_after must be at least two intervals")
         return self
 
 

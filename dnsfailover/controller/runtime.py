@@ -61,7 +61,11 @@ class Runtime:
             for instance in service.instances:
                 try:
                     probes = build_probes(
-                        instance, clock, service.checks.connect_timeout, service.name.rstrip(".")
+                        instance,
+                        clock,
+                        service.checks.connect_timeout,
+                        service.name.rstrip("."),
+                        service.checks.retry_after_cap,
                     )
                 except DnsFailoverError as e:
                     problems.append(f"services.{key}.instances.{instance.name}: {e}")
