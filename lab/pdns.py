@@ -5,7 +5,8 @@ imported with `pdnsutil import-tsig-key` and allowed by the zone's TSIG-ALLOW-DN
 metadata; SOA-EDIT-DNSUPDATE is INCREASE, the serial plus one per update (unset, PowerDNS 4.7
 uses DEFAULT, a YYYYMMDDnn serial; NONE leaves the serial as it was, and EPOCH lowers a
 date-style one). PowerDNS has no per-name grant: a key allowed for the zone may change any name in
-it. A second imported key is allowed nothing. Caches are off, so an answer shows the database.
+it. A second imported key is allowed nothing. Caches keep their defaults: an update purges the
+zone's entries, so the next answer shows it.
 """
 
 from __future__ import annotations
@@ -38,10 +39,6 @@ primary=no
 secondary=no
 dnsupdate=yes
 allow-dnsupdate-from=127.0.0.0/8
-cache-ttl=0
-negquery-cache-ttl=0
-query-cache-ttl=0
-zone-cache-refresh-interval=0
 distributor-threads=1
 receiver-threads=1
 """

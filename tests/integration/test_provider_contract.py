@@ -30,6 +30,7 @@ from dnsfailover.errors import (
     NotAuthoritativeError,
     ProviderAuthError,
     ProviderRefusedError,
+    TransientError,
 )
 from dnsfailover.providers import RetryPolicy
 from dnsfailover.providers.rfc2136 import Rfc2136Provider
@@ -388,3 +389,25 @@ def test_pdns_soa_edit_dnsupdate_that_does_not_raise_the_serial(
         assert "soa_serial_not_raised" in caplog.text and "SOA-EDIT-DNSUPDATE" in caplog.text
     finally:
         pdns.stop()
+
+
+# ----------------------------------------------------------------------------- Knot only
+
+
+def test_servfail_is_transient_and_changes_nothing(tmp_path: Path) -> None:
+    """A real SERVFAIL: Knot whose journal directory is gone fails every update that passes
+    its prerequisites. Retried as transient (the bounded attempts), then reported; nothing
+    written."""
+    _require(SERVERS["knot"])
+    knot = KnotServer(tmp_path / "knot")
+    knot.start()
+    try:
+        shutil.rmtree(tmp_path / "knot" / "db")
+        served = Served("knot", knot, knot.update_key, knot.other_key, knot.verify_servers)
+        with pytest.raises(TransientError, match="SERVFAIL") as raised:
+            provider(served).apply(A_TO_B)
+        assert "update of acme.example.test. CNAME" in str(raised.value)
+        assert knot.rrset(ACME, "CNAME") == {"ca-a.example.test."}
+        assert knot.soa_serial() == 2026010100
+    finally:
+        knot.stop()
