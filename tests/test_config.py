@@ -385,7 +385,7 @@ def _coordination(endpoint: str, tmp_path: Path) -> str:
 def test_an_etcd_password_is_refused_over_http(tmp_path: Path) -> None:
     text = (ROOT / "configs" / "minimal.yaml").read_text()
     problems = _load_problems(text + _coordination("http://etcd-east:2379", tmp_path))
-    assert any(p.startswith("c.yaml:22: coordination.etcd: password_file: endpoints [0] are "
+    assert any(p.startswith("c.yaml:25: coordination.etcd.password_file: endpoints [0] are "
                             "http://") for p in problems), problems  # fmt: skip
     loaded = load_text(text + _coordination("https://etcd-east:2379", tmp_path), "c.yaml")
     assert loaded.config.coordination is not None
@@ -403,3 +403,29 @@ def test_an_unknown_route53_profile_is_a_config_error_when_built(
     settings = Route53Settings(type="route53", zone="example.com.", profile="nope")
     with pytest.raises(ConfigError, match="profile: no AWS profile 'nope'"):
         build_provider("r53", settings)
+
+
+@pytest.mark.parametrize(
+    ("checks", "bound", "cap"),
+    [
+        pytest.param("{}", 43.0, 20.0, id="defaults_settle_window_and_fall_times_interval"),
+        pytest.param("{interval: 5s, rise: 2, fall: 4}", 28.0, 20.0, id="defaults_follow_checks"),
+        pytest.param("{inconclusive_after: 2m, max_retry_after: 1m}", 120.0, 60.0, id="set"),
+        pytest.param("{max_retry_after: 0s}", 43.0, 0.0, id="retry_after_may_be_ignored"),
+    ],
+)
+def test_inconclusive_after_and_max_retry_after(checks: str, bound: float, cap: float) -> None:
+    text = (ROOT / "configs" / "minimal.yaml").read_text()
+    text = text.replace("name: acme.example.com.", f"name: acme.example.com.\n    checks: {checks}")
+    service = load_text(text, "inline.yaml").config.services["acme"]
+    assert service.checks.inconclusive_bound == bound
+    assert service.checks.retry_after_cap == cap
+
+
+def test_inconclusive_after_under_two_intervals_is_refused() -> None:
+    text = (ROOT / "configs" / "minimal.yaml").read_text()
+    text = text.replace(
+        "name: acme.example.com.", "name: acme.example.com.\n    checks: {inconclusive_after: 15s}"
+    )
+    with pytest.raises(ConfigError, match="inconclusive_after must be at least two intervals"):
+        load_text(text, "inline.yaml")
