@@ -20,7 +20,9 @@ followed (a 3xx is a failure, not retried). `timeout` bounds the whole request â
 request, status and headers â€” not each socket operation: a watchdog shuts the socket down at
 the deadline, so a server that trickles one byte a second cannot hold the thread. TLS is
 verified, against `ca_bundle` when given, else the system trust store. Proxies from the
-environment are not used. Failures are logged (never the URL: it may hold a token) and counted.
+environment are not used. Resolving the host name counts against the deadline but cannot be
+cut short by it: the system resolver's own timeouts (resolv.conf) bound it. Failures are logged
+(never the URL: it may hold a token) and counted.
 Imports config models only.
 """
 

@@ -385,7 +385,7 @@ def _coordination(endpoint: str, tmp_path: Path) -> str:
 def test_an_etcd_password_is_refused_over_http(tmp_path: Path) -> None:
     text = (ROOT / "configs" / "minimal.yaml").read_text()
     problems = _load_problems(text + _coordination("http://etcd-east:2379", tmp_path))
-    assert any(p.startswith("c.yaml:22: coordination.etcd: password_file: endpoints [0] are "
+    assert any(p.startswith("c.yaml:25: coordination.etcd.password_file: endpoints [0] are "
                             "http://") for p in problems), problems  # fmt: skip
     loaded = load_text(text + _coordination("https://etcd-east:2379", tmp_path), "c.yaml")
     assert loaded.config.coordination is not None

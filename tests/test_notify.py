@@ -222,7 +222,7 @@ def recorder() -> Iterator[tuple[http.server.HTTPServer, list[tuple[str, bytes]]
     seen: list[tuple[str, bytes]] = []
     handler = type("Handler", (Recorder,), {"requests": seen})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield server, seen
     server.shutdown()

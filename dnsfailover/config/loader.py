@@ -1,8 +1,10 @@
 """Load a config file: YAML → defaults merged into services → pydantic → consistency checks.
 
 Every problem is collected before anything is raised, so the operator sees them all at once,
-each as `FILE:LINE: key.path: message`. Values are never echoed back, so an inline secret
-written by mistake cannot leak through an error. Imports only config modules and errors.
+each as `FILE:LINE: key.path: message`. pydantic's input is never echoed back, and no
+validator echoes a URL or anything that may hold a secret (a DNS name or an address may be
+quoted), so an inline secret or a webhook token cannot leak through an error. The input is
+bounded before it is parsed (see `yamlsource`). Imports only config modules and errors.
 """
 
 from __future__ import annotations

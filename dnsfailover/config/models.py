@@ -391,13 +391,6 @@ class EtcdSettings(Model):
             raise ValueError("cert_file and key_file go together")
         if (self.username is None) != (self.password_file is None):
             raise ValueError("username and password_file go together")
-        plain = [i for i, url in enumerate(self.endpoints) if url.startswith("http://")]
-        if self.password_file is not None and plain:
-            raise ValueError(
-                f"password_file: endpoints {plain} are http://, which would send the etcd "
-                "password in clear: use https:// endpoints (with ca_bundle) or a client "
-                "certificate (cert_file, key_file) instead of a password"
-            )
         if self.timeout >= self.deadline:
             raise ValueError("timeout must be shorter than the renew deadline")
         return self
