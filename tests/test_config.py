@@ -427,5 +427,5 @@ def test_inconclusive_after_under_two_intervals_is_refused() -> None:
     text = text.replace(
         "name: acme.example.com.", "name: acme.example.com.\n    checks: {inconclusive_after: 15s}"
     )
-    with pytest.raises(ConfigError, match="inconclusive_after must be at least two intervals"):
+    with pytest.raises(ConfigError, match="inconclusive_after must be at least the settle window"):
         load_text(text, "inline.yaml")

@@ -324,7 +324,8 @@ def test_never_healthy_without_a_pass_within_the_bound(
 ) -> None:
     """Whatever the results (passes, failures, overloaded, errors, silence), an instance
     judged HEALTHY at T had a passing result in (T - bound, T]: it never stays HEALTHY on
-    an instance nobody can confirm."""
+    an instance nobody can confirm. And once the bound has passed since it was registered,
+    it is never UNKNOWN: undecided is a verdict too (unsettled, inconclusive)."""
     rise, fall, bound, events = history
     tracker = _watched(bound=bound, now=0.0)
     passes: list[float] = []
@@ -345,5 +346,20 @@ def test_never_healthy_without_a_pass_within_the_bound(
                 tracker.snapshot(at).instance("svc", "a"),
             ):
                 assert health.state is not State.HEALTHY or confirmed(at), health.reason
+                assert at < bound or health.state is not State.UNKNOWN, health.reason
         for _, _, after in tracker.advance(now):
             assert after.state is not State.HEALTHY or confirmed(now)
+
+
+def test_a_check_still_undecided_after_the_bound_is_unhealthy_as_unsettled() -> None:
+    tracker = _watched(now=0.0)
+    flapping = [(10.0 * i, H if i % 2 else U) for i in range(5)]  # U H U H U, 0..40s
+    assert _feed(tracker, flapping).state is State.UNKNOWN
+    assert tracker.instances("svc", now=42.9)["a"].state is State.UNKNOWN
+    health = tracker.instances("svc", now=43.0)["a"]
+    assert health.state is State.UNHEALTHY and health.since == 43.0
+    assert health.reason.startswith("acme unsettled for 40s: 3 of the last 5 probes failed")
+    assert health.unsettled_for == 40.0
+    for at in (50.0, 60.0):
+        assert _feed(tracker, [(at, H)]).state is State.UNHEALTHY
+    assert _feed(tracker, [(70.0, H)]).state is State.HEALTHY  # rise passes in a row

@@ -243,9 +243,10 @@ class Checks(Model):
     fall: int = Field(2, ge=1, le=100)
     inconclusive_after: Duration | None = None
     """A check with no passing result for this long (overloaded, our probe rate-limited,
-    errors, a probe that raises, silence) is UNHEALTHY: health cannot freeze. Default (None):
-    the settle window, `(max(rise, fall) + 1) x interval + timeout` (43s with the defaults).
-    See `inconclusive_bound`."""
+    errors, a probe that raises, silence), or still undecided after it (flapping), is
+    UNHEALTHY: health cannot freeze. Default (None): the settle window, `(max(rise, fall) + 1)
+    x interval + timeout` (43s with the defaults), which is also its minimum. See
+    `inconclusive_bound`."""
     max_retry_after: Duration | None = None
     """The longest a `Retry-After` keeps a probe quiet. Default (None): `fall x interval` (20s
     with the defaults): an overloaded instance may delay its own detection by one detection
@@ -282,9 +283,12 @@ class Checks(Model):
             raise ValueError("interval must be at least 100ms")
         if self.connect_timeout is not None and not 0 < self.connect_timeout <= self.timeout:
             raise ValueError("connect_timeout must be above 0 and not longer than timeout")
-        if self.inconclusive_after is not None and self.inconclusive_after < 2 * self.interval:
-            # One late or lost result must not make a check that passes unhealthy.
-            raise ValueError("inconclusive_after must be at least two intervals")
+        if self.inconclusive_after is not None and self.inconclusive_after < self.settle_window:
+            # A shorter bound would call a new instance unsettled before it could decide.
+            raise ValueError(
+                "inconclusive_after must be at least the settle window, (max(rise, fall) + 1)"
+                f" x interval + timeout = {self.settle_window:g}s"
+            )
         return self
 
 

@@ -8,14 +8,17 @@ for one controller and for many"):
 | `rise` passes in a row                                         | HEALTHY                     |
 | `fall` failures in a row (inconclusive results neither count   | UNHEALTHY                   |
 | nor reset)                                                     |                             |
-| not decided yet (flapping, or only inconclusive results)       | UNKNOWN, reason "unsettled  |
-|                                                                | for 10m: 5 of the last 10   |
-|                                                                | probes failed"; the policy  |
-|                                                                | stops waiting for it after  |
-|                                                                | the settle window           |
-| no passing result for `inconclusive_after`: overloaded, our    | UNHEALTHY, reason           |
-| probe rate-limited, errors, a probe that raises, silence (no   | "inconclusive for 43s: 429  |
-| result at all)                                                 | rate limited (our probe)"   |
+| not decided yet, inside the bound after registration (or the   | UNKNOWN                     |
+| first result)                                                  |                             |
+| still not decided after the bound (it flaps)                   | UNHEALTHY, reason "unsettled|
+|                                                                | for 43s: 5 of the last 10   |
+|                                                                | probes failed; last: ..."   |
+| no passing result for the bound: overloaded, our probe         | UNHEALTHY, reason           |
+| rate-limited, errors, a probe that raises, silence (no result  | "inconclusive for 43s: 429  |
+| at all)                                                        | rate limited (our probe)"   |
+
+The bound is `inconclusive_after` (config `checks.inconclusive_after`, default the settle
+window `(max(rise, fall) + 1) x interval + timeout`: 43s with the defaults 10s, 3s, 3, 2).
 
 An OVERLOADED result (alive, shedding load) and an ERROR result (the probe's own trouble, or a
 probe that raised) change no streak. They cannot hold health up for ever, though: the time since
@@ -36,7 +39,9 @@ probe in five, below `fall` in a row; `passing_since` tells steady health from t
 failback asks for it.
 
 A check that never completes a streak keeps its last RECENT outcomes and when its first result
-came, so its reason says so ("unsettled for 10m: 5 of the last 10 probes failed").
+came, so its reason says so ("unsettled for 10m: 5 of the last 10 probes failed"); past the
+bound it is UNHEALTHY (a flapping instance is no candidate, and several sites agree to leave a
+flapping active), until it completes `rise` passes (HEALTHY) or `fall` failures in a row.
 Pure: imports the result values and config durations only; time comes in as values.
 """
 
@@ -76,15 +81,18 @@ class CheckHealth:
     watched_since: float | None = None  # registered at (None: registered without a clock)
     inconclusive_after: float = math.inf  # no pass for this long: UNHEALTHY
     inconclusive_since: float | None = None  # a result found it inconclusive: from when
-    # Set only on a judged view (`judge`): when it was judged, and how long it has gone
-    # without a passing result when that is past the bound.
+    # Set only on a judged view (`judge`): when it was judged; how long it has gone without a
+    # passing result, when that is past the bound; whether it is past the bound undecided.
     judged_at: float | None = None
     inconclusive_for: float | None = None
+    unsettled: bool = False
 
     @property
     def unsettled_for(self) -> float | None:
-        """Seconds since the first result, while still UNKNOWN (None once settled or before)."""
-        if self.state is not State.UNKNOWN or self.last is None or self.first_at is None:
+        """Seconds since the first result, while undecided (UNKNOWN, or UNHEALTHY for being
+        undecided past the bound); None once settled or before any result."""
+        undecided = self.state is State.UNKNOWN or self.unsettled
+        if not undecided or self.last is None or self.first_at is None:
             return None
         return self.last.observed_at - self.first_at
 
@@ -94,7 +102,7 @@ class CheckHealth:
             return f"inconclusive for {human(self.inconclusive_for)}: {self._inconclusive_detail}"
         if self.last is None:
             return "no result yet"
-        if self.state is State.UNKNOWN and len(self.recent) > 1:
+        if (self.state is State.UNKNOWN or self.unsettled) and len(self.recent) > 1:
             failed = sum(o is Outcome.UNHEALTHY for o in self.recent)
             inconclusive = sum(o in (Outcome.ERROR, Outcome.OVERLOADED) for o in self.recent)
             tally = f"{failed} of the last {len(self.recent)} probes failed"
@@ -136,11 +144,28 @@ def _without_pass(health: CheckHealth, at: float | None) -> tuple[float, float] 
     return (span, anchor + health.inconclusive_after) if span >= health.inconclusive_after else None
 
 
+def _undecided(health: CheckHealth, at: float | None) -> float | None:
+    """When the bound passed on a check still UNKNOWN (it flaps: passes, but never `rise` in a
+    row, nor `fall` failures), counted from when it was registered or first heard of."""
+    if at is None or health.state is not State.UNKNOWN or math.isinf(health.inconclusive_after):
+        return None
+    starts = [t for t in (health.watched_since, health.first_at) if t is not None]
+    if not starts or at - min(starts) < health.inconclusive_after:
+        return None
+    return min(starts) + health.inconclusive_after
+
+
 def judge(health: CheckHealth, at: float | None) -> CheckHealth:
     """The check as it stands at `at` (None: as of its last result only): UNHEALTHY, with an
-    "inconclusive" reason, when it has had no passing result for its bound."""
+    "inconclusive" reason, when it has had no passing result for its bound; UNHEALTHY, with
+    an "unsettled" reason, when it is still undecided after the bound."""
     found = _without_pass(health, at)
     if found is None:
+        undecided = _undecided(health, at)
+        if undecided is not None:
+            return replace(
+                health, state=State.UNHEALTHY, since=undecided, judged_at=at, unsettled=True
+            )
         return health if at is None else replace(health, judged_at=at)
     span, bound_passed = found
     since = health.inconclusive_since if health.inconclusive_since is not None else bound_passed
@@ -214,8 +239,8 @@ class InstanceHealth:
 
     @property
     def unsettled_for(self) -> float | None:
-        """While UNKNOWN: how long its longest-unsettled required check has had results."""
-        if self.state is not State.UNKNOWN:
+        """Unless HEALTHY: how long its longest-unsettled required check has had results."""
+        if self.state is State.HEALTHY:
             return None
         spans = [c.unsettled_for for c in self.checks.values() if c.required]
         known = [s for s in spans if s is not None]
