@@ -13,19 +13,22 @@ import contextlib
 import json
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
+from dnsfailover.config import load_config
 from dnsfailover.config.models import AcmeCheck, Checks
-from dnsfailover.controller.runtime import ProbeJob
+from dnsfailover.controller.runtime import ProbeJob, Runtime
 from dnsfailover.controller.scheduler import ProbeScheduler
 from dnsfailover.health import HealthTracker, State
 from dnsfailover.probes.acme import AcmeProbe
 from dnsfailover.probes.http import HttpClient, Response
 from dnsfailover.results import Outcome, ProbeResult
+from tests.offline_config import offline_config
 
 BASE = "https://ca.example.test"
 DIRECTORY = json.dumps(
@@ -173,3 +176,10 @@ def test_never_healthy_without_a_pass_and_never_quiet_past_the_cap(
         if health.state is State.HEALTHY:
             assert any(now - detection < p <= now for p in passes), health.reason
             assert any(now - bound < p <= now for p in passes), health.reason
+
+
+def test_the_runtime_carries_the_bound_and_the_cap_from_the_config(tmp_path: Path) -> None:
+    config = load_config(offline_config(tmp_path)).config
+    jobs = Runtime.build(config, providers_too=False).jobs
+    assert [j.inconclusive_after for j in jobs] == [CHECKS.inconclusive_bound] * 2  # 43s
+    assert all(isinstance(j.probe, AcmeProbe) and j.probe.max_retry_after == 20.0 for j in jobs)
