@@ -58,22 +58,25 @@ def clean(text: str, limit: int = LIMIT) -> str:
 
 
 def bounded(value: Any, limit: int = LIMIT, items: int = ITEMS) -> Any:
-    """A JSON-like value made safe: strings cleaned, lists and mappings cut to `items`
-    entries (a last entry says how many were left out); numbers, booleans and None as they
-    are; anything else by its cleaned `str`."""
+    """A JSON-like value made safe: strings cleaned, lists and mappings of more than `items`
+    entries cut to `items`, the last saying how many were left out (so it is idempotent);
+    numbers, booleans and None as they are; anything else by its cleaned `str`."""
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
         return clean(value, limit)
     if isinstance(value, Mapping):
         entries = list(value.items())
-        kept = {clean(str(k), 80): bounded(v, limit, items) for k, v in entries[:items]}
-        if len(entries) > items:
-            kept["…"] = f"{len(entries) - items:,} more entries, left out"
+        cut = len(entries) > items
+        kept_entries = entries[: items - 1] if cut else entries
+        kept = {clean(str(k), 80): bounded(v, limit, items) for k, v in kept_entries}
+        if cut:
+            kept["…"] = f"{len(entries) - len(kept_entries):,} more entries, left out"
         return kept
     if isinstance(value, list | tuple):
-        out = [bounded(v, limit, items) for v in value[:items]]
-        if len(value) > items:
-            out.append(f"… {len(value) - items:,} more, left out")
+        cut = len(value) > items
+        out = [bounded(v, limit, items) for v in (value[: items - 1] if cut else value)]
+        if cut:
+            out.append(f"… {len(value) - len(out):,} more, left out")
         return out if isinstance(value, list) else tuple(out)
     return clean(str(value), limit)

@@ -3,6 +3,8 @@ results that clean theirs when they are made."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -59,9 +61,16 @@ def test_bounded_cleans_strings_and_cuts_collections() -> None:
     value = {"problem": "x\x00", "keys": [f"k{i}" for i in range(50)], "n": 3, "none": None}
     out = bounded(value)
     assert out["problem"] == "x\\x00" and out["n"] == 3 and out["none"] is None
-    assert len(out["keys"]) == 21 and out["keys"][-1] == "… 30 more, left out"
+    assert len(out["keys"]) == 20 and out["keys"][-1] == "… 31 more, left out"
     many = bounded({f"k{i}": i for i in range(100)})
-    assert len(many) == 21 and many["…"] == "80 more entries, left out"
+    assert len(many) == 20 and many["…"] == "81 more entries, left out"
+    assert bounded(out) == out and bounded(many) == many  # idempotent
+
+
+def test_a_result_made_again_keeps_its_summaries() -> None:
+    result = ProbeResult("acme", Outcome.HEALTHY, "ok", 0.0, 0.0, {"keys": list(range(50))})
+    again = replace(result, outcome=Outcome.UNHEALTHY)  # as one-shot commands do
+    assert again.details == result.details and result.details["keys"][-1] == "… 31 more, left out"
 
 
 def test_a_probe_result_cleans_what_it_carries() -> None:
@@ -76,7 +85,7 @@ def test_a_probe_result_cleans_what_it_carries() -> None:
     )
     assert result.reason.isprintable() and len(result.reason) <= LIMIT
     assert "bad\\x00" in result.reason
-    assert result.details["problem"] == "bad\\x00" and len(result.details["keys"]) == 21
+    assert result.details["problem"] == "bad\\x00" and len(result.details["keys"]) == 20
     assert all(w.isprintable() and len(w) <= LIMIT for w in result.warnings)
     assert result.as_dict()["reason"] == result.reason
 
