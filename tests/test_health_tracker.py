@@ -332,7 +332,7 @@ def test_never_healthy_without_a_pass_within_the_bound(
     now = 0.0
 
     def confirmed(at: float) -> bool:
-        return any(at - bound < p <= at for p in passes)
+        return any(p <= at and at - p < bound for p in passes)  # as the tracker counts
 
     for gap, outcome in events:
         now += gap
@@ -363,3 +363,12 @@ def test_a_check_still_undecided_after_the_bound_is_unhealthy_as_unsettled() -> 
     for at in (50.0, 60.0):
         assert _feed(tracker, [(at, H)]).state is State.UNHEALTHY
     assert _feed(tracker, [(70.0, H)]).state is State.HEALTHY  # rise passes in a row
+
+
+def test_an_instance_unhealthy_for_failures_is_not_called_unsettled() -> None:
+    tracker = _watched(now=0.0)
+    tracker.register("svc", "a", "ocsp", True, inconclusive_after=BOUND, now=0.0)
+    _feed(tracker, [(0.0, U), (10.0, U)])  # acme falls; ocsp has said nothing yet
+    tracker.observe("svc", "a", result(H, 11.0, "ocsp"), 3, 2)
+    health = tracker.instances("svc", now=20.0)["a"]
+    assert health.state is State.UNHEALTHY and health.unsettled_for is None

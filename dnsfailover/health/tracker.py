@@ -117,7 +117,8 @@ class CheckHealth:
         """What the last result said, or for how long there has been none."""
         if self.last is None:
             return "no result"
-        age = (self.judged_at or self.last.observed_at) - self.last.observed_at
+        at = self.judged_at if self.judged_at is not None else self.last.observed_at
+        age = at - self.last.observed_at
         if self.last.ok:
             return f"no result for {human(age)}"
         return self.last.reason + (f" ({human(age)} ago)" if age >= 1 else "")
@@ -239,10 +240,14 @@ class InstanceHealth:
 
     @property
     def unsettled_for(self) -> float | None:
-        """Unless HEALTHY: how long its longest-unsettled required check has had results."""
-        if self.state is State.HEALTHY:
+        """While UNKNOWN, or UNHEALTHY because a required check is undecided past its bound:
+        how long its longest-unsettled required check has had results."""
+        required = [c for c in self.checks.values() if c.required]
+        if self.state is State.HEALTHY or (
+            self.state is State.UNHEALTHY and not any(c.unsettled for c in required)
+        ):
             return None
-        spans = [c.unsettled_for for c in self.checks.values() if c.required]
+        spans = [c.unsettled_for for c in required]
         known = [s for s in spans if s is not None]
         return max(known) if known else None
 
