@@ -372,3 +372,13 @@ def test_an_instance_unhealthy_for_failures_is_not_called_unsettled() -> None:
     tracker.observe("svc", "a", result(H, 11.0, "ocsp"), 3, 2)
     health = tracker.instances("svc", now=20.0)["a"]
     assert health.state is State.UNHEALTHY and health.unsettled_for is None
+
+
+def test_a_pass_after_mere_silence_carries_on() -> None:
+    """Silence since a pass (our side stalled, say) is UNHEALTHY while it lasts; the next pass
+    carries on, so a stall of ours never needs rise passes of every instance to undo."""
+    tracker = _watched()
+    _feed(tracker, HEALTHY_AT_20)
+    assert tracker.instances("svc", now=100.0)["a"].state is State.UNHEALTHY
+    after = _feed(tracker, [(100.0, H)])
+    assert after.state is State.HEALTHY and after.since == 20.0

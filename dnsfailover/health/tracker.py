@@ -26,9 +26,10 @@ the last passing result (or, before any, since the check was registered with a c
 its first result) is compared with `inconclusive_after` whenever health is judged — at each
 result, and at any `now` the caller passes (`instances(service, now)`, `snapshot(at)`,
 `advance(now)`), which is how silence counts. An inconclusive check is UNHEALTHY from the moment
-the bound passed; a passing result ends it, and recovery then needs `rise` passes in a row like
-any recovery. The bound is per check (`register(..., inconclusive_after=)`); infinite by
-default, so that one-shot uses (one round of results) are never inconclusive.
+the bound passed; a passing result ends it. After inconclusive results recovery needs `rise`
+passes in a row like any recovery; after mere silence since a pass (our side stalled), one pass
+carries on where it left off. The bound is per check (`register(..., inconclusive_after=)`);
+infinite by default, so that one-shot uses (one round of results) are never inconclusive.
 
 An instance is HEALTHY when all its required checks are; UNHEALTHY when any required check is;
 UNKNOWN otherwise. Informational checks are reported and never decide.
@@ -184,9 +185,11 @@ def step(health: CheckHealth, result: ProbeResult, rise: int, fall: int) -> Chec
     """The check's health after one more result."""
     at = result.observed_at
     found = _without_pass(health, at)
-    if found is not None and health.inconclusive_since is None:
-        # Inconclusive until now: it has been UNHEALTHY since the bound passed, and a pass
-        # now starts a recovery (rise in a row), as after any unhealthy spell.
+    evidence = health.last is not None and not health.last.ok  # not only silence since a pass
+    if found is not None and health.inconclusive_since is None and evidence:
+        # Inconclusive results until now: it has been UNHEALTHY since the bound passed, and a
+        # pass now starts a recovery (rise in a row), as after any unhealthy spell. After mere
+        # silence (our side stalled, say) a pass simply carries on: nothing spoke against it.
         health = replace(
             health,
             state=State.UNHEALTHY,
