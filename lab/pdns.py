@@ -38,7 +38,7 @@ api=no
 primary=no
 secondary=no
 dnsupdate=yes
-allow-dnsupdate-from=127.0.0.0/8
+allow-dnsupdate-from={allow_from}
 distributor-threads=1
 receiver-threads=1
 """
@@ -52,8 +52,10 @@ class PdnsServer(AuthoritativeProcess):
         directory: Path,
         hosts: dict[str, str] | None = None,
         soa_edit_dnsupdate: str | None = "INCREASE",
+        allow_from: str = "127.0.0.0/8",
     ) -> None:
-        """`soa_edit_dnsupdate`: the zone's SOA-EDIT-DNSUPDATE (None: not set)."""
+        """`soa_edit_dnsupdate`: the zone's SOA-EDIT-DNSUPDATE (None: not set);
+        `allow_from`: allow-dnsupdate-from, the addresses updates may come from."""
         directory.mkdir(parents=True, exist_ok=True)
         keys = directory / "keys"
         keys.mkdir(exist_ok=True)
@@ -62,7 +64,7 @@ class PdnsServer(AuthoritativeProcess):
         self.other_key = make_key(OTHER_KEY, keys / "other.key")  # imported, allowed nothing
         self.port = free_port()
         (directory / "pdns.conf").write_text(
-            _CONFIG.format(dir=directory, address=LOOPBACK, port=self.port)
+            _CONFIG.format(dir=directory, address=LOOPBACK, port=self.port, allow_from=allow_from)
         )
         with sqlite3.connect(directory / "pdns.sqlite3") as db:
             db.executescript(SCHEMA.read_text())

@@ -63,7 +63,7 @@ _RCODE_ERRORS: dict[int, tuple[type[ProviderError], str]] = {
     dns.rcode.YXDOMAIN: (ConflictError, "the name appeared since we read it"),
     dns.rcode.REFUSED: (
         ProviderRefusedError,
-        f"REFUSED: the key is not granted this name and type ({_GRANTS})",
+        f"REFUSED: this key, from this address, is not granted this name and type ({_GRANTS})",
     ),
     dns.rcode.NOTZONE: (NotAuthoritativeError, "the name is outside the zone"),
     dns.rcode.SERVFAIL: (TransientError, "the server failed (SERVFAIL)"),

@@ -391,6 +391,21 @@ def test_pdns_soa_edit_dnsupdate_that_does_not_raise_the_serial(
         pdns.stop()
 
 
+def test_pdns_update_from_an_address_it_does_not_allow(tmp_path: Path) -> None:
+    """allow-dnsupdate-from without the controller's address: PowerDNS answers REFUSED
+    before it looks at the key, so the error names that setting with the grants."""
+    _require(SERVERS["pdns"])
+    pdns = PdnsServer(tmp_path / "pdns", allow_from="192.0.2.0/24")
+    pdns.start()
+    try:
+        served = Served("pdns", pdns, pdns.update_key, pdns.other_key, pdns.verify_servers)
+        with pytest.raises(ProviderRefusedError, match="allow-dnsupdate-from"):
+            provider(served).apply(A_TO_B)
+        assert pdns.rrset(ACME, "CNAME") == {"ca-a.example.test."}
+    finally:
+        pdns.stop()
+
+
 # ----------------------------------------------------------------------------- Knot only
 
 
