@@ -39,7 +39,7 @@ from lab import Lab
 from lab.bind import ZONE, TsigKey
 from lab.knot import KnotServer
 from lab.net import LOOPBACK
-from lab.pdns import PdnsServer
+from lab.pdns import SCHEMA, PdnsServer
 
 ACME = "acme.example.test."
 OCSP = "ocsp.example.test."
@@ -47,11 +47,15 @@ OTHER = "other.example.test."
 FENCE = "_dnsfailover." + ACME
 FAST = RetryPolicy(attempts=2, first_delay=0.05)
 
-# server → the binaries it needs, and their Debian package
+# server → the binaries (or files) it needs, and their Debian package
 SERVERS = {
     "bind": {"named": "bind9", "tsig-keygen": "bind9"},
     "knot": {"knotd": "knot"},
-    "pdns": {"pdns_server": "pdns-server", "pdnsutil": "pdns-server"},
+    "pdns": {
+        "pdns_server": "pdns-server",
+        "pdnsutil": "pdns-server",
+        str(SCHEMA): "pdns-backend-sqlite3",
+    },
 }
 
 
@@ -77,7 +81,11 @@ class Served:
 
 def _require(binaries: dict[str, str]) -> None:
     """In CI a missing server fails the test; elsewhere it skips and says what to install."""
-    missing = [f"{b} (apt-get install {p})" for b, p in binaries.items() if not shutil.which(b)]
+    missing = [
+        f"{b} (apt-get install {p})"
+        for b, p in binaries.items()
+        if not (Path(b).exists() if b.startswith("/") else shutil.which(b))
+    ]
     if missing:
         message = f"missing lab binaries: {', '.join(missing)}"
         if os.environ.get("CI") == "true":
