@@ -9,6 +9,7 @@ produced, and the new RRset. Imports errors and values only.
 from __future__ import annotations
 
 import socket
+import struct
 import time
 from collections.abc import Callable, Sequence
 
@@ -52,6 +53,66 @@ def servers_from(texts: Sequence[str]) -> list[Server]:
 
 def label(server: Server) -> str:
     return f"{server[0]}:{server[1]}"
+
+
+def exchange(
+    server: Server, request: dns.message.Message, timeout: float
+) -> tuple[dns.message.Message, bool]:
+    """Send `request` over TCP; the reply, and whether it can be trusted (its TSIG verified,
+    or nothing was signed).
+
+    dnspython's `dns.query.tcp` raises FormError on an unsigned reply to a signed request and
+    drops its rcode, yet servers send exactly that for errors about the key or the zone:
+    PowerDNS answers a wrong secret or an unknown key, and Knot a zone it does not have, with
+    an unsigned NOTAUTH (RFC 8945 §5.3.2 leaves BADKEY/BADSIG replies unsigned). So the wire is
+    read here, verified when it is signed, else parsed for its rcode alone: not `trusted`
+    means the caller may use it to explain a refusal, never take it as success. TSIG errors
+    the server reports (dns.tsig.PeerError) propagate."""
+    deadline = time.monotonic() + timeout
+    wire = request.to_wire()
+    try:
+        with socket.create_connection(server, timeout=timeout) as sock:
+            sock.sendall(struct.pack("!H", len(wire)) + wire)
+            (size,) = struct.unpack("!H", _receive(sock, 2, deadline))
+            reply = _receive(sock, size, deadline)
+    except TimeoutError:
+        raise TransientError(f"{label(server)}: no answer in {timeout}s") from None
+    except OSError as e:
+        raise TransientError(f"{label(server)}: TCP exchange failed: {e}") from None
+    try:
+        response = dns.message.from_wire(
+            reply, keyring=request.keyring, request_mac=request.mac or b""
+        )
+        trusted = True
+    except dns.exception.FormError as e:
+        response, trusted = _unsigned(reply, request, server, e), False
+    if not request.is_response(response):
+        raise TransientError(f"{label(server)}: the reply does not answer our request")
+    return response, trusted
+
+
+def _unsigned(
+    reply: bytes, request: dns.message.Message, server: Server, error: Exception
+) -> dns.message.Message:
+    """The reply parsed without verification, when a signed request got it without a TSIG."""
+    try:
+        response = dns.message.from_wire(reply, keyring=False)
+    except dns.exception.DNSException:
+        response = None
+    if request.keyring is None or response is None or response.had_tsig:
+        raise TransientError(f"{label(server)}: malformed reply: {error}") from None
+    return response
+
+
+def _receive(sock: socket.socket, size: int, deadline: float) -> bytes:
+    data = b""
+    while len(data) < size:
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        data += chunk
+    return data
 
 
 class Authorities:
