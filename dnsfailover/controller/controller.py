@@ -86,6 +86,8 @@ class Controller:
         self._job_keys: set[str] = set()
         self._unsettled_told: set[tuple[str, str]] = set()
         self._retired: list[Runtime] = []  # replaced by a reload, closed once no step uses them
+        self._last_turn = time.monotonic()  # the loop's last turn (silence is judged each turn)
+        self._quiet_until = -math.inf  # after a stall of our own, silence is not judged
         self._register(runtime)
 
     def _notifications(self) -> Notifications:
@@ -115,8 +117,10 @@ class Controller:
     def _register(self, runtime: Runtime) -> None:
         """Track the runtime's checks; health of checks that stay carries over a reload. The
         settle window starts again for every service."""
+        now = self.clock()
         for job in runtime.jobs:
-            self.tracker.register(job.service, job.instance, job.probe.check, job.probe.required)
+            self.tracker.register(job.service, job.instance, job.probe.check, job.probe.required,
+                                  inconclusive_after=job.inconclusive_after, now=now)  # fmt: skip
         self.tracker.keep_only({(j.service, j.instance, j.probe.check) for j in runtime.jobs})
         self._job_keys = {j.key for j in runtime.jobs}
         try:
@@ -124,11 +128,10 @@ class Controller:
         except StateError:
             entries = []
         for key, service in runtime.config.services.items():
-            health = self.tracker.instances(key)
+            health = self.tracker.instances(key, now)
             new = key not in self.changes.records
             telemetry.init_service(self.metrics, key, health, new=new)
             self.outcomes.start(key, service, measurements(entries, key))
-        now = self.clock()
         self.settle_until = {
             key: now + service.checks.settle_window
             for key, service in runtime.config.services.items()
@@ -196,16 +199,45 @@ class Controller:
             return  # a result from before a reload, for a probe that is gone
         self._seen_jobs.add(job.key)
         telemetry.record_probe(self.metrics, job, result)
-        before, after = self.tracker.observe(job.service, job.instance, result, job.rise, job.fall)
-        telemetry.record_health(self.metrics, job.service, after)
+        before, after = self.tracker.observe(job.service, job.instance, result, job.rise, job.fall,
+                                             now=self.clock())  # fmt: skip
+        self._health_changed(job.service, before, after, result.observed_at + result.latency,
+                             changed)  # fmt: skip
+
+    def _health_changed(
+        self,
+        service: str,
+        before: InstanceHealth,
+        after: InstanceHealth,
+        at: float,
+        changed: dict[str, float],
+    ) -> None:
+        telemetry.record_health(self.metrics, service, after)
         if before.state is after.state:
             return
         if before.state is State.UNHEALTHY and after.state is State.HEALTHY:
-            self.journal.event("recovery", job.service, notify=True, instance=job.instance,
+            self.journal.event("recovery", service, notify=True, instance=after.name,
                                reason=after.reason)  # fmt: skip
-        log.info("health_changed service=%s instance=%s from=%s to=%s reason=%s", job.service,
-                 job.instance, before.state.value, after.state.value, after.reason)  # fmt: skip
-        changed.setdefault(job.service, result.observed_at + result.latency)
+        log.info("health_changed service=%s instance=%s from=%s to=%s reason=%s", service,
+                 after.name, before.state.value, after.state.value, after.reason)  # fmt: skip
+        changed.setdefault(service, at)
+
+    def silence(self, changed: dict[str, float]) -> None:
+        """Time passed without results: a check with no passing result for its bound turns
+        UNHEALTHY by silence alone. Not right after this loop itself stalled (a gap longer than
+        a tick): for one interval and timeout after that, our own silence is not the
+        instances'."""
+        now, gap = self.clock(), time.monotonic() - self._last_turn
+        self._last_turn = time.monotonic()
+        if gap > 2 * self.tick:
+            checks = [s.checks for s in self.runtime.config.services.values()]
+            self._quiet_until = now + max([0.0, *(c.interval + c.timeout for c in checks)])
+            log.warning("loop_stalled seconds=%.1f: silence is not judged until it has passed",
+                        gap)  # fmt: skip
+        if now < self._quiet_until:
+            return
+        for service, before, after in self.tracker.advance(now):
+            self._health_changed(service, before, after, now, changed)
 
     def seen_every_probe(self) -> bool:
         return self._seen_jobs >= self._job_keys
@@ -250,7 +282,7 @@ class Controller:
 
     def health(self, service: str) -> Mapping[str, InstanceHealth]:
         """What the policy decides from: this controller's view, or the sites' quorum."""
-        own = self.tracker.instances(service)
+        own = self.tracker.instances(service, self.clock())
         return own if self.leadership is None else self.leadership.health(service, own)
 
     def publish(self, changed: Mapping[str, float]) -> None:
@@ -295,18 +327,25 @@ class Controller:
         return self.tracker.snapshot(self.clock())
 
     def _tell_unsettled(self) -> None:
-        """Once per settle window: instances still UNKNOWN after it go to the log and audit."""
+        """Once per settle window: instances undecided after it (flapping: `unsettled`, or with
+        no passing result: `inconclusive`; UNHEALTHY by the tracker's rule) go to the log and
+        the audit."""
         now = self.clock()
         for service, until in self.settle_until.items():
             if now < until:
                 continue
-            for name, health in self.tracker.instances(service).items():
-                if health.state is not State.UNKNOWN or (service, name) in self._unsettled_told:
+            for name, health in self.tracker.instances(service, now).items():
+                inconclusive = any(c.inconclusive_for is not None
+                                   for c in health.checks.values() if c.required)  # fmt: skip
+                if health.state is State.HEALTHY or (service, name) in self._unsettled_told:
+                    continue
+                if health.unsettled_for is None and not inconclusive:
                     continue
                 self._unsettled_told.add((service, name))
-                log.warning("unsettled service=%s instance=%s reason=%s",
-                            service, name, health.reason)  # fmt: skip
-                self.journal.event("unsettled", service, instance=name, reason=health.reason)
+                event = "inconclusive" if inconclusive else "unsettled"
+                log.warning("%s service=%s instance=%s reason=%s",
+                            event, service, name, health.reason)  # fmt: skip
+                self.journal.event(event, service, instance=name, reason=health.reason)
 
     def status_line(self) -> str:
         services = list(self.runtime.config.services)

@@ -131,7 +131,9 @@ class Daemon:
 
     def _start_probes(self) -> None:
         self._scheduler = ProbeScheduler(
-            self.runtime.jobs, lambda job, result: self.queue.put((job, result))
+            self.runtime.jobs,
+            lambda job, result: self.queue.put((job, result)),
+            clock=self.controller.clock,
         )
         self._scheduler.start()
 
@@ -216,7 +218,12 @@ class Daemon:
             controller.write_health()
 
     def cycle(self) -> None:
-        """Every service's tick (one's failure never blocks another), then report."""
+        """Silence judged, every service's tick (one's failure never blocks another), then
+        report."""
+        changed: dict[str, float] = {}
+        self.controller.silence(changed)
+        if self.controller.ready:
+            self.controller.wake(changed)
         self.controller.cycle(self._stop.is_set)
         self.notifier.status(self.controller.status_line())
         self.notifier.watchdog()

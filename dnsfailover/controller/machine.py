@@ -28,8 +28,8 @@ out inline (`changes.py`). Time is a parameter: tests drive the rules on a simul
 | Lead(token) / Lead(None) | any | leading with `token` (fences to move again) / following |
 
 An operator's intent is never retried blindly after a conflict or a hard error (the pin decides
-from there); after a transient error it is, like any other. `give_up_after` bounds the retries of the
-one-shot commands (the daemon retries for ever, backing off).
+from there); after a transient error it is, like any other. `give_up_after` bounds the retries
+of the one-shot commands (the daemon retries for ever, backing off).
 Imports the report values only.
 """
 
