@@ -8,6 +8,7 @@ need several blocks at once (a service's provider exists, a name is inside its z
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -87,6 +88,12 @@ def _host_port(value: str) -> str:
     if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
         shown = value if len(value) <= 64 and value.isprintable() else "the value"
         raise ValueError(f"{shown!r} is not HOST:PORT")
+    return value
+
+
+def _socket_path(value: Path) -> Path:
+    if len(os.fsencode(value)) > 107:  # sun_path holds 108 bytes, the last a NUL
+        raise ValueError("a Unix socket path is at most 107 bytes: choose a shorter one")
     return value
 
 
@@ -431,6 +438,10 @@ class Coordination(Model):
 
 class Config(Model):
     state_dir: ConfigPath = Path("/var/lib/dnsfailover")
+    # The daemon's control socket (the CLI's way in; under the unit's RuntimeDirectory=).
+    control_socket: Annotated[ConfigPath, AfterValidator(_socket_path)] = Path(
+        "/run/dnsfailover/control"
+    )
     metrics_listen: HostPort | None = None
     dry_run: bool = False
     # On SIGTERM, how long to wait for DNS writes in flight before stopping anyway (keep it

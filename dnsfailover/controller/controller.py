@@ -77,8 +77,12 @@ class Controller:
             site=leadership.site if leadership else None,
             may_write=leadership.may_write if leadership else lambda: True,
             concluded=self._concluded,
-            verified=lambda report: telemetry.record_verification(self.metrics, report),
+            verified=self._verified,
         )
+        # The control socket (door.py) waits for the changes it asked for: told here when one
+        # concludes and when its flip is verified, on this thread.
+        self.on_concluded: list[Callable[[Report], None]] = []
+        self.on_verified: list[Callable[[Report], None]] = []
         self.changes = Changes(self.pipeline, self.journal, self._rules, context, flights)
         self.settle_until: dict[str, float] = {}
         self.ready = False
@@ -312,6 +316,13 @@ class Controller:
         if settings is not None:
             active = self.changes.record(report.service).active
             self.outcomes.concluded(report, settings, active, self._flips_last_hour(report.service))
+        for hook in self.on_concluded:
+            hook(report)
+
+    def _verified(self, report: Report) -> None:
+        telemetry.record_verification(self.metrics, report)
+        for hook in self.on_verified:
+            hook(report)
 
     def _flips_last_hour(self, service: str) -> int:
         try:

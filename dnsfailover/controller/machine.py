@@ -196,7 +196,9 @@ def _stronger(waiting: Intent | None, intent: Intent) -> Intent:
     if waiting.origin is Origin.OPERATOR:
         return waiting
     triggers = [t for t in (waiting.trigger_at, intent.trigger_at) if t is not None]
-    return replace(waiting, trigger_at=min(triggers) if triggers else None)
+    # The newest id: a control request waits for the change that starts after it asked.
+    return replace(waiting, trigger_at=min(triggers) if triggers else None,
+                   id=intent.id or waiting.id)  # fmt: skip
 
 
 def _tick(record: ServiceRecord, now: float, rules: Rules) -> Step:

@@ -37,6 +37,7 @@ class Intent:
     reason: str = ""
     request: str | None = None  # a shared failover request this carries out (shared.py)
     trigger_at: float | None = None  # when the probe result that asked for it finished
+    id: str | None = None  # a control socket request waiting for this change (control.py)
 
     def manual(self) -> Decision | None:
         if self.origin is not Origin.OPERATOR:
