@@ -248,6 +248,7 @@ def test_two_controllers_never_ping_pong(drill: Drill, tmp_path: Path) -> None:
     second_config = tmp_path / "second.yaml"
     document = yaml.safe_load(drill.config.read_text())
     document["state_dir"] = str(tmp_path / "second-state")
+    document["control_socket"] = str(tmp_path / "second.control")
     document.pop("metrics_listen")
     second_config.write_text(yaml.safe_dump(document))
     daemons = [drill.daemon(), drill.lab.daemon(second_config)]
