@@ -153,6 +153,9 @@ class Controller:
         old = self.runtime.config
         if runtime.config.coordination != old.coordination:
             log.warning("reload: the coordination section changes only at restart; keeping it")
+        if runtime.config.control_socket != old.control_socket:  # the door listens on, as is
+            log.warning("reload: control_socket changes only at restart; keeping %s",
+                        old.control_socket)  # fmt: skip
         if runtime.config.state_dir != old.state_dir:
             log.warning("reload: state_dir changes only at restart; keeping %s",
                         self.store.directory)  # fmt: skip
