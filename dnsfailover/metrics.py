@@ -208,6 +208,27 @@ class Metrics:
             ["site"],
             registry=r,
         )
+        self.dns_reachable = Gauge(
+            "dnsfailover_coordination_dns_reachable",
+            "1 when the site can reach its DNS service (reads and writes work), as this "
+            "controller knows it: its own, and each other site's from its fresh report.",
+            ["site"],
+            registry=r,
+        )
+        self.report_age = Gauge(
+            "dnsfailover_coordination_report_age_seconds",
+            "Seconds since the site's probing heartbeat last advanced, by this controller's "
+            "clock (a site older than 3 check intervals is stale and does not count).",
+            ["site"],
+            registry=r,
+        )
+        self.quorum_held = Gauge(
+            "dnsfailover_quorum_held",
+            "1 while the sites' quorum holds an instance's verdict: they split, or too few "
+            "fresh sites report it (the active keeps the name).",
+            ["service", "instance", "verdict"],
+            registry=r,
+        )
         for result in ("ok", "failed"):
             self.reloads.labels(result)
         self._server: Any = None

@@ -144,6 +144,17 @@ class Rfc2136Settings(Model):
     timeout: Duration = 5.0
     verify_servers: tuple[str, ...] | None = None  # "ADDR" or "ADDR:PORT"; default: the NS set
     propagation_timeout: Duration = 30.0
+    # Sign reads from the primary (record, SOA serial, fence, NS set) with the TSIG key and
+    # trust only replies whose TSIG verifies. Default: on when tsig is given.
+    use_tsig: bool | None = None
+    # Sign the confirmation queries to the other verify servers too (they must know the key).
+    verify_servers_tsig: bool = False
+
+    @model_validator(mode="after")
+    def _key_for_signed_reads(self) -> Rfc2136Settings:
+        if self.tsig is None and (self.use_tsig or self.verify_servers_tsig):
+            raise ValueError("use_tsig and verify_servers_tsig need a tsig key")
+        return self
 
 
 class Route53Settings(Model):
@@ -412,6 +423,11 @@ class Coordination(Model):
     sites: tuple[str, ...] = Field(min_length=1)
     quorum: Literal["majority"] | int = "majority"
     etcd: EtcdSettings
+    # A site whose reads and writes of its DNS service fail for this long cannot do the
+    # leader's job: a leader hands over to a site that can, and a site campaigns again only
+    # once its path has worked this long. Default: 2 × the longest check interval + the longest
+    # provider timeout (see `handover_bound` in the controller).
+    handover_after: Duration | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Coordination:
@@ -442,3 +458,16 @@ class Config(Model):
     providers: dict[str, ProviderSettings]
     services: dict[str, Service]
     coordination: Coordination | None = None  # without it: one controller, as before
+
+    @property
+    def longest_interval(self) -> float:
+        return max([1.0, *(s.checks.interval for s in self.services.values())])
+
+    @property
+    def handover_bound(self) -> float:
+        """`coordination.handover_after`, or 2 × the longest check interval + the longest
+        provider timeout."""
+        if self.coordination is not None and self.coordination.handover_after is not None:
+            return self.coordination.handover_after
+        timeouts = [getattr(p, "timeout", 5.0) for p in self.providers.values()]
+        return 2 * self.longest_interval + max([1.0, *timeouts])
