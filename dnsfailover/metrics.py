@@ -210,16 +210,16 @@ class Metrics:
         )
         self.dns_reachable = Gauge(
             "dnsfailover_coordination_dns_reachable",
-            "1 when the site can reach its DNS service (reads and writes work), as this "
-            "controller knows it: its own, and each other site's from its fresh report.",
+            "1 while this controller can reach its DNS service (its reads and writes have not "
+            "failed for handover_after): it could do the leader's job.",
             ["site"],
             registry=r,
         )
         self.report_age = Gauge(
             "dnsfailover_coordination_report_age_seconds",
-            "Seconds since the site's probing heartbeat last advanced, by this controller's "
-            "clock (a site older than 3 check intervals is stale and does not count).",
-            ["site"],
+            "Seconds since the reporter's probing heartbeat last advanced, by this controller's "
+            "clock (older than 3 check intervals: stale, it does not count; 1e9: no report).",
+            ["site", "reporter"],
             registry=r,
         )
         self.quorum_held = Gauge(

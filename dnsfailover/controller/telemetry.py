@@ -111,11 +111,10 @@ def record_coordination(metrics: Metrics, view: View, status: Mapping[str, Any])
     metrics.sites_reporting.labels(site).set(len(view.reports))
     metrics.fence_token.labels(site).set(view.token or 0)
     metrics.dns_reachable.labels(site).set(status["dns"]["reachable"])
-    metrics.report_age.labels(site).set(status["probing_age"])
+    metrics.report_age.labels(site, site).set(status["probing_age"])
     for other, seen in status["others"].items():
-        metrics.dns_reachable.labels(other).set(bool(seen.get("dns_reachable")))
         age = seen.get("report_age")
-        metrics.report_age.labels(other).set(age if age is not None else 1e9)
+        metrics.report_age.labels(site, other).set(age if age is not None else 1e9)
 
 
 def record_quorum(metrics: Metrics, service: str, health: Mapping[str, InstanceHealth]) -> None:
