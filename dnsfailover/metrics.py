@@ -281,7 +281,14 @@ class MetricsServer:
         request_timeout: float = 5.0,
     ) -> None:
         family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        self._listener = socket.create_server(address, family=family, backlog=128)
+        self._listener = socket.socket(family, socket.SOCK_STREAM)
+        try:  # not socket.create_server: its OSError buries the cause in a longer strerror
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._listener.bind(address)
+            self._listener.listen(128)
+        except OSError:
+            self._listener.close()
+            raise
         self._listener.setblocking(False)
         self.address = self._listener.getsockname()[:2]
         self._handler = MetricsHandler.factory(registry)
