@@ -27,6 +27,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from dnsfailover.controller.runtime import ProbeJob
+from dnsfailover.crashpoint import crashpoint
 from dnsfailover.results import ProbeResult
 
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class ProbeScheduler:
 
     def run(self, job: ProbeJob) -> None:
         """On a scheduler thread: probe once, hand the result on."""
+        crashpoint("probe")  # the drills' stuck scheduler (crashpoint.py); nothing otherwise
         lock = self._locks[job.key]
         if not lock.acquire(timeout=job.timeout):
             log.warning("probe_skipped job=%s: the last run has not ended", job.key)
