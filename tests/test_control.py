@@ -22,8 +22,8 @@ from dnsfailover.controller.control import (
     ask,
     parse_request,
 )
-from dnsfailover.controller.door import Waiters
 from dnsfailover.controller.report import Intent, Report
+from dnsfailover.controller.waiting import Waiters
 
 
 @pytest.mark.parametrize(

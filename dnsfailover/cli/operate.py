@@ -23,10 +23,10 @@ from dnsfailover.cli import exitcodes
 from dnsfailover.config import load_config
 from dnsfailover.config.models import Config, Service, ZoneFileSettings
 from dnsfailover.controller import control
-from dnsfailover.controller.door import budgets, report_lines, status_document
 from dnsfailover.controller.journal import Journal
 from dnsfailover.controller.oneshot import OneShot, one_round_health, preview, probe_once, run_once
 from dnsfailover.controller.operator import LocalOverrides, Operator
+from dnsfailover.controller.replies import budgets, report_lines, status_document
 from dnsfailover.controller.report import Intent, Origin, Report
 from dnsfailover.controller.runtime import Runtime
 from dnsfailover.controller.state import StateStore

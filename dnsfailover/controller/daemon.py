@@ -29,9 +29,10 @@ from types import FrameType
 from dnsfailover.config import load_config
 from dnsfailover.controller.carrier import Flights
 from dnsfailover.controller.controller import Controller
-from dnsfailover.controller.door import Call, Door
+from dnsfailover.controller.door import Door
 from dnsfailover.controller.runtime import ProbeJob, Runtime
 from dnsfailover.controller.scheduler import ProbeScheduler
+from dnsfailover.controller.waiting import Call
 from dnsfailover.controller.workers import Flight
 from dnsfailover.errors import ConfigError, StateError
 from dnsfailover.results import ProbeResult

@@ -12,19 +12,15 @@ The operator's verbs (pin, release, drain, undrain) go through `Operator` with t
 journal: on the controller thread with one controller; with coordination the daemon relays
 them into etcd (its own credentials: the CLI needs none), and a failover becomes a request for
 the leader (`SharedStore.request_failover`), whose outcome the socket thread waits for.
-`status` is built here too (live reads), for the socket and for the CLI without a daemon.
-Imports the controller and the controller's modules below it; the daemon imports it.
+Imports the controller, waiting.py and replies.py, and the modules below; the daemon imports it.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable
-from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,159 +38,21 @@ from dnsfailover.controller.control import (
     Request,
 )
 from dnsfailover.controller.controller import Controller
-from dnsfailover.controller.journal import measurements
 from dnsfailover.controller.machine import Wake
 from dnsfailover.controller.oneshot import one_round_health, probe_once
 from dnsfailover.controller.operator import LocalOverrides, Operator, SharedOverrides
+from dnsfailover.controller.replies import report_exit, report_lines, status_document
 from dnsfailover.controller.report import Intent, Origin, Report
-from dnsfailover.controller.runtime import Runtime
 from dnsfailover.controller.shared import SharedStore
-from dnsfailover.controller.state import StateStore
 from dnsfailover.controller.verify import window as verify_window
+from dnsfailover.controller.waiting import Call, Waiter, Waiters
 from dnsfailover.errors import DnsFailoverError
 from dnsfailover.health import State
 from dnsfailover.plan import owner_of
-from dnsfailover.plan.budget import Budget, convergence_budget
 
 log = logging.getLogger(__name__)
 
 SLACK = 10.0  # seconds a request waits beyond its change's own budget
-
-
-# ----------------------------------------------------------------------------- status
-
-
-def budgets(config: Config, store: StateStore) -> dict[str, Budget]:
-    entries, _ = store.read_audit()
-    return {
-        key: convergence_budget(service, *measurements(entries, key))
-        for key, service in config.services.items()
-    }
-
-
-def status_document(config: Config, runtime: Runtime, store: StateStore) -> dict[str, Any]:
-    """`status --json`: what DNS serves now (read live), the state, the daemon's health."""
-    live: dict[str, tuple[Any, str | None, str | None]] = {}
-    for key, service in config.services.items():
-        try:
-            record = runtime.provider_for(service).read(service.name, service.type)
-            live[key] = (record, owner_of(service, record), None)
-        except DnsFailoverError as e:
-            live[key] = (None, None, str(e))
-    return documents.status_document(
-        config, store.load(), store.load_health(), store.daemon_pid(), live, budgets(config, store)
-    )
-
-
-# ----------------------------------------------------------------------------- reports
-
-
-def report_lines(report: Report) -> list[str]:
-    """A concluded change as the operator reads it (the CLI prints the same without a daemon)."""
-    decision = report.decision
-    what = report.change or "no change"
-    reason = decision.reason if decision else ""
-    tail = f" (error: {report.error})" if report.error else ""
-    mode = " [dry-run: not written]" if report.dry_run else ""
-    lines = [f"{report.service}: {what}{mode} — {reason}{tail}"]
-    if decision is not None and decision.warning:
-        lines.append(f"  warning: {decision.warning}")
-    if report.propagation is not None:
-        lines.append(
-            f"  propagation {report.propagation.seconds:.3f}s: {report.propagation.summary()}"
-        )
-    v = report.verification
-    if v is not None:
-        seen = f"({v.through}{', ' + v.address if v.address else ''}): {v.reason}"
-        verdict = f"clients get through {seen}" if v.ok else f"ALARM: clients fail {seen}"
-        lines.append(f"  {verdict}, after {v.seconds:.2f}s")
-    return lines
-
-
-def report_exit(report: Report) -> int:
-    if report.error is not None:
-        return CONFLICT if report.conflict else FAILURE
-    if report.outcome == "applied_unconfirmed":
-        return FAILURE
-    if report.verification is not None and not report.verification.ok:
-        return FAILURE
-    return OK
-
-
-# ----------------------------------------------------------------------------- waiting
-
-
-@dataclass
-class Waiter:
-    service: str
-    seq: int
-    future: Future[Report]
-    then: Callable[[Report], None] | None = None  # on the controller thread, if it succeeded
-    report: Report | None = None  # concluded; verification may still be on its way
-
-
-@dataclass
-class Waiters:
-    """Requests waiting for their change, by intent id. The controller thread only."""
-
-    waiting: dict[str, Waiter] = field(default_factory=dict)
-    seq: int = 0
-
-    def add(self, service: str, then: Callable[[Report], None] | None = None) -> tuple[str, Waiter]:
-        self.seq += 1
-        intent_id = uuid.uuid4().hex
-        waiter = Waiter(service, self.seq, Future(), then)
-        self.waiting[intent_id] = waiter
-        return intent_id, waiter
-
-    def concluded(self, report: Report, verifies: bool) -> None:
-        """A change concluded. Its waiter, and the same service's older ones (a request that
-        waited while the service was busy is carried out by the change that started after it),
-        have their answer — once the flip is verified, when it is to be."""
-        own = self.waiting.get(report.intent.id or "")
-        if own is None or own.service != report.service:
-            return
-        if own.then is not None and report.error is None:
-            try:
-                own.then(report)
-            except Exception:  # the answer still goes out
-                log.exception("control_then_failed service=%s", report.service)
-        for key, waiter in list(self.waiting.items()):
-            if waiter.service == report.service and waiter.seq <= own.seq:
-                waiter.report = report
-                if not (verifies and report.flipped and report.verification is None):
-                    self._resolve(key, report)
-
-    def verified(self, report: Report) -> None:
-        for key, waiter in list(self.waiting.items()):
-            if waiter.report is report:
-                self._resolve(key, report)
-
-    def forget(self, intent_id: str) -> None:
-        self.waiting.pop(intent_id, None)
-
-    def _resolve(self, key: str, report: Report) -> None:
-        waiter = self.waiting.pop(key)
-        if not waiter.future.done():
-            waiter.future.set_result(report)
-
-
-class Call:
-    """A request's part that runs on the controller thread (the daemon takes it from its
-    queue); its answer goes back through a future."""
-
-    def __init__(self, run: Callable[[Controller], Any]) -> None:
-        self._run = run
-        self.future: Future[Any] = Future()
-
-    def run(self, controller: Controller, stopping: bool = False) -> None:
-        if stopping:
-            self.future.set_exception(DnsFailoverError("the daemon is stopping"))
-            return
-        try:
-            self.future.set_result(self._run(controller))
-        except Exception as e:
-            self.future.set_exception(e)
 
 
 # ----------------------------------------------------------------------------- the door
