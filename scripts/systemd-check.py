@@ -60,8 +60,10 @@ def require(condition: bool, message: str, detail: str = "") -> None:
     ok(message)
 
 
-def run(argv: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, text=True, capture_output=True, **kwargs)  # type: ignore[call-overload,no-any-return]
+def run(
+    argv: Sequence[str], cwd: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, text=True, capture_output=True, cwd=cwd, env=env)
 
 
 def wait_for(what: str, test: Callable[[], bool], timeout: float) -> float:
@@ -384,8 +386,7 @@ def start_lab(c: Container) -> None:
         c.write(f"/srv/lab/{ca}.json", pebble_json(port))
         start_pebble(c, ca)
     wait_for("BIND answers", lambda: "ca-a" in cname(c, "acme"), 20)
-    for ca, port in PEBBLES.items():
-        wait_for(f"Pebble {ca}", lambda port=port: pebble_up(c, port), 20)
+    wait_for("both Pebbles answer", lambda: all(pebble_up(c, p) for p in PEBBLES.values()), 20)
     ok(
         "BIND on 127.0.0.1:53 serves acme.example.test. CNAME ca-a;"
         " Pebble ca-a and ca-b answer /dir"
@@ -408,7 +409,7 @@ def pebble_up(c: Container, port: int) -> bool:
     probe = (
         "import ssl, urllib.request; urllib.request.urlopen("
         f"'https://127.0.0.1:{port}/dir', timeout=2,"
-        " context=ssl.create_default_context(cafile='/srv/lab/tls.pem'))" % port
+        " context=ssl.create_default_context(cafile='/srv/lab/tls.pem'))"
     )
     return c.sh(f'python3 -c "{probe}"').returncode == 0
 
