@@ -326,7 +326,7 @@ def test_a_tsig_secret_bind_rejects_is_an_auth_error_without_a_retry_storm(drill
 @contextlib.contextmanager
 def tmpfs(path: Path, size: str) -> Iterator[Path]:
     path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0750", "tmpfs", str(path)],
                           capture_output=True, text=True, check=False)  # fmt: skip
     if done.returncode != 0:
         if os.environ.get("CI") == "true":
