@@ -1,4 +1,5 @@
-"""The operator's door (DESIGN.md): what the daemon does for each control-socket request.
+"""The operator's door: what the daemon does for each control-socket request (see
+docs/control-socket.md).
 
 The socket thread (control.py) hands each request here. Nothing here touches a service's
 record from that thread: what changes a record — an operator's `failover` (an intent of
