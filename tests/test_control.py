@@ -23,7 +23,7 @@ from dnsfailover.controller.control import (
     parse_request,
 )
 from dnsfailover.controller.report import Intent, Report
-from dnsfailover.controller.waiting import Waiters
+from dnsfailover.controller.waiting import Call, Waiters
 
 
 @pytest.mark.parametrize(
@@ -216,3 +216,18 @@ def test_the_success_hook_runs_only_when_the_change_succeeded() -> None:
     waiters.concluded(ok, verifies=False)
     assert ran == [ok]
     assert len(waiters.waiting) == 1
+
+
+def test_a_call_given_up_before_it_ran_never_runs() -> None:
+    ran: list[object] = []
+    call = Call(ran.append)
+    assert call.future.cancel()  # the socket thread timed out first
+    call.run(object())  # type: ignore[arg-type]
+    assert ran == []
+
+
+def test_a_call_while_stopping_is_an_error_not_a_run() -> None:
+    ran: list[object] = []
+    call = Call(ran.append)
+    call.run(object(), stopping=True)  # type: ignore[arg-type]
+    assert ran == [] and isinstance(call.future.exception(0), Exception)

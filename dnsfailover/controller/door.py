@@ -106,8 +106,11 @@ class Door:
         try:
             return call.future.result(timeout)
         except FutureTimeout:
+            if not call.future.cancel():  # it runs right now: it ends at once
+                return call.future.result()
             raise DnsFailoverError(
-                f"the daemon did not take the request within {timeout:.0f}s (is its loop stuck?)"
+                f"the daemon did not take the request within {timeout:.0f}s (is its loop "
+                "stuck?): nothing was done"
             ) from None
 
     def _wait(self, intent_id: str, waiter: Waiter, timeout: float) -> Report:

@@ -82,13 +82,16 @@ class Waiters:
 
 class Call:
     """A request's part that runs on the controller thread (the daemon takes it from its
-    queue); its answer goes back through a future."""
+    queue); its answer goes back through a future. One the socket thread gave up on (cancelled
+    before it ran) never runs: an operator told "nothing done" must be right."""
 
     def __init__(self, run: Callable[[Controller], Any]) -> None:
         self._run = run
         self.future: Future[Any] = Future()
 
     def run(self, controller: Controller, stopping: bool = False) -> None:
+        if not self.future.set_running_or_notify_cancel():
+            return  # cancelled: nobody waits for it any more
         if stopping:
             self.future.set_exception(DnsFailoverError("the daemon is stopping"))
             return
