@@ -359,7 +359,9 @@ def ask(path: Path, request: Mapping[str, Any], timeout: float) -> Answer:
         except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError) as e:
             raise Unreachable(str(e)) from None
         client.settimeout(timeout)
-        client.sendall(json.dumps(dict(request)).encode() + b"\n")
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            # A peer the daemon refuses is answered and closed at once, maybe before this.
+            client.sendall(json.dumps(dict(request)).encode() + b"\n")
         received = b""
         while b"\n" not in received and len(received) <= MAX_ANSWER:
             chunk = client.recv(65536)
