@@ -44,8 +44,9 @@ class Flights:
         (self.checks if flight.kind is Do.VERIFY else self.steps).land(flight)
 
     def busy(self, service: str) -> bool:
-        """A step of the service's change runs now (a client's check does not count)."""
-        return self.steps.busy(service)
+        """The service's change is being written now: a write, a re-check or a fence's move
+        (deciding and a client's check do not count)."""
+        return any(f.service == service and f.kind is not Do.PREPARE for f in self.flights())
 
     def flights(self) -> list[Flight]:
         return self.steps.flights()
