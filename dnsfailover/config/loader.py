@@ -104,7 +104,11 @@ def _inherit_defaults(source: Source) -> dict[str, Any]:
             if name not in service:
                 service[name] = copy.deepcopy(value)
                 _copy_lines(source, ("defaults", name), here)
-            elif name in ("checks", "practice") and isinstance(value, dict) and isinstance(service[name], dict):
+            elif (
+                name in ("checks", "practice")
+                and isinstance(value, dict)
+                and isinstance(service[name], dict)
+            ):
                 for sub, subvalue in value.items():
                     if sub not in service[name] and not _window_set(service[name], sub):
                         service[name][sub] = subvalue

@@ -61,8 +61,9 @@ def parse_window(value: Any) -> Window:
             f"{value!r} is not a window: write DAY:HH:MM-DAY:HH:MM in UTC, e.g. Mon:10:00-Mon:12:00"
         )
     text = value.strip()
-    start = _minute(*match.group(1, 2, 3), text)
-    end = _minute(*match.group(4, 5, 6), text)
+    day, hour, minute, to_day, to_hour, to_minute = match.groups()
+    start = _minute(day, hour, minute, text)
+    end = _minute(to_day, to_hour, to_minute, text)
     if start == end:
         raise ValueError(f"{text!r}: a window must not be empty")
     return Window(start, end, text)

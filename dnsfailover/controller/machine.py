@@ -27,6 +27,22 @@ out inline (`changes.py`). Time is a parameter: tests drive the rules on a simul
 | Done(FENCE) | not moved | JOURNAL(fence); back off |
 | Lead(token) / Lead(None) | any | leading with `token` (fences to move again) / following |
 
+A practice run (practice.py) lives in the record (`run`) and takes the same steps:
+
+| event | the run is | actions, and the run after |
+|---|---|---|
+| Wake(practice start) | none on; idle, confirmed, not backing off | PREPARE (the gates decide) |
+| Wake(practice start) | one on, or a change busy/unconfirmed/retried | JOURNAL refused |
+| Done(PREPARE) | starting: a move to write | JOURNAL started (saved), then WRITE |
+| Done(PREPARE) | starting: a gate refused, or an error | JOURNAL refused / ended FAILED |
+| Done(WRITE/CONFIRM/VERIFY) | starting or returning | its timeline marked; on after the move |
+| Done(VERIFY) | the outcome command or the client check failed | return at once, FAILED |
+| Done(WRITE) of the policy | on: the name left the target | ended INTERRUPTED (failure wins) |
+| Tick | on, its end (or a cancel, or a failure) due, idle | PREPARE(return) |
+| Done(PREPARE) of the return | back is not healthy: the name stays | ended INTERRUPTED |
+| Done(VERIFY/WRITE) of the return | served (and verified) | ended SUCCEEDED (or CANCELLED) |
+| Wake(practice cancel) | on | returns at the next step |
+
 An operator's intent is never retried blindly after a conflict or a hard error (the pin decides
 from there); after a transient error it is, like any other. `give_up_after` bounds the retries
 of the one-shot commands (the daemon retries for ever, backing off).
@@ -38,6 +54,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field, replace
 
+from dnsfailover.controller.practice import Ask, Outcome, Phase, Practice, Run
 from dnsfailover.controller.report import Intent, Origin, Report
 from dnsfailover.policy import Kind
 
@@ -58,6 +75,7 @@ class Entry(enum.Enum):
     CONFIRMATION = "confirmation"
     VERIFICATION = "verification"
     FENCE = "fence"
+    PRACTICE = "practice"  # a practice run's progress (saved); `event` names news
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,8 @@ class Action:
     intent: Intent | None = None  # PREPARE
     token: int | None = None  # FENCE
     entry: Entry | None = None  # JOURNAL
+    run: Run | None = None  # JOURNAL(PRACTICE)
+    event: str | None = None  # JOURNAL(PRACTICE): practice_started, practice_ended, ...
 
 
 @dataclass(frozen=True)
@@ -139,6 +159,7 @@ class ServiceRecord:
     active: str | None = None  # the instance the record points at, as far as we know
     token: int | None = None  # coordinated: leading with this token (None: following)
     fence: int | None = None  # coordinated: the token this service's fence holds (ours)
+    run: Run | None = None  # the practice run on now (practice.py)
 
     @property
     def idle(self) -> bool:
@@ -154,20 +175,26 @@ Step = tuple[ServiceRecord, list[Action]]
 
 def step(record: ServiceRecord, event: Event, now: float, rules: Rules) -> Step:
     if isinstance(event, Wake):
+        if event.intent.practice is not None:
+            return _practice_asked(record, event.intent, now, rules)
         return _start(record, event.intent, rules)
     if isinstance(event, Tick):
         return _tick(record, now, rules)
     if isinstance(event, Lead):
         return replace(record, token=event.token, fence=None), []
     if event.do is Do.PREPARE:
-        return _prepared(record, event.report, now, rules)
-    if event.do is Do.WRITE:
-        return _written(record, event.report, now, rules)
-    if event.do is Do.CONFIRM:
-        return _confirmed(record, event.report, now, rules)
-    if event.do is Do.FENCE:
+        after = _prepared(record, event.report, now, rules)
+    elif event.do is Do.WRITE:
+        after = _written(record, event.report, now, rules)
+    elif event.do is Do.CONFIRM:
+        after = _confirmed(record, event.report, now, rules)
+    elif event.do is Do.FENCE:
         return _fenced(record, event.report, now, rules)
-    return replace(record, verifying=False), [_journal(event.report, Entry.VERIFICATION)]
+    else:
+        after = replace(record, verifying=False), [_journal(event.report, Entry.VERIFICATION)]
+    if record.run is None:
+        return after
+    return _run_follows(after, event, now, rules)
 
 
 def _journal(report: Report, entry: Entry = Entry.DECISION) -> Action:
@@ -202,6 +229,8 @@ def _stronger(waiting: Intent | None, intent: Intent) -> Intent:
 def _tick(record: ServiceRecord, now: float, rules: Rules) -> Step:
     if not record.idle:
         return record, []
+    if _return_due(record, now):
+        return _return(record, rules)
     if record.unconfirmed is not None and record.confirm.due(now):
         confirm = Action(Do.CONFIRM, report=record.unconfirmed)
         return replace(record, busy=Do.CONFIRM), [confirm]
@@ -263,7 +292,7 @@ def _written(record: ServiceRecord, report: Report, now: float, rules: Rules) ->
     actions = [_journal(report)]
     if report.applied and not report.served:
         record = replace(record, unconfirmed=report, confirm=Backoff().failed(now, rules))
-    if report.flipped and rules.verify and not record.verifying:
+    if report.flipped and _verifies(report, rules) and not record.verifying:
         record = replace(record, verifying=True)
         actions.append(Action(Do.VERIFY, report=report))
     if report.conflict:
@@ -287,7 +316,7 @@ def _confirmed(record: ServiceRecord, report: Report, now: float, rules: Rules) 
         return _then(record, actions, rules)  # superseded by a newer change meanwhile
     if report.served:
         record = replace(record, unconfirmed=None, confirm=Backoff())
-        if report.flipped and rules.verify and not record.verifying:
+        if report.flipped and _verifies(report, rules) and not record.verifying:
             record = replace(record, verifying=True)
             actions.append(Action(Do.VERIFY, report=report))
     else:
@@ -304,3 +333,188 @@ def _fenced(record: ServiceRecord, report: Report, now: float, rules: Rules) -> 
         return record, [*actions, *more]
     record = replace(record, retry=record.retry.failed(now, rules))
     return record, actions
+
+
+def _verifies(report: Report, rules: Rules) -> bool:
+    """A flip is checked as a client (`client_verify`); a practice run's, always (its outcome
+    command runs in that step, and its timeline wants the mark)."""
+    return rules.verify or report.intent.origin is Origin.PRACTICE
+
+
+# ----------------------------------------------------------------------------- practice runs
+
+
+def _news(run: Run, event: str | None = None) -> Action:
+    return Action(Do.JOURNAL, entry=Entry.PRACTICE, run=run, event=event)
+
+
+def _practice_asked(record: ServiceRecord, intent: Intent, now: float, rules: Rules) -> Step:
+    practice = intent.practice
+    assert practice is not None
+    run = record.run
+    if practice.ask is Ask.CANCEL:
+        if run is None or run.cancel or practice.run not in (run.id, "*"):
+            return record, []
+        run = replace(run, cancel=True, why="cancelled by the operator")
+        record = replace(record, run=run)
+        if record.idle and _return_due(record, now):
+            record, actions = _return(record, rules)
+            return record, [_news(run), *actions]
+        return record, [_news(run)]
+    asked = Run(practice.run, intent.to, intent.reason, practice.duration, now,
+                practice.scheduled)  # fmt: skip
+    busy = _busy(record, rules)
+    if busy is not None:
+        return record, [_news(asked.end(Outcome.REFUSED, busy, now), "practice_refused")]
+    return _start(replace(record, run=asked), intent, rules)
+
+
+def _busy(record: ServiceRecord, rules: Rules) -> str | None:
+    """The record's own gates: nothing in flight, unconfirmed or retried; a leader's."""
+    if record.run is not None:
+        return f"in_flight: practice run {record.run.id} is on"
+    if not record.idle or record.waiting is not None or record.verifying:
+        return "in_flight: a change is in flight"
+    if record.unconfirmed is not None:
+        return "in_flight: a change is not served everywhere yet"
+    if record.retry.at is not None:
+        return "in_flight: a failed change is being retried"
+    if rules.coordinated and record.token is None:
+        return "leader: this controller does not lead; the leader runs drills"
+    return None
+
+
+def _return_due(record: ServiceRecord, now: float) -> bool:
+    run = record.run
+    if run is None or record.verifying or record.unconfirmed is not None:
+        return False
+    if run.phase is Phase.RETURNING:
+        return record.retry.due(now)  # a failed return is tried again, backing off
+    if run.phase is not Phase.ON:
+        return False
+    over = run.ends_at is not None and now >= run.ends_at
+    return over or run.cancel or run.failed is not None
+
+
+def _return(record: ServiceRecord, rules: Rules) -> Step:
+    run = record.run
+    assert run is not None
+    timed = not run.cancel and run.failed is None
+    practice = Practice(run.id, Ask.RETURN, run.duration, check=timed and run.phase is Phase.ON)
+    why = "ends" if timed else ("is cancelled" if run.cancel else f"failed ({run.failed})")
+    intent = Intent(Origin.PRACTICE, run.origin, f"practice run {run.id} {why}: back to "
+                    f"{run.origin}", practice=practice)  # fmt: skip
+    record = replace(record, run=replace(run, phase=Phase.RETURNING), retry=Backoff())
+    return _start(record, intent, rules)
+
+
+def _run_follows(after: Step, event: Done, now: float, rules: Rules) -> Step:
+    """A step's outcome for the run on: its timeline, its phase, its end."""
+    record, actions = after
+    run, report = record.run, event.report
+    assert run is not None
+    practice = report.intent.practice
+    if practice is None or practice.run != run.id:
+        return _policy_moved(record, actions, report, now)
+    run = run.checked(tuple(report.checks)) if event.do in (Do.PREPARE, Do.VERIFY) else run
+    leg = "go" if practice.ask is Ask.START else "back"
+    run = _marked(run, leg, event.do, report, now)
+    if practice.ask is Ask.START:
+        record, actions = _went(replace(record, run=run), actions, event.do, report, now, rules)
+    else:
+        record, actions = _came_back(replace(record, run=run), actions, event.do, report, now)
+    # Entries first, then steps: a step carried inline concludes before the next action, and
+    # the run's saved state must not be overwritten by an older one.
+    return record, sorted(actions, key=lambda action: action.do is not Do.JOURNAL)
+
+
+def _marked(run: Run, leg: str, done: Do, report: Report, now: float) -> Run:
+    if done is Do.PREPARE and report.wants_write:
+        return run.mark(f"{leg}.decided", now)
+    if done is Do.WRITE and report.applied:
+        run = run.mark(f"{leg}.written", report.write_acked_at or now)
+    if done in (Do.WRITE, Do.CONFIRM) and report.served:
+        run = run.mark(f"{leg}.served", now)
+    if done is Do.VERIFY and report.verification is not None:
+        ok = report.verification.ok
+        run = run.mark(f"{leg}.verified" if ok else f"{leg}.verify_failed", now)
+        if not ok:
+            run = replace(
+                run, failed=run.failed or f"client check failed: {report.verification.reason}"
+            )
+    return run
+
+
+def _went(
+    record: ServiceRecord, actions: list[Action], done: Do, report: Report, now: float,
+    rules: Rules,
+) -> Step:  # fmt: skip
+    run = record.run
+    assert run is not None
+    if done is Do.PREPARE:
+        decision = report.decision
+        if report.wants_write and decision is not None:
+            run = replace(run, origin=decision.current, target=decision.target)
+            # Saved (and audited) before the WRITE that follows: recorded before written.
+            return replace(record, run=run), [_news(run, "practice_started"), *actions]
+        refused = decision is not None and decision.rule == "practice_gate"
+        outcome = Outcome.REFUSED if refused else Outcome.FAILED
+        why = decision.reason if refused and decision else report.error or "nothing to move"
+        actions = [a for a in actions if not (refused and a.report is report)]
+        return _ended(record, actions, run.end(outcome, why, now), "practice_refused"
+                      if refused else "practice_ended")  # fmt: skip
+    if done is Do.WRITE and not report.applied:
+        why = f"the move could not be made: {report.error}"
+        return _ended(record, actions, run.end(Outcome.FAILED, why, now))
+    if done is Do.WRITE:
+        run = replace(run, phase=Phase.ON, ends_at=now + run.duration)
+    record = replace(record, run=run)
+    if record.idle and _return_due(record, now):  # a failed check, a cancel: back at once
+        record, more = _return(record, rules)
+        return record, [*actions, _news(run), *more]
+    return record, [*actions, _news(run)]
+
+
+def _came_back(
+    record: ServiceRecord, actions: list[Action], done: Do, report: Report, now: float
+) -> Step:
+    run = record.run
+    assert run is not None
+    decision = report.decision
+    if done is Do.PREPARE and not report.wants_write:
+        if report.error:
+            return record, [*actions, _news(run)]  # tried again at the next tick
+        if decision is not None and decision.rule == "practice_stay":
+            return _ended(record, actions, run.end(Outcome.INTERRUPTED, decision.reason, now))
+        return _ended(record, actions, _finished(run, now, "the name was back already"))
+    if done is Do.WRITE and not report.applied:
+        return record, [*actions, _news(run)]  # the next tick tries again, backing off
+    waits = record.verifying or record.unconfirmed is not None
+    if done in (Do.WRITE, Do.CONFIRM, Do.VERIFY) and report.applied and not waits:
+        return _ended(record, actions, _finished(run, now, f"back on {run.origin}"))
+    return record, [*actions, _news(run)]
+
+
+def _finished(run: Run, now: float, why: str) -> Run:
+    if run.cancel:
+        return run.end(Outcome.CANCELLED, run.why or "cancelled", now)
+    return run.end(Outcome.SUCCEEDED, why, now)
+
+
+def _policy_moved(record: ServiceRecord, actions: list[Action], report: Report, now: float) -> Step:
+    """Another change while a run is on: the name leaving its target ends it (a real failure
+    always wins)."""
+    run = record.run
+    assert run is not None
+    decision = report.decision
+    moved = decision is not None and decision.target not in (None, run.target)
+    if run.phase is Phase.ON and report.applied and moved:
+        assert decision is not None
+        why = f"{decision.rule}: {decision.reason}"
+        return _ended(record, actions, run.end(Outcome.INTERRUPTED, why, now))
+    return record, actions
+
+
+def _ended(record: ServiceRecord, actions: list[Action], run: Run,
+           event: str = "practice_ended") -> Step:  # fmt: skip
+    return replace(record, run=None), [*actions, _news(run, event)]

@@ -29,6 +29,9 @@ from dnsfailover.errors import StateError
 
 VERSION = 1
 FLIP_HISTORY = 86400.0  # seconds of flips kept: enough for the flips-per-hour limit and status
+# A practice run's two moves (controller/practice.py) are kept in the history, for status, but
+# count neither toward hold-down nor toward the flips-per-hour limit.
+UNCOUNTED_RULES = frozenset({"practice", "practice_return"})
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,8 @@ class SavedState:
         return replace(self, intents=intents if flip is None else {**intents, service: flip})
 
     def flip_times(self, service: str) -> tuple[float, ...]:
-        return tuple(f.at for f in self.flips.get(service, ()))
+        """When the flips that count (hold-down, flip rate) happened: not a practice run's."""
+        return tuple(f.at for f in self.flips.get(service, ()) if f.rule not in UNCOUNTED_RULES)
 
     def to_json(self) -> dict[str, Any]:
         return {
