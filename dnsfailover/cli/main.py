@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
         "end maintenance; traffic does not move back by itself",
     )
     undrain.add_argument("instance")
+    from dnsfailover.cli import drill
+
+    drill.add_parser(commands, _add)
     return parser
 
 
