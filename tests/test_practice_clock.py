@@ -139,7 +139,6 @@ def test_the_default_target_is_the_next_healthy_instance_in_preference_order(mak
         ("outside_allowed_window", "window: outside the allowed windows (Tue:10:00-Tue:12:00)"),
         ("inside_blocked_window", "window: inside the blocked window Mon:13:00-Mon:14:00"),
         ("blocking_command_fails", "blocking_command: blocking_command failed (exit 1)"),
-        ("not_settled", "settled: health not settled yet"),
     ],
 )
 def test_each_gate_refuses_a_run_names_itself_and_changes_nothing(
@@ -175,8 +174,6 @@ def test_each_gate_refuses_a_run_names_itself_and_changes_nothing(
         to = "a"
     elif case == "blocking_command_fails":
         h.commands["blocking_command:before_start"] = False
-    elif case == "not_settled":
-        h.settle_until = START + 30
     before = h.served()
     if case == "active_unhealthy":
         h.changes.records.clear()

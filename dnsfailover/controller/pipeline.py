@@ -103,7 +103,7 @@ class Pipeline:
         if manual is not None:
             decision = replace(manual, current=owner)
         elif intent.origin is Origin.PRACTICE:
-            decision = self._practice(report, service, owner, state, settle_until)
+            decision = self._practice(report, service, owner, state)
         else:
             decision = self._decide(key, service, health, owner, state, settle_until, practice)
         report.decision = decision
@@ -150,7 +150,6 @@ class Pipeline:
         service: Service,
         owner: str | None,
         state: SavedState,
-        settle_until: float,
     ) -> Decision:
         """A practice run's start (its gates, then the blocking command) or its return (the
         outcome command, then back only to a healthy instance)."""
@@ -171,7 +170,7 @@ class Pipeline:
         pin = state.pins.get(report.service)
         gate = GateInput(service, health, owner, intent.to, pin.instance if pin else None,
                          frozenset(state.drains), state.flip_times(report.service), self.clock(),
-                         settle_until, intent.practice.ignore_window)  # fmt: skip
+                         intent.practice.ignore_window)  # fmt: skip
         refused = drills.refusal(gate)
         target = intent.to or drills.default_target(gate)
         if refused is None and settings is not None and settings.blocking_command is not None:

@@ -19,8 +19,7 @@ particular to it:
 | target | the name is absent, on no instance, or already on the target |
 | pin | the service is pinned (a run is not a pin, and a pin would not let it return) |
 | drain | the target is drained |
-| settled | inside the settle window after start-up or a reload |
-| health | the active or the target is not HEALTHY (no flag overrides it) |
+| health | the active or the target is not HEALTHY: unhealthy, unsettled or not decided yet |
 | hold_down | the last flip (not a practice move) is younger than `hold_down` |
 | window | a blocked date, outside the allowed windows, in a blocked one (`--ignore-window`) |
 
@@ -30,7 +29,6 @@ Imports config and health values only.
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -178,7 +176,6 @@ class GateInput:
     drained: frozenset[str] = frozenset()
     flips: tuple[float, ...] = ()  # flips that count for hold-down (not practice moves)
     now: float = 0.0
-    settle_until: float = -math.inf
     ignore_window: bool = False
     extra: tuple[str, ...] = field(default=())  # more refusals found by the caller
 
@@ -211,8 +208,6 @@ def refusal(inp: GateInput) -> tuple[str, str] | None:
         return "pin", f"pinned to {inp.pin}: release the pin first (a run is not a pin)"
     if target in inp.drained:
         return "drain", f"{target} is drained"
-    if inp.now < inp.settle_until:
-        return "settled", f"health not settled yet ({human(inp.settle_until - inp.now)} more)"
     for role, name in (("active", inp.active), ("target", target)):
         state = _state(inp, name)
         if state is not State.HEALTHY:
