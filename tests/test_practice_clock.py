@@ -257,6 +257,32 @@ def test_the_outcome_command_runs_after_the_move_and_before_the_return(make: Any
     assert h.report()["outcome"] == "FAILED"
 
 
+def test_the_blocking_command_failing_mid_run_returns_the_name_at_its_next_check(
+    make: Any,
+) -> None:
+    h = make(practice={"blocking_command": {"argv": ["gate"]}})
+    h.ask(duration=600.0)
+    h.commands["blocking_command:during"] = False
+    h.tick(after=59.0)
+    assert h.served() == "b" and h.ran == [("blocking_command", "before_start")]
+    h.tick(after=1.0)  # CHECK_EVERY: the command runs again, fails, and the name returns
+    assert h.served() == "a"
+    assert h.ran[-1] == ("blocking_command", "during")
+    report = h.report()
+    assert report["outcome"] == "FAILED" and report["why"].startswith("blocking_command failed")
+
+
+def test_a_passing_blocking_command_runs_every_minute_and_the_run_goes_on(make: Any) -> None:
+    h = make(practice={"blocking_command": {"argv": ["gate"]}})
+    h.ask(duration=600.0)
+    for _ in range(9):
+        h.tick(after=60.0)
+    assert h.served() == "b"
+    assert h.ran.count(("blocking_command", "during")) == 9
+    h.tick(after=60.0)
+    assert h.served() == "a" and h.report()["outcome"] == "SUCCEEDED"
+
+
 def test_a_cancel_returns_the_name_now_cancelled(make: Any) -> None:
     h = make()
     h.ask(duration=600.0)

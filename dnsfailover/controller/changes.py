@@ -122,6 +122,9 @@ class Changes:
         settings = runtime.config.services[service]
         if action.do is Do.VERIFY:
             timeout = verify_window(settings)
+        elif action.do is Do.CHECK:
+            command = settings.practice.blocking_command if settings.practice else None
+            timeout = (command.timeout if command else 0.0) + 5.0
         else:
             timeout = runtime.provider_for(settings).change_timeout
         self.carrier.run(service, action, self._work(service, action), timeout, runtime)
@@ -167,6 +170,10 @@ class Changes:
                 return found
 
             return prepare
+        if action.do is Do.CHECK:
+            assert action.intent is not None
+            check = action.intent
+            return lambda: pipeline.check(service, settings, check)
         if action.do is Do.FENCE:
             assert action.token is not None
             token = action.token

@@ -42,6 +42,8 @@ A practice run (practice.py) lives in the record (`run`) and takes the same step
 | Done(PREPARE) of the return | back is not healthy: the name stays | ended INTERRUPTED |
 | Done(VERIFY/WRITE) of the return | served (and verified) | ended SUCCEEDED (or CANCELLED) |
 | Wake(practice cancel) | on | returns at the next step |
+| Tick | on, its next check due | CHECK (the blocking command, beside any step) |
+| Done(CHECK) | on: the blocking command failed | return at once, FAILED |
 
 An operator's intent is never retried blindly after a conflict or a hard error (the pin decides
 from there); after a transient error it is, like any other. `give_up_after` bounds the retries
@@ -54,7 +56,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field, replace
 
-from dnsfailover.controller.practice import Ask, Outcome, Phase, Practice, Run
+from dnsfailover.controller.practice import CHECK_EVERY, Ask, Outcome, Phase, Practice, Run
 from dnsfailover.controller.report import Intent, Origin, Report
 from dnsfailover.policy import Kind
 
@@ -65,6 +67,7 @@ class Do(enum.Enum):
     WRITE = "write"  # compare-and-swap (fenced when coordinated), then confirm
     CONFIRM = "confirm"  # check an applied change again until every authority serves it
     VERIFY = "verify"  # the flip as a client sees it
+    CHECK = "check"  # a practice run's blocking command, beside the change (as VERIFY)
     JOURNAL = "journal"  # audit, metrics, notification, the shared history
 
 
@@ -82,7 +85,7 @@ class Entry(enum.Enum):
 class Action:
     do: Do
     report: Report | None = None  # WRITE, CONFIRM, VERIFY, JOURNAL
-    intent: Intent | None = None  # PREPARE
+    intent: Intent | None = None  # PREPARE, CHECK
     token: int | None = None  # FENCE
     entry: Entry | None = None  # JOURNAL
     run: Run | None = None  # JOURNAL(PRACTICE)
@@ -160,6 +163,7 @@ class ServiceRecord:
     token: int | None = None  # coordinated: leading with this token (None: following)
     fence: int | None = None  # coordinated: the token this service's fence holds (ours)
     run: Run | None = None  # the practice run on now (practice.py)
+    checking: bool = False  # its blocking command runs now
 
     @property
     def idle(self) -> bool:
@@ -190,11 +194,18 @@ def step(record: ServiceRecord, event: Event, now: float, rules: Rules) -> Step:
         after = _confirmed(record, event.report, now, rules)
     elif event.do is Do.FENCE:
         return _fenced(record, event.report, now, rules)
+    elif event.do is Do.CHECK:
+        return _run_checked(replace(record, checking=False), event.report, now, rules)
     else:
         after = replace(record, verifying=False), [_journal(event.report, Entry.VERIFICATION)]
     if record.run is None:
         return after
-    return _run_follows(after, event, now, rules)
+    record, actions = _run_follows(after, event, now, rules)
+    run = record.run
+    if run is not None and run.phase is Phase.ON and record.idle and _return_due(record, now):
+        record, more = _return(record, rules)  # a failure or a cancel met a step in flight
+        actions = [*actions, *more]
+    return record, actions
 
 
 def _journal(report: Report, entry: Entry = Entry.DECISION) -> Action:
@@ -227,6 +238,10 @@ def _stronger(waiting: Intent | None, intent: Intent) -> Intent:
 
 
 def _tick(record: ServiceRecord, now: float, rules: Rules) -> Step:
+    if _check_due(record, now) and not _return_due(record, now):
+        check = Action(Do.CHECK, intent=_check_intent(record))
+        record, actions = _tick(_check(record, now), now, rules)
+        return record, [check, *actions]
     if not record.idle:
         return record, []
     if _return_due(record, now):
@@ -467,7 +482,8 @@ def _went(
         why = f"the move could not be made: {report.error}"
         return _ended(record, actions, run.end(Outcome.FAILED, why, now))
     if done is Do.WRITE:
-        run = replace(run, phase=Phase.ON, ends_at=now + run.duration)
+        run = replace(run, phase=Phase.ON, ends_at=now + run.duration,
+                      next_check=now + CHECK_EVERY)  # fmt: skip
     record = replace(record, run=run)
     if record.idle and _return_due(record, now):  # a failed check, a cancel: back at once
         record, more = _return(record, rules)
@@ -518,3 +534,37 @@ def _policy_moved(record: ServiceRecord, actions: list[Action], report: Report, 
 def _ended(record: ServiceRecord, actions: list[Action], run: Run,
            event: str = "practice_ended") -> Step:  # fmt: skip
     return replace(record, run=None), [*actions, _news(run, event)]
+
+
+def _check_due(record: ServiceRecord, now: float) -> bool:
+    run = record.run
+    if run is None or run.phase is not Phase.ON or record.checking or run.next_check is None:
+        return False
+    return now >= run.next_check and run.failed is None and not run.cancel
+
+
+def _check_intent(record: ServiceRecord) -> Intent:
+    run = record.run
+    assert run is not None
+    return Intent(Origin.PRACTICE, run.target, practice=Practice(run.id, Ask.CHECK))
+
+
+def _check(record: ServiceRecord, now: float) -> ServiceRecord:
+    run = record.run
+    assert run is not None
+    return replace(record, checking=True, run=replace(run, next_check=now + CHECK_EVERY))
+
+
+def _run_checked(record: ServiceRecord, report: Report, now: float, rules: Rules) -> Step:
+    """The blocking command ran again: a failure ends the run FAILED, back at once."""
+    run, practice = record.run, report.intent.practice
+    if run is None or practice is None or practice.run != run.id or run.phase is not Phase.ON:
+        return record, []
+    run = run.checked(tuple(report.checks))
+    record = replace(record, run=run)
+    if run.failed is None:
+        return record, []
+    if record.idle and _return_due(record, now):
+        record, more = _return(record, rules)
+        return record, [_news(run), *more]
+    return record, [_news(run)]  # the step in flight ends first; the next tick returns

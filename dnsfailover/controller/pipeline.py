@@ -338,6 +338,16 @@ class Pipeline:
         deadline = time.monotonic() + verify_window(service)
         report.verification = verifier.verify(target, report.plan.change.after, deadline)
 
+    # ------------------------------------------------------------------ a run's check
+
+    def check(self, key: str, service: Service, intent: Intent) -> Report:
+        """While a practice run is on: its blocking command again (none: nothing to do)."""
+        report = Report(key, intent)
+        command = service.practice.blocking_command if service.practice else None
+        if command is not None:
+            report.checks.append(self._command(report, command, "blocking_command", "during"))
+        return report
+
     # ------------------------------------------------------------------ fence
 
     @staticmethod

@@ -40,6 +40,7 @@ from dnsfailover.health import InstanceHealth, State
 
 RULES = ("practice", "practice_return")  # a run's two moves: no hold-down, no flip limit
 RETRY_SCHEDULE = 900.0  # a scheduled run refused by a gate is tried again after this
+CHECK_EVERY = 60.0  # while a run is on, its blocking command runs again this often
 
 
 class Phase(enum.Enum):
@@ -62,6 +63,7 @@ class Ask(enum.Enum):
     START = "start"
     RETURN = "return"
     CANCEL = "cancel"
+    CHECK = "check"  # the blocking command again, while the run is on
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class Run:
     outcome: Outcome = Outcome.PENDING
     why: str = ""
     ends_at: float | None = None
+    next_check: float | None = None  # on: when the blocking command runs again
     ended_at: float | None = None
     cancel: bool = False  # asked to end now
     failed: str | None = None  # a check failed: the run ends FAILED once back
@@ -144,6 +147,7 @@ class Run:
             "outcome": self.outcome.value,
             "why": self.why,
             "ends_at": self.ends_at,
+            "next_check": self.next_check,
             "ended_at": self.ended_at,
             "cancel": self.cancel,
             "failed": self.failed,
@@ -158,7 +162,7 @@ class Run:
             data["id"], data["target"], data["reason"], float(data["duration"]),
             float(data["requested_at"]), bool(data["scheduled"]), data["origin"],
             Phase(data["phase"]), Outcome(data["outcome"]), data["why"], data["ends_at"],
-            data["ended_at"], bool(data["cancel"]), data["failed"],
+            data.get("next_check"), data["ended_at"], bool(data["cancel"]), data["failed"],
             tuple((t["step"], float(t["at"])) for t in data["timeline"]), checks,
         )  # fmt: skip
 
