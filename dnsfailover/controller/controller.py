@@ -324,6 +324,8 @@ class Controller:
         if not leading or self.changes.record(service).run is not None or not self.ready:
             return
         now = self.clock()
+        if now < self.settle_until.get(service, -math.inf):
+            return  # health is being learnt after a start or a reload: not a time to practise
         last, tried = self._last_run.get(service), self._schedule_tried.get(service)
         if practice.due(config, last, tried, now):
             self._schedule_tried[service] = now

@@ -8,6 +8,7 @@ refusal is exit 3 with nothing changed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,3 +99,24 @@ def test_a_gate_refuses_with_exit_3_and_changes_nothing(
     assert scene.serves(A)
     refused = [e for e in daemon.audit() if e["event"] == "practice_refused"]
     assert len(refused) == 1 and refused[0]["why"].startswith("health: target ca-b")
+
+
+def test_a_scheduled_run_starts_when_due_and_not_on_a_blocked_date(scene: Scene) -> None:
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    scene.config = write_config(scene.config, scene.lab, scene.bind, [scene.a, scene.b],
+                                {"practice": {"every": "1h", "duration": "3s",
+                                              "blocked_dates": [today]}})  # fmt: skip
+    daemon = scene.daemon()
+    settled = daemon.health()["updated"]  # type: ignore[index]
+    wait_for(lambda: daemon.health()["updated"] > settled + 6, 15, "six seconds of ticks")  # type: ignore[index]
+    assert not [e for e in daemon.audit() if e["event"].startswith("practice_")]
+    assert scene.serves(A)
+    daemon.stop()
+    scene.config = write_config(scene.config, scene.lab, scene.bind, [scene.a, scene.b],
+                                {"practice": {"every": "1h", "duration": "3s"}})  # fmt: skip
+    daemon = scene.daemon()
+    wait_for(lambda: any(e["event"] == "practice_ended" for e in daemon.audit()), 30, "a run")
+    started = next(e for e in daemon.audit() if e["event"] == "practice_started")
+    ended = next(e for e in daemon.audit() if e["event"] == "practice_ended")
+    assert started["scheduled"] and (started["from"], started["to"]) == ("ca-a", "ca-b")
+    assert ended["outcome"] == "SUCCEEDED" and scene.serves(A)
