@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from dnsfailover.config import load_config
@@ -23,7 +25,7 @@ from dnsfailover.errors import (
     StateError,
 )
 from dnsfailover.health import State
-from dnsfailover.health.quorum import SiteView, combine_sites, quorum_health
+from dnsfailover.health.quorum import SiteView, Verdict, combine_sites, quorum_health
 from dnsfailover.policy import Kind, PolicyInput, decide
 from dnsfailover.providers.zonefile import ZoneFileProvider
 from dnsfailover.rrset import Change, Fence, RRset
@@ -46,20 +48,35 @@ def views(*states: State, since: float = NOW - 60) -> list[SiteView]:
 @pytest.mark.parametrize(
     ("states", "k", "expected"),
     [
-        ((Y, Y, N), 2, Y),  # one site cut off from the instance: still healthy
-        ((N, N, Y), 2, N),  # really down where most sites look
-        ((N, N, N), 2, N),
-        ((Y, N, K), 2, K),  # no two agree: not settled
-        ((N,), 2, K),  # a lone site never decides alone
-        ((Y, Y), 2, Y),  # a site whose lease expired is simply absent
-        ((N, Y, Y), 1, N),  # k = 1: any site's failure counts (unhealthy wins a tie)
-        ((), 2, K),
+        ((Y, Y, N), 2, Verdict.HEALTHY),  # one site cut off from the instance: still healthy
+        ((N, N, Y), 2, Verdict.UNHEALTHY),  # really down where most sites look
+        ((N, N, N), 2, Verdict.UNHEALTHY),
+        ((Y, N, K), 2, Verdict.SPLIT),  # one site down, the two others disagree: held
+        ((Y, N), 2, Verdict.SPLIT),
+        ((N,), 2, Verdict.UNKNOWN),  # a lone site never decides alone
+        ((N, K, K), 2, Verdict.UNKNOWN),  # UNKNOWN reports are no verdicts
+        ((Y, Y), 2, Verdict.HEALTHY),  # a site whose lease expired is simply absent
+        ((N, Y, Y), 1, Verdict.SPLIT),  # k = 1 and both kinds reach it: held
+        ((N, K, K), 1, Verdict.UNHEALTHY),  # k = 1: one site's view moves the name
+        ((), 2, Verdict.UNKNOWN),
     ],
 )
-def test_quorum_health(states: tuple[State, ...], k: int, expected: State) -> None:
+def test_quorum_health(states: tuple[State, ...], k: int, expected: Verdict) -> None:
     health = quorum_health("a", views(*states), k)
-    assert health.state is expected
-    assert ("not settled" in health.reason) == (expected is K)
+    assert health.verdict is expected
+    held = expected in (Verdict.SPLIT, Verdict.UNKNOWN)
+    assert health.held is held and (health.state is K) is held
+    assert health.reason.startswith({Verdict.SPLIT: "split: ", Verdict.UNKNOWN: "not settled"}
+                                    .get(expected, expected.value))  # fmt: skip
+
+
+def test_a_split_names_each_site_and_why() -> None:
+    east = SiteView("east", N, NOW, None, "directory: connection refused")
+    west = SiteView("west", Y, NOW, NOW)
+    health = quorum_health("a", [west, east], 2)
+    assert health.reason == (
+        "split: east unhealthy (directory: connection refused), west healthy; 2 sites must agree"
+    )
 
 
 def test_quorum_since_is_when_the_kth_site_agreed() -> None:
@@ -82,6 +99,43 @@ def test_the_policy_moves_on_a_quorum_and_not_on_one_site() -> None:
 
     assert decision((N, Y, Y), (Y, Y, Y)) is Kind.KEEP  # one site cut off from a
     assert decision((N, N, Y), (Y, Y, Y)) is Kind.MOVE  # a really down
+    assert decision((N, Y), (Y, Y)) is Kind.KEEP  # a site down, the two others split: held
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.integers(min_value=1, max_value=5).flatmap(
+        lambda n: st.tuples(
+            st.just(n),
+            st.integers(min_value=n // 2 + 1, max_value=n),  # k > n/2
+            st.lists(st.sampled_from(["Y", "N", "K", "stale", "dead"]), min_size=n, max_size=n),
+            st.lists(st.sampled_from(["Y", "N", "K", "stale", "dead"]), min_size=n, max_size=n),
+            st.booleans(),
+        )
+    )
+)
+def test_the_name_never_leaves_an_active_unless_k_fresh_sites_call_it_unhealthy(
+    case: tuple[int, int, list[str], list[str], bool],
+) -> None:
+    """Random site views (live, stale, dead) with k > n/2, inside or past the settle window:
+    a move away from the active `a` happens only when k fresh sites call it unhealthy."""
+    _, k, a_views, b_views, settled = case
+    codes = {"Y": Y, "N": N, "K": K}
+    per_site: dict[str, dict[str, SiteView]] = {}
+    for i, (va, vb) in enumerate(zip(a_views, b_views, strict=True)):
+        if va in ("stale", "dead"):
+            continue  # the reader drops a stale or dead site's report before the quorum
+        site = f"s{i}"
+        per_site[site] = {"a": SiteView(site, codes[va], NOW - 60, NOW - 60),
+                          "b": SiteView(site, codes.get(vb, K), NOW - 60,
+                                        NOW - 60)}  # fmt: skip
+    health = combine_sites(["a", "b", "c"], per_site, k)
+    settle_until = NOW - 1 if settled else NOW + 30
+    made = decide(PolicyInput(service(), health, "a", None, frozenset(), (), NOW,
+                              settle_until))  # fmt: skip
+    fresh_unhealthy = sum(1 for views in per_site.values() if views["a"].state is N)
+    if made.kind is Kind.MOVE:
+        assert fresh_unhealthy >= k
 
 
 # ----------------------------------------------------------------------------- config

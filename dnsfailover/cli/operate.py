@@ -151,11 +151,24 @@ def _coordination_line(c: dict[str, Any]) -> str:
     role = "leading" if c["leading"] else f"following {c['leader'] or '(no leader)'}"
     writing = "writing" if c["writing_allowed"] else "not writing"
     etcd = c["etcd"] if c["etcd"] == "ok" else f"UNREACHABLE ({c['etcd_error']})"
-    return (
+    line = (
         f"coordination: site {c['site']}, {role} (token {c['token']}), {writing}; etcd {etcd}; "
         f"reporting {', '.join(c['reporting']) or 'none'} of {', '.join(c['sites'])} "
         f"(quorum {c['quorum']})"
     )
+    if "dns" not in c:
+        return line
+    dns = c["dns"]
+    reach = "reachable" if dns["reachable"] else f"UNREACHABLE ({dns['error']})"
+    lines = [line, f"  {c['site']} (here): DNS {reach} for {dns['for']}s; probing {c['probing']}"]
+    for site, seen in sorted(c.get("others", {}).items()):
+        if not seen.get("reporting"):
+            lines.append(f"  {site}: no report")
+            continue
+        fresh = "fresh" if seen["fresh"] else f"STALE ({seen['report_age']}s)"
+        dns_ok = "reachable" if seen["dns_reachable"] else "UNREACHABLE"
+        lines.append(f"  {site}: report {fresh}; DNS {dns_ok} (as it says)")
+    return "\n".join(lines)
 
 
 def _service_lines(entry: dict[str, Any]) -> list[str]:

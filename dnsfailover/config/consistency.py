@@ -118,6 +118,11 @@ def check_coordination_files(coordination: Coordination) -> tuple[list[Finding],
              (("key_file", etcd.key_file), ("password_file", etcd.password_file))
              if path is not None]  # fmt: skip
     errors, warnings = _check_files(files)
+    if coordination.k * 2 <= len(coordination.sites):
+        warnings.append((("coordination", "quorum"), (
+            f"quorum {coordination.k} of {len(coordination.sites)} sites is not a majority: "
+            "one group of sites' view may move the name while the others disagree "
+            "(`quorum: majority` holds a split)")))  # fmt: skip
     return errors + _password_over_tls(coordination), warnings
 
 

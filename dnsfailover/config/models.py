@@ -2,115 +2,32 @@
 
 These models check each value on its own (types, ranges, units, unknown keys). Checks that
 need several blocks at once (a service's provider exists, a name is inside its zone) live in
-`consistency.py`, so that they can name the exact key at fault. Imports nothing above config.
+`consistency.py`, so that they can name the exact key at fault; the value types they use are
+`fields.py`'s. Imports nothing above config.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
-    ValidationInfo,
     model_validator,
 )
 
 from dnsfailover.config.durations import Duration
+from dnsfailover.config.fields import (
+    ConfigPath,
+    EnvName,
+    Fqdn,
+    HostPort,
+    HttpsUrl,
+    IpAddress,
+    Model,
+    Url,
+)
 from dnsfailover.config.windows import BlockedDate, WindowText
-
-
-def _resolve_path(value: Path, info: ValidationInfo) -> Path:
-    """Relative paths are relative to the config file, not to the daemon's working directory."""
-    base = (info.context or {}).get("base_dir")
-    return value if value.is_absolute() or base is None else Path(base) / value
-
-
-def _fqdn(value: str) -> str:
-    name = value.strip().lower()
-    if not name.endswith("."):
-        raise ValueError(f"{value!r} is not fully qualified: write '{value}.'")
-    labels = name[:-1].split(".")
-    if name != "." and any(not label or len(label) > 63 for label in labels):
-        raise ValueError(f"{value!r} is not a valid DNS name")
-    return name
-
-
-def shown_url(value: str) -> str:
-    """`value` fit for an error message or a log: scheme, host, port and path, never the
-    userinfo, query or fragment (where webhook and API tokens live)."""
-    try:
-        parts = urlsplit(value)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port is not None else ""
-    except ValueError:
-        return "(a URL that does not parse)"
-    host = f"[{host}]" if ":" in host else host
-    rest = "?…" if parts.query or parts.fragment else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}{rest}"
-
-
-def _url(value: str) -> str:
-    """http:// or https://, with a host and a valid port. Errors never echo the URL: a webhook
-    URL may carry its token in the userinfo, the query or the path."""
-    if not value.startswith(("http://", "https://")):
-        raise ValueError("not an http:// or https:// URL")
-    if any(c.isspace() or not c.isprintable() for c in value):
-        raise ValueError("the URL contains a space or a control character")
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError:
-        raise ValueError("not a valid URL (brackets or port)") from None
-    if not parts.hostname:
-        raise ValueError("the URL names no host")
-    if port == 0:
-        raise ValueError("the URL's port must be 1-65535")
-    return value
-
-
-def _https_url(value: str) -> str:
-    _url(value)
-    if not value.startswith("https://"):
-        raise ValueError(
-            f"{shown_url(value)!r}: ACME directories are served over https:// (RFC 8555 §6.1)"
-        )
-    return value
-
-
-def _host_port(value: str) -> str:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
-        shown = value if len(value) <= 64 and value.isprintable() else "the value"
-        raise ValueError(f"{shown!r} is not HOST:PORT")
-    return value
-
-
-def _env_name(value: str) -> str:
-    if not value.replace("_", "a").isalnum() or not value.isascii() or value[0].isdigit():
-        raise ValueError("not an environment variable name (letters, digits, _)")
-    if value.startswith("DNSFAILOVER_"):
-        raise ValueError("DNSFAILOVER_* variables are the event's own: they are always passed")
-    return value
-
-
-ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
-Fqdn = Annotated[str, AfterValidator(_fqdn)]
-Url = Annotated[str, AfterValidator(_url)]
-HttpsUrl = Annotated[str, AfterValidator(_https_url)]
-HostPort = Annotated[str, AfterValidator(_host_port)]
-EnvName = Annotated[str, AfterValidator(_env_name)]
-IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
 
 # ----------------------------------------------------------------------------- providers
 
@@ -145,6 +62,17 @@ class Rfc2136Settings(Model):
     timeout: Duration = 5.0
     verify_servers: tuple[str, ...] | None = None  # "ADDR" or "ADDR:PORT"; default: the NS set
     propagation_timeout: Duration = 30.0
+    # Sign reads from the primary (record, SOA serial, fence, NS set) with the TSIG key and
+    # trust only replies whose TSIG verifies. Default: on when tsig is given.
+    use_tsig: bool | None = None
+    # Sign the confirmation queries to the other verify servers too (they must know the key).
+    verify_servers_tsig: bool = False
+
+    @model_validator(mode="after")
+    def _key_for_signed_reads(self) -> Rfc2136Settings:
+        if self.tsig is None and (self.use_tsig or self.verify_servers_tsig):
+            raise ValueError("use_tsig and verify_servers_tsig need a tsig key")
+        return self
 
 
 class Route53Settings(Model):
@@ -448,6 +376,11 @@ class Coordination(Model):
     sites: tuple[str, ...] = Field(min_length=1)
     quorum: Literal["majority"] | int = "majority"
     etcd: EtcdSettings
+    # A site whose reads and writes of its DNS service fail for this long cannot do the
+    # leader's job: a leader hands over to a site that can, and a site campaigns again only
+    # once its path has worked this long. Default: 2 × the longest check interval + the longest
+    # provider timeout (see `handover_bound` in the controller).
+    handover_after: Duration | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Coordination:
@@ -478,3 +411,16 @@ class Config(Model):
     providers: dict[str, ProviderSettings]
     services: dict[str, Service]
     coordination: Coordination | None = None  # without it: one controller, as before
+
+    @property
+    def longest_interval(self) -> float:
+        return max([1.0, *(s.checks.interval for s in self.services.values())])
+
+    @property
+    def handover_bound(self) -> float:
+        """`coordination.handover_after`, or 2 × the longest check interval + the longest
+        provider timeout."""
+        if self.coordination is not None and self.coordination.handover_after is not None:
+            return self.coordination.handover_after
+        timeouts = [getattr(p, "timeout", 5.0) for p in self.providers.values()]
+        return 2 * self.longest_interval + max([1.0, *timeouts])

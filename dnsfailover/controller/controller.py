@@ -67,11 +67,17 @@ class Controller:
         self.pipeline = Pipeline(self.store, clock, dry_run=dry_run or config.dry_run)
         # Several controllers (coordination:): only the leader decides and writes, from the
         # quorum of the sites' reports; it first moves each service's fence to its token.
-        self.leadership = (
-            Leadership(config.coordination, self.store, self.journal, wake_coordination, clock)
-            if config.coordination
-            else None
-        )
+        self.leadership = None
+        if config.coordination is not None:
+            self.leadership = Leadership(
+                config.coordination,
+                self.store,
+                self.journal,
+                wake_coordination,
+                clock,
+                stale_after=3 * config.longest_interval,
+                handover_after=config.handover_bound,
+            )
         leadership = self.leadership
         context = Context(
             runtime=lambda: self.runtime,
@@ -183,6 +189,10 @@ class Controller:
         self.runtime = runtime
         self._close_retired()
         self._register(runtime)
+        if self.leadership is not None:  # a service new with this config leads like the rest
+            for service in runtime.config.services:
+                if self.changes.record(service).token != self.leadership.token:
+                    self.changes.feed(service, Lead(self.leadership.token))
         self.notifications.close()
         self.notifications = self._notifications()
         self.pipeline.dry_run = self._dry_run_flag or runtime.config.dry_run
@@ -225,6 +235,8 @@ class Controller:
         if job.key not in self._job_keys:
             return  # a result from before a reload, for a probe that is gone
         self._seen_jobs.add(job.key)
+        if self.leadership is not None:
+            self.leadership.beat()
         telemetry.record_probe(self.metrics, job, result)
         before, after = self.tracker.observe(job.service, job.instance, result, job.rise, job.fall,
                                              now=self.clock())  # fmt: skip
@@ -281,7 +293,10 @@ class Controller:
             self.changes.feed(service, Wake(Intent(trigger_at=changed[service])))
 
     def cycle(self, stopped: Callable[[], bool]) -> None:
-        """Every service's tick (an operator's request first, for a leader); then report."""
+        """Every service's tick (an operator's request first, for a leader); then report. With
+        several controllers: read DNS, publish our report, hand over if we cannot lead."""
+        if self.leadership is not None:
+            self.leadership.tick(self.snapshot(), self._read_dns)
         for service in self.runtime.config.services:
             if stopped():
                 return
@@ -292,8 +307,6 @@ class Controller:
             except Exception:  # a bug in one service's tick must not stop the others
                 log.exception("cycle_crashed service=%s", service)
         self._tell_unsettled()
-        if self.leadership is not None:
-            telemetry.record_coordination(self.metrics, self.leadership.view())
         self.write_health()
         self.metrics.last_cycle.set(self.clock())
 
@@ -342,16 +355,23 @@ class Controller:
         return own if self.leadership is None else self.leadership.health(service, own)
 
     def publish(self, changed: Mapping[str, float]) -> None:
-        """This site's verdicts for the other controllers, when they changed."""
+        """This site's report for the other controllers at once when a verdict changed (and
+        every tick: `Leadership.tick`)."""
         if self.leadership is not None and (changed or not self.ready):
             self.leadership.publish(self.snapshot())
+
+    def _read_dns(self) -> None:
+        """Read every service's record once (raises the first failure): can this site reach
+        its DNS service? Runs on the leadership's reader thread."""
+        runtime = self.runtime
+        for service in runtime.config.services.values():
+            runtime.provider_for(service).read(service.name, service.type)
 
     def coordination_changed(self, force: bool = False) -> bool:
         """A coordination round saw something new: True when we lead (every service is then
         ticked: a new leader moves each fence first, a new report may change a decision)."""
         if self.leadership is None:
             return force
-        telemetry.record_coordination(self.metrics, self.leadership.view())
         before = self.leadership.token
         leading = self.leadership.changed()
         if self.leadership.token != before or force:
@@ -364,6 +384,10 @@ class Controller:
     def _concluded(self, report: Report) -> None:
         if self.leadership is not None and report.fence is not None:
             self.leadership.share(report)
+            if report.applied:
+                self.leadership.reach.ok(time.monotonic())
+            elif report.transient and report.error is not None:
+                self.leadership.reach.failed(time.monotonic(), report.error)
         settings = self.runtime.config.services.get(report.service)
         if settings is not None:
             active = self.changes.record(report.service).active
@@ -414,16 +438,20 @@ class Controller:
             self.changes.unconfirmed(), self.flights.flights(), time.monotonic()
         )
         telemetry.record_writing(self.metrics, services, writing)
-        quorum = None
+        quorum, coordination = None, None
         if self.leadership is not None:
             quorum = {service: self.health(service) for service in services}
+            coordination = self.leadership.status()
+            telemetry.record_coordination(self.metrics, self.leadership.view(), coordination)
+            for service, health in quorum.items():
+                telemetry.record_quorum(self.metrics, service, health)
         document = documents.health_document(
             self.snapshot(),
             self.changes.active(),
             self.changes.last(),
             writing,
             self.settle_until,
-            self.leadership.status() if self.leadership is not None else None,
+            coordination,
             quorum,
         )
         try:

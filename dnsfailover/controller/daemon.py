@@ -122,6 +122,7 @@ class Daemon:
     def _check_state_directory(self) -> None:
         """Start-up hygiene after a crash: stale temp files, a torn last audit line."""
         store = self.controller.store
+        store.check_ownership()  # world-writable or another user's: refused before anything
         for name in store.clean_leftovers():
             log.warning("state_leftover_removed file=%s", name)
         store.load()  # a corrupt state file stops the daemon here, before any DNS change

@@ -6,21 +6,28 @@ coordinator's latest view, never waiting on etcd:
 - `token` / `may_write()`: the fencing token we lead with (None: following), and whether the
   lease still covers a write now. Who may write which service when — the fence first — is the
   per-service record's rule (machine.py); a write checks `may_write()` just before it goes.
-- `health(service, own)`: the quorum of the live sites' reports (health/quorum.py), this
-  site's own verdicts taken fresh from its tracker. A report is JSON, one per site: every
-  service's instances as that site judges them (state, since, passing_since, reason; when it
-  was observed; no secrets, no addresses), published when a state changes. One that does
-  not parse counts as no report, and is logged once.
+- `health(service, own)`: the quorum (health/quorum.py) of the fresh sites' verdicts
+  (sitereports.py: a site counts while its probing heartbeat moves, by our clock), this site's
+  own taken from its tracker while its own probing moves.
+- `eligible()` (asked by the coordinator before it campaigns): only a site that can do the
+  leader's job campaigns — its DNS path works (reach.py), its probing moves, and after it
+  handed leadership over, its DNS path has worked for `handover_after` again.
+- `consider_handover()` (every tick): a leader that cannot reach its DNS service (or whose own
+  probing stalled) while another fresh site can, resigns — deletes the leader key by its own
+  create revision, keeps its lease and its report — and journals `leadership_handed_over`.
+  The successor moves every fence to its token before its first write, so the old leader's
+  late retries are refused by the DNS server itself.
 - `changed()`: after each coordinator round that saw something new: mirror the shared pins,
   drains and flips into state.json, journal a change of leadership.
 - `share(report)`: the leader's flips into the shared history; a failover request's outcome
   back to the CLI that waits on it (shared.py).
-Imports config values, health, the coordination package, and the controller's state, journal
-and report values; never the daemon.
+Imports config values, health, the coordination package, and the controller's state, journal,
+report, reach and site report values; never the daemon.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import time
@@ -28,118 +35,27 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dnsfailover.config.models import Coordination
+from dnsfailover.controller import sitereports
 from dnsfailover.controller.journal import Journal, decision_entry
+from dnsfailover.controller.reach import Reach
 from dnsfailover.controller.report import Report
 from dnsfailover.controller.shared import Request, Shared, edit, mirror, request_done, with_flip
+from dnsfailover.controller.sitereports import Sites
 from dnsfailover.controller.state import Flip, StateStore
 from dnsfailover.coordination.coordinator import Coordinator, View
 from dnsfailover.coordination.etcd import Etcd
 from dnsfailover.errors import DnsFailoverError
-from dnsfailover.health import HealthSnapshot, InstanceHealth, State
+from dnsfailover.health import HealthSnapshot, InstanceHealth
 from dnsfailover.health.quorum import QuorumHealth, SiteView, combine_sites
+from dnsfailover.text import clean
 
 log = logging.getLogger(__name__)
-
-Verdicts = dict[str, dict[str, SiteView]]  # service → instance → one site's verdict
-
-
-def site_report(site: str, snapshot: HealthSnapshot) -> str:
-    """This site's report: what it publishes under its lease."""
-    services = {
-        key: {
-            name: {
-                "state": h.state.value,
-                "since": h.since,
-                "passing_since": h.passing_since,
-                "reason": h.reason,
-            }
-            for name, h in instances.items()
-        }
-        for key, instances in snapshot.services.items()
-    }
-    document = {"site": site, "observed_at": snapshot.at, "services": services}
-    return json.dumps(document, sort_keys=True)
-
-
-def _verdicts(site: str, text: str) -> Verdicts:
-    data = json.loads(text)
-    found: Verdicts = {}
-    for key, instances in data["services"].items():
-        found[key] = {
-            name: SiteView(
-                site,
-                State(v["state"]),
-                v.get("since"),
-                v.get("passing_since"),
-                str(v.get("reason", "")),
-            )
-            for name, v in instances.items()
-        }
-    return found
 
 
 def _own(site: str, instances: Mapping[str, InstanceHealth]) -> dict[str, SiteView]:
     return {
         name: SiteView(site, h.state, h.since, h.passing_since, h.reason)
         for name, h in instances.items()
-    }
-
-
-class Quorum:
-    """The quorum health of every service, from the coordinator's latest view."""
-
-    def __init__(self, settings: Coordination) -> None:
-        self.settings = settings
-        self._bad: set[tuple[str, str]] = set()  # (site, text) already logged as unreadable
-        self._parsed: tuple[Mapping[str, str], dict[str, Verdicts]] | None = None
-
-    def reports(self, view: View) -> dict[str, Verdicts]:
-        """Every live, expected site's verdicts (other sites than ours), by site; parsed once
-        per coordinator round (a view's reports never change)."""
-        if self._parsed is not None and self._parsed[0] is view.reports:
-            return self._parsed[1]
-        found: dict[str, Verdicts] = {}
-        for site, text in view.reports.items():
-            if site == self.settings.site:
-                continue
-            if site not in self.settings.sites:
-                if (site, "") not in self._bad:
-                    self._bad.add((site, ""))
-                    log.warning("coordination_unknown_site site=%s: not in sites, ignored", site)
-                continue
-            try:
-                found[site] = _verdicts(site, text)
-            except (ValueError, KeyError, TypeError, AttributeError) as e:
-                if (site, text) not in self._bad:
-                    self._bad.add((site, text))
-                    log.error("coordination_bad_report site=%s error=%s", site, e)
-        self._parsed = (view.reports, found)
-        return found
-
-    def health(
-        self, service: str, own: Mapping[str, InstanceHealth], others: Mapping[str, Verdicts]
-    ) -> dict[str, QuorumHealth]:
-        per_site = {self.settings.site: _own(self.settings.site, own)}
-        for site, verdicts in others.items():
-            per_site[site] = verdicts.get(service, {})
-        return combine_sites(list(own), per_site, self.settings.k)
-
-
-def status(view: View, settings: Coordination) -> dict[str, Any]:
-    """The coordination part of health.json (and `status`)."""
-    now = time.monotonic()
-    return {
-        "site": view.site,
-        "leader": view.leader,
-        "leading": view.leading,
-        "writing_allowed": view.may_write(now),
-        "token": view.token,
-        "etcd": "ok" if view.etcd_ok else "unreachable",
-        "etcd_error": view.error,
-        "etcd_state_for": round(now - view.since, 1) if view.since else None,
-        "sites": sorted(settings.sites),
-        "reporting": sorted(view.reports),
-        "quorum": settings.k,
     }
 
 
@@ -152,15 +68,27 @@ class Leadership:
         wake: Callable[[], None],
         clock: Callable[[], float] = time.time,
         coordinator: Coordinator | None = None,
+        stale_after: float = 30.0,
+        handover_after: float = 10.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.site = settings.site
         self.store = store
         self.journal = journal
         self.clock = clock
-        self.coordinator = coordinator or Coordinator(settings, wake)
-        self.quorum = Quorum(settings)
+        self.monotonic = monotonic
+        self.stale_after = stale_after  # a site's probing heartbeat older than this: stale
+        self.handover_after = handover_after
+        self.reach = Reach(handover_after, monotonic())  # this site's path to its DNS service
+        self.sites = Sites(settings, stale_after)
+        self.coordinator = coordinator or Coordinator(settings, wake, eligible=self.eligible)
         self.token: int | None = None  # our fencing token while we lead
+        self.heartbeat = 0  # probe results taken in: other sites see our probing move
+        self._beat_at = monotonic()
+        self._resigned = False  # handed over: campaign again only once DNS works steadily
+        self._reader = concurrent.futures.ThreadPoolExecutor(1, "dns-reach")
+        self._reading: concurrent.futures.Future[None] | None = None
         self.shared = Shared()  # pins, drains, requests and flips in etcd (shared.py)
         self._shared_text: str | None = None
         self._handled: set[str] = set()  # failover requests taken on by this controller
@@ -170,6 +98,7 @@ class Leadership:
 
     def stop(self) -> None:
         self.coordinator.stop()
+        self._reader.shutdown(wait=False)
 
     def view(self) -> View:
         return self.coordinator.view()
@@ -177,14 +106,114 @@ class Leadership:
     def may_write(self) -> bool:
         return self.coordinator.may_write()
 
+    def beat(self) -> None:
+        """A probe result was taken in."""
+        self.heartbeat += 1
+        self._beat_at = self.monotonic()
+
+    def probing(self, now: float) -> bool:
+        """Our own probing moves (results came in within `stale_after`)."""
+        return now - self._beat_at <= self.stale_after
+
     def publish(self, snapshot: HealthSnapshot) -> None:
-        self.coordinator.publish(site_report(self.site, snapshot))
+        """Our report (sent by the coordinator's next round, which starts now)."""
+        now = self.monotonic()
+        since = self.reach.since()
+        wall_since = None if since is None else self.clock() - (now - since)
+        beat = sitereports.build_beat(self.site, self.heartbeat, self.reach.reachable(now),
+                                      wall_since)  # fmt: skip
+        self.coordinator.publish(sitereports.build(self.site, snapshot), beat)
 
     def health(self, service: str, own: Mapping[str, InstanceHealth]) -> dict[str, QuorumHealth]:
-        return self.quorum.health(service, own, self.quorum.reports(self.view()))
+        """The quorum of the fresh sites' verdicts (ours while our probing moves)."""
+        now = self.monotonic()
+        view = self.view()
+        self.sites.read(view.reports, view.beats, now)
+        per_site = {site: report.verdicts.get(service, {})
+                    for site, report in self.sites.fresh(now).items()}  # fmt: skip
+        if self.probing(now):
+            per_site[self.site] = _own(self.site, own)
+        return combine_sites(list(own), per_site, self.settings.k)
+
+    def eligible(self) -> bool:
+        """May this site campaign? (Asked on the coordinator's thread.)"""
+        now = self.monotonic()
+        if not self.reach.reachable(now) or not self.probing(now):
+            return False
+        if self._resigned:
+            if not self.reach.steady(now):
+                return False
+            self._resigned = False
+        return True
+
+    def consider_handover(self) -> None:
+        """A leader that cannot do its job hands over to a fresh site that can."""
+        view, now = self.view(), self.monotonic()
+        if not view.leading:
+            return
+        if self.reach.reachable(now) and self.probing(now):
+            return
+        self.sites.read(view.reports, view.beats, now)
+        able = sorted(s for s, r in self.sites.fresh(now).items() if r.dns_reachable)
+        if not able:
+            return  # nobody could do better: keep trying ourselves
+        if not self.reach.reachable(now):
+            why = f"DNS unreachable for {self.handover_after:.0f}s or more: {self.reach.error}"
+        else:
+            why = f"our probing stalled (no result for {self.stale_after:.0f}s)"
+        log.warning("leadership_handed_over site=%s reason=%s able=%s", self.site, why, able)
+        self.coordinator.resign()
+        self._resigned = True
+        self.journal.event("leadership_handed_over", site=self.site, fence=view.token,
+                           reason=why, able=able)  # fmt: skip
+
+    def tick(self, snapshot: HealthSnapshot, read_dns: Callable[[], None]) -> None:
+        """Every tick: read DNS (on our reader thread: is our path to it working?), publish our
+        report (its heartbeat and reachability move), hand over if we cannot lead."""
+        if self._reading is None or self._reading.done():
+            self._reading = self._reader.submit(self._read, read_dns)
+        self.publish(snapshot)
+        self.consider_handover()
+
+    def _read(self, read_dns: Callable[[], None]) -> None:
+        try:
+            read_dns()
+        except DnsFailoverError as e:
+            self.reach.failed(self.monotonic(), clean(str(e)))
+            return
+        except Exception as e:  # a provider's bug: no path we could show working
+            log.exception("dns_read_crashed site=%s", self.site)
+            self.reach.failed(self.monotonic(), type(e).__name__)
+            return
+        self.reach.ok(self.monotonic())
 
     def status(self) -> dict[str, Any]:
-        return status(self.view(), self.settings)
+        """The coordination part of health.json (and `status`)."""
+        view, now = self.view(), self.monotonic()
+        self.sites.read(view.reports, view.beats, now)
+        since = self.reach.since()
+        return {
+            "site": view.site,
+            "leader": view.leader,
+            "leading": view.leading,
+            "writing_allowed": view.may_write(now),
+            "token": view.token,
+            "etcd": "ok" if view.etcd_ok else "unreachable",
+            "etcd_error": view.error,
+            "etcd_state_for": round(now - view.since, 1) if view.since else None,
+            "sites": sorted(self.settings.sites),
+            "reporting": sorted(view.reports),
+            "fresh": sorted([*self.sites.fresh(now), *([self.site] if self.probing(now) else [])]),
+            "quorum": self.settings.k,
+            "dns": {
+                "reachable": self.reach.reachable(now),
+                "for": None if since is None else round(now - since, 1),
+                "error": self.reach.error,
+            },
+            "probing": "moving" if self.probing(now) else "stalled",
+            "probing_age": round(now - self._beat_at, 1),
+            "others": self.sites.status(now),
+        }
 
     # ------------------------------------------------------------------ each round
 

@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -32,6 +33,8 @@ FLIP_HISTORY = 86400.0  # seconds of flips kept: enough for the flips-per-hour l
 # A practice run's two moves (controller/practice.py) are kept in the history, for status, but
 # count neither toward hold-down nor toward the flips-per-hour limit.
 UNCOUNTED_RULES = frozenset({"practice", "practice_return"})
+_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+_LOCK = os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC  # files made 0600, never through a symlink
 
 
 @dataclass(frozen=True)
@@ -111,9 +114,31 @@ class StateStore:
 
     def ensure(self) -> None:
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            self.directory.mkdir(mode=0o750, parents=True, exist_ok=True)
         except OSError as e:
             raise self._fail("create it", e) from None
+
+    def check_ownership(self, euid: int | None = None) -> None:
+        """At daemon start: refuse a directory anyone may write to, or one another non-root
+        user owns. Whoever can write there can forge pins, drains, flip history and the audit
+        log, or swap a file for a symlink (docs/security.md)."""
+        self.ensure()
+        euid = os.geteuid() if euid is None else euid
+        try:
+            info = os.stat(self.directory)
+        except OSError as e:
+            raise self._fail("inspect it", e) from None
+        if info.st_mode & stat.S_IWOTH:
+            raise StateError(
+                f"state directory {self.directory} is world-writable "
+                f"(mode {stat.S_IMODE(info.st_mode):04o}): anyone could forge pins, drains "
+                f"and the audit log; chmod o-w {self.directory} (0750 or 0700)"
+            )
+        if info.st_uid not in (euid, 0):
+            raise StateError(
+                f"state directory {self.directory} is owned by uid {info.st_uid}, not by this "
+                f"process (uid {euid}) or root: chown it to the user dnsfailover runs as"
+            )
 
     def clean_leftovers(self) -> list[str]:
         """Remove temporary files a crash left behind mid-write; return their names."""
@@ -154,7 +179,7 @@ class StateStore:
         """Exclusive lock for a read-modify-write of state.json (daemon and CLI alike)."""
         self.ensure()
         try:
-            fd = os.open(self.directory / "state.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(self.directory / "state.lock", _LOCK | os.O_RDWR, 0o600)
         except OSError as e:
             raise self._fail("open state.lock", e) from None
         try:
@@ -196,7 +221,7 @@ class StateStore:
         """
         self.ensure()
         try:
-            fd = os.open(self.directory / "daemon.lock", os.O_RDONLY | os.O_CREAT, 0o600)
+            fd = os.open(self.directory / "daemon.lock", _LOCK | os.O_RDONLY, 0o600)
         except OSError as e:
             raise self._fail("open daemon.lock", e) from None
         try:
@@ -258,7 +283,9 @@ class StateStore:
         self.ensure()
         line = json.dumps({"time": time.time(), **entry}, default=str, sort_keys=True) + "\n"
         try:
-            with open(self.audit_path, "a", encoding="utf-8") as log:
+            # O_NOFOLLOW: a symlink planted in the directory is refused, never appended to.
+            fd = os.open(self.audit_path, _APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            with open(fd, "a", encoding="utf-8") as log:
                 log.write(line)
                 log.flush()
                 os.fsync(log.fileno())

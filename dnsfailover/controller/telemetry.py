@@ -18,6 +18,7 @@ from dnsfailover.controller.report import Report
 from dnsfailover.controller.runtime import ProbeJob
 from dnsfailover.coordination.coordinator import View
 from dnsfailover.health import InstanceHealth, State
+from dnsfailover.health.quorum import QuorumHealth
 from dnsfailover.metrics import Metrics
 from dnsfailover.plan.budget import Budget, convergence_budget
 from dnsfailover.results import ProbeResult
@@ -125,14 +126,28 @@ def record_report(
         m.propagation_seconds.labels(service).observe(report.propagation.seconds)
 
 
-def record_coordination(metrics: Metrics, view: View) -> None:
-    """Leadership, etcd's reachability and the sites reporting, as this controller sees them."""
+def record_coordination(metrics: Metrics, view: View, status: Mapping[str, Any]) -> None:
+    """Leadership, etcd's reachability, the sites reporting, fresh and able to reach DNS, as
+    this controller sees them (`status`: Leadership.status())."""
     site = view.site
     metrics.leader.labels(site).set(view.leading)
     metrics.may_write.labels(site).set(view.may_write(time.monotonic()))
     metrics.etcd_up.labels(site).set(view.etcd_ok)
     metrics.sites_reporting.labels(site).set(len(view.reports))
     metrics.fence_token.labels(site).set(view.token or 0)
+    metrics.dns_reachable.labels(site).set(status["dns"]["reachable"])
+    metrics.report_age.labels(site, site).set(status["probing_age"])
+    for other, seen in status["others"].items():
+        age = seen.get("report_age")
+        metrics.report_age.labels(site, other).set(age if age is not None else 1e9)
+
+
+def record_quorum(metrics: Metrics, service: str, health: Mapping[str, InstanceHealth]) -> None:
+    """Which instances the sites' quorum holds (split, or too few fresh verdicts)."""
+    for name, h in health.items():
+        verdict = h.verdict.value if isinstance(h, QuorumHealth) else ""
+        for kind in ("split", "unknown"):
+            metrics.quorum_held.labels(service, name, kind).set(h.held and verdict == kind)
 
 
 def record_writing(metrics: Metrics, services: Iterable[str], writing: Mapping[str, Any]) -> None:

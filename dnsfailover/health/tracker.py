@@ -240,6 +240,9 @@ class InstanceHealth:
     since: float | None  # when the instance entered its state (None while UNKNOWN)
     checks: Mapping[str, CheckHealth]
     passing_since: float | None = None  # every required check has passed every probe since
+    # Several controllers: the sites' verdicts contradict each other or too few are fresh
+    # (health/quorum.py). As the active it keeps the name; it is never a candidate.
+    held: bool = False
 
     @property
     def unsettled_for(self) -> float | None:

@@ -21,9 +21,16 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 import dns.serial
+import dns.tsig
 
-from dnsfailover.errors import NotAuthoritativeError, ProviderError, TransientError
+from dnsfailover.errors import (
+    NotAuthoritativeError,
+    ProviderAuthError,
+    ProviderError,
+    TransientError,
+)
 from dnsfailover.providers.base import Propagation, ServerView
+from dnsfailover.providers.tsig import TsigKey
 from dnsfailover.rrset import Change, RRset, describe
 
 Server = tuple[str, int]
@@ -116,15 +123,33 @@ def _receive(sock: socket.socket, size: int, deadline: float) -> bytes:
 
 
 class Authorities:
-    """Non-recursive queries with a timeout; every failure is a typed ProviderError."""
+    """Non-recursive queries with a timeout; every failure is a typed ProviderError.
 
-    def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+    With `key`, a query to a server for which `signed(server)` holds is TSIG-signed and its
+    reply verified; `ask(..., sign=False)` asks unsigned where only an explanation is wanted."""
+
+    def __init__(
+        self,
+        timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+        key: TsigKey | None = None,
+        signed: Callable[[Server], bool] = lambda server: False,
+    ) -> None:
         self.timeout = timeout
         self._clock = clock
+        self._key = key
+        self._signed = signed
 
-    def ask(self, server: Server, name: str, rdtype: str) -> dns.message.Message:
+    def signs(self, server: Server) -> bool:
+        return self._key is not None and self._signed(server)
+
+    def ask(
+        self, server: Server, name: str, rdtype: str, sign: bool | None = None
+    ) -> dns.message.Message:
         request = dns.message.make_query(name, rdtype)
         request.flags &= ~dns.flags.RD
+        if self.signs(server) if sign is None else (sign and self._key is not None):
+            return self._ask_signed(server, request)
         try:
             response, _ = dns.query.udp_with_fallback(
                 request, server[0], port=server[1], timeout=self.timeout
@@ -134,6 +159,54 @@ class Authorities:
         except (OSError, dns.exception.DNSException) as e:
             raise TransientError(f"{label(server)}: query failed: {e}") from None
         return response
+
+    def _ask_signed(self, server: Server, request: dns.message.Message) -> dns.message.Message:
+        """The signed query over TCP; only a reply whose TSIG verifies is returned."""
+        assert self._key is not None
+        # The dnspython key is built for each message and never kept: its repr shows the secret.
+        request.use_tsig(self._key.dnspython_key())
+        key = f"{self._key.name} ({self._key.algorithm})"
+        where = f"{label(server)} (signed query for {request.question[0].name})"
+        try:
+            response, trusted = exchange(server, request, self.timeout)
+        except dns.tsig.PeerBadKey:
+            raise ProviderAuthError(
+                f"{where}: rejected TSIG key {key}: BADKEY (the server does not know the key)"
+            ) from None
+        except dns.tsig.PeerBadSignature:
+            raise ProviderAuthError(
+                f"{where}: rejected TSIG key {key}: BADSIG (wrong secret, algorithm or key name)"
+            ) from None
+        except dns.tsig.PeerBadTime:
+            raise ProviderAuthError(
+                f"{where}: rejected the TSIG time: check both clocks (NTP)"
+            ) from None
+        except (dns.tsig.BadSignature, dns.tsig.BadTime, dns.message.UnknownTSIGKey) as e:
+            raise ProviderAuthError(
+                f"{where}: the reply's TSIG does not verify with key {key} "
+                f"({type(e).__name__}): not trusted (a wrong secret, or a forged answer)"
+            ) from None
+        except dns.exception.DNSException as e:
+            raise TransientError(f"{where}: {type(e).__name__}: {e}") from None
+        if trusted:
+            return response
+        rcode = dns.rcode.to_text(response.rcode())
+        if response.rcode() == dns.rcode.NOERROR:
+            raise ProviderAuthError(
+                f"{where}: an unsigned NOERROR reply to a signed query: not trusted (a forged "
+                "answer, or a server that does not sign its answers: use_tsig: false)"
+            )
+        # An unsigned error: Knot's NOTAUTH for a zone it lacks, PowerDNS's for a key it
+        # does not accept. An unsigned query tells the two apart; neither counts as data.
+        unsigned = self.ask(server, str(request.question[0].name), "SOA", sign=False)
+        if unsigned.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) or not (
+            unsigned.flags & dns.flags.AA
+        ):
+            raise NotAuthoritativeError(f"{where}: {rcode} unsigned; not authoritative")
+        raise ProviderAuthError(
+            f"{where}: rejected TSIG key {key}: {rcode} unsigned (wrong secret, algorithm "
+            "or key name, or the server does not know the key)"
+        )
 
     @staticmethod
     def check_authoritative(response: dns.message.Message, server: Server, zone: str) -> None:
@@ -156,13 +229,15 @@ class Authorities:
                 return RRset.of(name, rdtype, rrset.ttl, [rd.to_text() for rd in rrset])
         return None
 
-    def read(self, server: Server, zone: str, name: str, rdtype: str) -> RRset | None:
-        response = self.ask(server, name, rdtype)
+    def read(
+        self, server: Server, zone: str, name: str, rdtype: str, sign: bool | None = None
+    ) -> RRset | None:
+        response = self.ask(server, name, rdtype, sign)
         self.check_authoritative(response, server, zone)
         return self.rrset_of(response, name, rdtype)
 
-    def serial(self, server: Server, zone: str) -> int:
-        response = self.ask(server, zone, "SOA")
+    def serial(self, server: Server, zone: str, sign: bool | None = None) -> int:
+        response = self.ask(server, zone, "SOA", sign)
         self.check_authoritative(response, server, zone)
         for rrset in response.answer:
             if rrset.rdtype == dns.rdatatype.SOA:

@@ -8,6 +8,10 @@ down (BIND REFUSED, Knot BADKEY, PowerDNS an unsigned REFUSED or NOTAUTH): such 
 explained by asking the primary, and a serial an update did not raise is logged with its fix
 (docs/dns-servers.md). Propagation: every verify server (or every address of the zone's NS
 set) answers with AA, a SOA serial at least the primary's (RFC 1982), and the new RRset.
+With a key, reads from the primary (the record, the serial, the fence, the NS set) are signed
+and their replies' TSIG verified (`use_tsig`, on by default), and so are the confirmations
+from the other verify servers with `verify_servers_tsig`. A fence read that is not
+authenticated never stops writes on its own: a signed read must confirm a newer token.
 Imports config values, errors, rrset and the providers' own modules; never health, policy or plan.
 """
 
@@ -30,6 +34,7 @@ import dns.update
 from dnsfailover.config.models import Rfc2136Settings as Settings
 from dnsfailover.errors import (
     ConflictError,
+    FencedError,
     NotAuthoritativeError,
     ProviderAuthError,
     ProviderError,
@@ -92,8 +97,16 @@ class Rfc2136Provider(Provider):
             if key is not None
             else (load_tsig(settings.tsig, f"providers.{name}.tsig") if settings.tsig else None)
         )
-        self.authorities = Authorities(settings.timeout, clock)
         self.primary = (server_address(settings.server), settings.port)
+        self.reads_signed = self.key is not None and settings.use_tsig is not False
+        self.authorities = Authorities(settings.timeout, clock, self.key, self._signs)
+
+    def _signs(self, server: Server) -> bool:
+        """Which servers' answers are TSIG-signed and verified: the primary's (use_tsig), the
+        other verify servers' too with verify_servers_tsig (they must know the key)."""
+        if server == self.primary:
+            return self.reads_signed
+        return self.settings.verify_servers_tsig
 
     # ------------------------------------------------------------------ DNS plumbing
 
@@ -109,7 +122,10 @@ class Rfc2136Provider(Provider):
         """The zone that holds `name`: ask the primary for an authoritative SOA, label by label."""
         candidate = dns.name.from_text(name)
         while True:
-            response = self._ask(self.primary, candidate.to_text(), "SOA")
+            try:
+                response = self._ask(self.primary, candidate.to_text(), "SOA")
+            except NotAuthoritativeError:  # a signed query outside every zone: go up
+                response = dns.message.make_response(dns.message.make_query(candidate, "SOA"))
             if response.flags & dns.flags.AA:
                 for section in (response.answer, response.authority):
                     for rrset in section:
@@ -216,7 +232,7 @@ class Rfc2136Provider(Provider):
         of this name and type, as for a key it does not know. Two questions decide it: is
         the primary authoritative for the zone, and does it accept our key on a query."""
         try:
-            self._serial(self.primary)
+            self.authorities.serial(self.primary, self.zone, sign=False)  # an explanation only
         except NotAuthoritativeError as e:
             return NotAuthoritativeError(f"{where}: {answer}; {e}")
         except ProviderError:
@@ -244,6 +260,35 @@ class Rfc2136Provider(Provider):
         except (ProviderError, dns.exception.DNSException):
             return False
         return trusted and response.rcode() == dns.rcode.NOERROR
+
+    def _fence_to(self, name: str, token: int) -> Fence:
+        """A newer token seen by an unsigned read (use_tsig: false) stops nothing until a
+        signed read confirms it: a forged answer must not depose a leader. With no key at all
+        nothing is authenticated, the UPDATE included (docs/security.md)."""
+        try:
+            return super()._fence_to(name, token)
+        except FencedError:
+            if self.reads_signed or self.key is None:
+                raise
+        owner = Fence(name, None, 0).owner
+        found = self.authorities.read(self.primary, self.zone, owner, "TXT", sign=True)
+        try:
+            current = Fence.parse(name, None if found is None else found.values)
+        except ValueError as e:
+            raise ProviderError(f"provider {self.name}: {e}") from None
+        if current is not None and current > token:
+            raise FencedError(
+                f"{owner} holds epoch={current} (read signed), newer than ours ({token}): "
+                "another controller leads now; not writing"
+            )
+        log.warning(
+            "fence_read_not_confirmed provider=%s owner=%s signed=%s token=%d",
+            self.name,
+            owner,
+            current,
+            token,
+        )
+        return Fence(name, current, token)
 
     def _token_after_landing(self) -> str:
         return str(self._serial(self.primary))

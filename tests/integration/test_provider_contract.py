@@ -370,6 +370,53 @@ def test_the_secret_never_shows(served: Served, caplog: pytest.LogCaptureFixture
     assert not [v for v in vars(writer).values() if isinstance(v, dns.tsig.Key)]
 
 
+# ----------------------------------------------------------------------------- signed reads
+
+
+def test_reads_are_signed_and_a_wrong_key_is_an_auth_error(served: Served, tmp_path: Path) -> None:
+    """Reads from the primary carry the TSIG key (use_tsig, on with a key): a server that
+    rejects the key is an auth error on the read itself, never an answer taken as data."""
+    assert provider(served).read(ACME, "CNAME") == cname("ca-a.example.test.")  # signed, verified
+    (tmp_path / "secret").write_text("d3Jvbmctc2VjcmV0LXdyb25nLXNlY3JldC13cm9uZy0=")
+    wrong = {"name": "ddns-key.", "secret_file": str(tmp_path / "secret")}
+    with pytest.raises(ProviderAuthError, match="rejected TSIG key ddns-key."):
+        provider(served, tsig=wrong).read(ACME, "CNAME")
+    with pytest.raises(ProviderAuthError, match="rejected TSIG key ddns-key."):
+        provider(served, tsig=wrong).read_fence(ACME)
+    # Unsigned reads (use_tsig: false) do not carry the key: the same wrong key reads.
+    unsigned = provider(served, tsig=wrong, use_tsig=False)
+    assert unsigned.read(ACME, "CNAME") == cname("ca-a.example.test.")
+
+
+def test_confirmations_from_verify_servers_signed(served: Served) -> None:
+    dns = provider(served, verify_servers_tsig=True)
+    propagation = dns.wait(dns.apply(A_TO_B), timeout=5)
+    assert propagation.complete, propagation.summary()
+
+
+def test_an_unsigned_fence_read_never_stops_writes_on_its_own(served: Served) -> None:
+    """use_tsig: false: a newer token seen unsigned (here forged, as on the path) must be
+    confirmed by a signed read before it deposes anyone; a real one still does."""
+    dns = provider(served, use_tsig=False)
+    real = dns.authorities.read
+
+    def forged(
+        server: tuple[str, int], zone: str, name: str, rdtype: str, sign: bool | None = None
+    ) -> RRset | None:
+        if name == FENCE and not sign:
+            return RRset.of(FENCE, "TXT", 60, [Fence.text(99)])
+        return real(server, zone, name, rdtype, sign)
+
+    dns.authorities.read = forged  # type: ignore[method-assign]
+    dns.apply(A_TO_B, fence=10)
+    assert served.primary.rrset(ACME, "CNAME") == {"ca-b.example.test."}
+    assert served.primary.rrset(FENCE, "TXT") == {'"epoch=10"'}
+    provider(served).move_fence(ACME, 20)
+    with pytest.raises(FencedError, match=r"epoch=20 \(read signed\), newer than ours"):
+        dns.apply(Change(cname("ca-b.example.test."), cname("ca-a.example.test.")), fence=10)
+    assert served.primary.rrset(ACME, "CNAME") == {"ca-b.example.test."}
+
+
 # ----------------------------------------------------------------------------- PowerDNS only
 
 
