@@ -17,7 +17,7 @@ import pytest
 from dnsfailover.config.models import PracticeCommand
 from dnsfailover.controller.changes import Changes, Context
 from dnsfailover.controller.journal import Journal
-from dnsfailover.controller.machine import Rules, Wake
+from dnsfailover.controller.machine import Rules, ServiceRecord, Wake, step
 from dnsfailover.controller.operator import LocalOverrides, Operator
 from dnsfailover.controller.pipeline import Pipeline
 from dnsfailover.controller.practice import Ask, CommandResult, Practice
@@ -336,3 +336,38 @@ def test_the_run_is_saved_before_its_move_is_written(make: Any) -> None:
     h.zone.apply = spy  # type: ignore[method-assign]
     h.ask(duration=60.0)
     assert seen == ["starting"]
+
+
+@pytest.mark.parametrize(
+    ("rules", "why"),
+    [
+        (Rules(first_backoff=1.0, coordinated=True), "leader: this controller does not lead"),
+        (Rules(first_backoff=1.0, dry_run=True), "dry_run: this daemon writes nothing"),
+    ],
+    ids=["a_follower_refuses", "a_dry_run_daemon_refuses"],
+)
+def test_the_record_refuses_a_run_it_could_not_carry(rules: Rules, why: str) -> None:
+    practice = Practice("r1", Ask.START, 60.0)
+    intent = Intent(Origin.PRACTICE, "b", "drill", practice=practice)
+    record, actions = step(ServiceRecord(), Wake(intent), START, rules)
+    assert record.run is None and [a.event for a in actions] == ["practice_refused"]
+    assert actions[0].run is not None and actions[0].run.why.startswith(why)
+
+
+def test_a_start_whose_fence_did_not_move_ends_failed_and_frees_the_record() -> None:
+    from dnsfailover.controller.machine import Do, Done, Tick
+    from dnsfailover.controller.report import Report
+
+    rules = Rules(first_backoff=1.0, coordinated=True)
+    intent = Intent(Origin.PRACTICE, "b", "drill", practice=Practice("r1", Ask.START, 60.0))
+    record, actions = step(ServiceRecord(token=7), Wake(intent), START, rules)
+    assert [a.do for a in actions] == [Do.FENCE] and record.waiting == intent
+    failed = Done(Do.FENCE, Report("acme", error="SERVFAIL"))
+    record, _ = step(record, failed, START, rules)
+    record, actions = step(record, Tick(), START + 1, rules)  # the fence again, for the policy
+    assert [a.do for a in actions] == [Do.FENCE] and record.run is not None
+    record, _ = step(record, failed, START + 1, rules)
+    record, actions = step(record, Tick(), START + 3, rules)
+    assert record.run is None
+    ended = [a.run for a in actions if a.event == "practice_ended"]
+    assert ended and ended[0] is not None and ended[0].outcome.value == "FAILED"

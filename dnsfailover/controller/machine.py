@@ -246,6 +246,12 @@ def _tick(record: ServiceRecord, now: float, rules: Rules) -> Step:
         return record, []
     if _return_due(record, now):
         return _return(record, rules)
+    if _start_lost(record):  # its start waited for a fence that did not move
+        assert record.run is not None
+        run = record.run.end(Outcome.FAILED, "the move could not be started (fence)", now)
+        record, actions = _ended(record, [], run)
+        more_record, more = _tick(record, now, rules)
+        return more_record, [*actions, *more]
     if record.unconfirmed is not None and record.confirm.due(now):
         confirm = Action(Do.CONFIRM, report=record.unconfirmed)
         return replace(record, busy=Do.CONFIRM), [confirm]
@@ -396,7 +402,17 @@ def _busy(record: ServiceRecord, rules: Rules) -> str | None:
         return "in_flight: a failed change is being retried"
     if rules.coordinated and record.token is None:
         return "leader: this controller does not lead; the leader runs drills"
+    if rules.dry_run:
+        return "dry_run: this daemon writes nothing, so a run would move nothing"
     return None
+
+
+def _start_lost(record: ServiceRecord) -> bool:
+    run, waiting = record.run, record.waiting
+    if run is None or run.phase is not Phase.STARTING:
+        return False
+    practice = waiting.practice if waiting is not None else None
+    return practice is None or practice.run != run.id
 
 
 def _return_due(record: ServiceRecord, now: float) -> bool:
