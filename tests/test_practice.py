@@ -148,7 +148,12 @@ def test_a_run_survives_its_saved_form_and_a_failed_check_fails_it() -> None:
     run = Run("r1", "b", "drill", 1800.0, 10.0, origin="a").mark("go.decided", 11.0)
     failed = CommandResult("outcome_command", "after_move", False, 1, ("boom",), 0.5)
     run = run.checked((failed,))
+    seen = {"a": InstanceHealth("a", State.HEALTHY, 0.0, MappingProxyType({}))}
+    run = run.saw("go.decided", seen)
     assert Run.from_json(run.to_json()) == run
+    assert run.to_json()["health"] == [
+        {"step": "go.decided", "instances": {"a": {"state": "healthy", "reason": seen["a"].reason}}}
+    ]
     ended = run.end(Outcome.SUCCEEDED, "back on a", 20.0)
     assert ended.outcome is Outcome.FAILED
     assert ended.why == "outcome_command failed (exit 1) after_move: boom"

@@ -216,6 +216,8 @@ def test_the_target_failing_mid_run_moves_the_name_away_at_once_interrupted(make
     assert h.served() == "a"  # the policy: a real failure always wins
     report = h.report()
     assert report["outcome"] == "INTERRUPTED" and report["why"].startswith("failover: b unhealthy")
+    seen = {h["step"]: h["instances"]["b"]["state"] for h in report["health"]}
+    assert seen == {"go.decided": "healthy", "interrupted.failover": "unhealthy"}
     h.tick(after=600.0)
     assert h.served() == "a" and h.changes.record("acme").run is None
 

@@ -461,7 +461,7 @@ def _run_follows(after: Step, event: Done, now: float, rules: Rules) -> Step:
 
 def _marked(run: Run, leg: str, done: Do, report: Report, now: float) -> Run:
     if done is Do.PREPARE and report.wants_write:
-        return run.mark(f"{leg}.decided", now)
+        return run.mark(f"{leg}.decided", now).saw(f"{leg}.decided", report.health)
     if done is Do.WRITE and report.applied:
         run = run.mark(f"{leg}.written", report.write_acked_at or now)
     if done in (Do.WRITE, Do.CONFIRM) and report.served:
@@ -517,6 +517,7 @@ def _came_back(
         if report.error:
             return record, [*actions, _news(run)]  # tried again at the next tick
         if decision is not None and decision.rule == "practice_stay":
+            run = run.saw("back.stayed", report.health)
             return _ended(record, actions, run.end(Outcome.INTERRUPTED, decision.reason, now))
         return _ended(record, actions, _finished(run, now, "the name was back already"))
     if done is Do.WRITE and not report.applied:
@@ -543,6 +544,7 @@ def _policy_moved(record: ServiceRecord, actions: list[Action], report: Report, 
     if run.phase is Phase.ON and report.applied and moved:
         assert decision is not None
         why = f"{decision.rule}: {decision.reason}"
+        run = run.saw(f"interrupted.{decision.rule}", report.health)
         return _ended(record, actions, run.end(Outcome.INTERRUPTED, why, now))
     return record, actions
 

@@ -114,6 +114,9 @@ class Run:
     failed: str | None = None  # a check failed: the run ends FAILED once back
     timeline: tuple[tuple[str, float], ...] = ()  # ("go.decided", t), ("back.served", t) ...
     checks: tuple[CommandResult, ...] = ()
+    # What the probes said when each switch was decided (and when a change ended the run):
+    # (step, ((instance, state, reason), ...)).
+    health: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = ()
 
     @property
     def on(self) -> bool:
@@ -121,6 +124,10 @@ class Run:
 
     def mark(self, what: str, now: float) -> Run:
         return replace(self, timeline=(*self.timeline, (what, now)))
+
+    def saw(self, step: str, health: Mapping[str, InstanceHealth]) -> Run:
+        seen = tuple((h.name, h.state.value, h.reason) for h in health.values())
+        return replace(self, health=(*self.health, (step, seen)))
 
     def checked(self, results: tuple[CommandResult, ...]) -> Run:
         run = replace(self, checks=(*self.checks, *results))
@@ -153,6 +160,10 @@ class Run:
             "failed": self.failed,
             "timeline": [{"step": s, "at": t} for s, t in self.timeline],
             "checks": [vars(c) | {"lines": list(c.lines)} for c in self.checks],
+            "health": [
+                {"step": step, "instances": {n: {"state": s, "reason": r} for n, s, r in seen}}
+                for step, seen in self.health
+            ],
         }
 
     @classmethod
@@ -164,6 +175,9 @@ class Run:
             Phase(data["phase"]), Outcome(data["outcome"]), data["why"], data["ends_at"],
             data.get("next_check"), data["ended_at"], bool(data["cancel"]), data["failed"],
             tuple((t["step"], float(t["at"])) for t in data["timeline"]), checks,
+            tuple((h["step"], tuple((n, i["state"], i["reason"])
+                                    for n, i in h["instances"].items()))
+                  for h in data.get("health", ())),
         )  # fmt: skip
 
 
