@@ -256,7 +256,10 @@ def test_the_outcome_command_runs_after_the_move_and_before_the_return(make: Any
     h.tick(after=600.0)
     assert h.served() == "a"
     assert h.ran == [("outcome_command", "after_move"), ("outcome_command", "before_return")]
-    assert h.report()["outcome"] == "FAILED"
+    report = h.report()
+    assert report["outcome"] == "FAILED"
+    assert [(c["when"], c["passed"]) for c in report["checks"]] == [
+        ("after_move", True), ("before_return", False)]  # fmt: skip
 
 
 def test_the_blocking_command_failing_mid_run_returns_the_name_at_its_next_check(

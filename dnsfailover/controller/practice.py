@@ -130,6 +130,8 @@ class Run:
         return replace(self, health=(*self.health, (step, seen)))
 
     def checked(self, results: tuple[CommandResult, ...]) -> Run:
+        # A report carries its checks through its steps: each result is kept once.
+        results = tuple(r for r in results if not any(r is c for c in self.checks))
         run = replace(self, checks=(*self.checks, *results))
         failed = next((r for r in results if not r.passed), None)
         if failed is not None and run.failed is None:

@@ -8,6 +8,7 @@ refusal is exit 3 with nothing changed.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,3 +121,31 @@ def test_a_scheduled_run_starts_when_due_and_not_on_a_blocked_date(scene: Scene)
     ended = next(e for e in daemon.audit() if e["event"] == "practice_ended")
     assert started["scheduled"] and (started["from"], started["to"]) == ("ca-a", "ca-b")
     assert ended["outcome"] == "SUCCEEDED" and scene.serves(A)
+
+
+def test_lego_issues_through_the_public_name_as_the_runs_outcome_command(
+    lab: Lab, tmp_path: Path, isolated_network: None
+) -> None:
+    """The issue's smoke test: a real issuance (lego through unbound, the public name) after the
+    move and again before the return; the run SUCCEEDED only if both did."""
+    from lab.clients import CHALLENGE, DOMAIN, ClientScene
+
+    if shutil.which("lego") is None or shutil.which("unbound") is None:
+        from tests.integration.conftest import _missing
+
+        _missing("missing lego or unbound", "apt-get install lego unbound")
+    smoke = tmp_path / "smoke.sh"
+    practice = {"outcome_command": {"argv": ["/bin/sh", str(smoke)], "timeout": "40s"}}
+    clients = ClientScene.build(lab, tmp_path, {"practice": practice})
+    lego = (f"env LEGO_CA_CERTIFICATES={lab.tls.cert_path} lego --server {clients.url} "
+            f"--accept-tos --email admin@example.test --domains {DOMAIN} --http --http.port "
+            f"{CHALLENGE} --http-timeout 5 --path {tmp_path}/lego-$DNSFAILOVER_WHEN run")  # fmt: skip
+    smoke.write_text(f"exec unshare -m sh -c 'mount --bind \"$0\" /etc/resolv.conf && exec "
+                     f"\"$@\"' {clients.unbound.resolv_conf} {lego}\n")  # fmt: skip
+    config = str(clients.config)
+    assert main(["drill", "acme", "--to", "ca-b", "--for", "5s", "--wait", "-c", config]) == 0
+    ended = next(e for e in clients.daemon.audit() if e["event"] == "practice_ended")
+    assert ended["outcome"] == "SUCCEEDED", ended
+    assert [check.split(":")[0] for check in ended["checks"]] == [
+        "outcome_command passed after_move", "outcome_command passed before_return"]  # fmt: skip
+    assert clients.unbound.resolve(NAME, "A") == ["127.0.0.2"]  # back on ca-a, as clients see
