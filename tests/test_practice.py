@@ -157,3 +157,23 @@ def test_a_run_survives_its_saved_form_and_a_failed_check_fails_it() -> None:
     ended = run.end(Outcome.SUCCEEDED, "back on a", 20.0)
     assert ended.outcome is Outcome.FAILED
     assert ended.why == "outcome_command failed (exit 1) after_move: boom"
+
+
+def test_the_run_store_keeps_the_last_reports_and_the_run_on(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from dnsfailover.controller import runs as runs_module
+    from dnsfailover.controller.runs import RunStore
+
+    store = RunStore(Path(str(tmp_path)))
+    on = Run("on", "b", "drill", 60.0, 1.0)
+    store.save("acme", on)
+    assert store.current("acme") == on
+    for n in range(runs_module.KEPT + 3):
+        store.save("acme", Run(f"r{n}", "b", "x", 60.0, float(n)).end(Outcome.REFUSED, "no", 2.0))
+    assert len(list(store.reports.glob("*.json"))) == runs_module.KEPT
+    assert store.current("acme") == on  # a refused run does not remove the one on
+    store.save("acme", on.end(Outcome.SUCCEEDED, "back", 3.0))
+    assert store.current("acme") is None
+    last = store.last_report("acme", succeeded=True)
+    assert last is not None and last["id"] == "on"

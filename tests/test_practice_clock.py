@@ -206,6 +206,8 @@ def test_a_run_is_refused_while_another_change_is_unconfirmed_or_a_run_is_on(mak
     h.ask(duration=600.0)
     h.ask(run="r2")
     assert h.report("r2")["why"] == "in_flight: practice run r1 is on"
+    saved = RunStore(h.store.directory).current("acme")  # still saved, for a restart
+    assert saved is not None and saved.id == "r1"
 
 
 def test_the_target_failing_mid_run_moves_the_name_away_at_once_interrupted(make: Any) -> None:

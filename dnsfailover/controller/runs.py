@@ -24,6 +24,7 @@ from dnsfailover.controller.practice import Run
 from dnsfailover.errors import StateError
 
 log = logging.getLogger(__name__)
+KEPT = 500  # reports kept; the oldest go first (a refused scheduled run leaves one too)
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,20 @@ class RunStore:
         if run.on:
             self._write(current, document)
         else:
-            with contextlib.suppress(FileNotFoundError):
-                current.unlink()
+            on = self._read(current)
+            if on is not None and on.get("id") == run.id:  # not a refused one beside it
+                with contextlib.suppress(FileNotFoundError):
+                    current.unlink()
+            self._prune()
+
+    def _prune(self) -> None:
+        try:
+            reports = sorted(self.reports.glob("*.json"), key=lambda p: p.stat().st_mtime)
+        except OSError:
+            return
+        for old in reports[:-KEPT]:
+            with contextlib.suppress(OSError):
+                old.unlink()
 
     def current(self, service: str) -> Run | None:
         """The run a previous daemon left on, if any."""
