@@ -3,9 +3,10 @@ issuance through the public name) and `blocking_command` (a check that must pass
 
 Each is run with a minimal environment (PATH, LANG, the DNSFAILOVER_* variables of the run and
 the names the config lists — never the daemon's own environment, which may hold secrets),
-killed at its timeout, and kept as its exit status and last lines of output. A command that
+killed at its timeout, and kept as its exit status and last lines of output (cleaned and
+bounded: they are outside input). A command that
 cannot start is a failed result, never an exception.
-Imports config values and the run's values only.
+Imports config values, the run's values and the text cleaner only.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 
 from dnsfailover.config.models import PracticeCommand
 from dnsfailover.controller.practice import CommandResult
+from dnsfailover.text import clean
 
 LAST_LINES = 20
 LINE_MAX = 400
@@ -58,7 +60,9 @@ def _last(output: bytes | str | None) -> tuple[str, ...]:
     if output is None:
         return ()
     text = output.decode("utf-8", "replace") if isinstance(output, bytes) else output
-    lines = [line[:LINE_MAX] for line in text.splitlines() if line.strip()]
+    # The command's output is outside input: cleaned and bounded before it is saved, logged
+    # or passed to a hook (DESIGN.md).
+    lines = [clean(line, LINE_MAX) for line in text.splitlines() if line.strip()]
     return tuple(lines[-LAST_LINES:])
 
 
