@@ -322,7 +322,7 @@ def test_a_restart_mid_run_finds_the_run_and_ends_it_on_time(make: Any, tmp_path
     fresh = make()
     fresh.zone.path.write_text(zone)
     fresh.clock.now = START + 300
-    assert [r.id for r in fresh.changes.resume()] == ["r1"]
+    assert [r.id for r in fresh.changes.resume().values()] == ["r1"]
     fresh.tick(after=299.0)
     assert fresh.served() == "b"
     fresh.tick(after=1.0)

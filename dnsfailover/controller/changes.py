@@ -81,11 +81,11 @@ class Changes:
         self.records: dict[str, ServiceRecord] = {}
         self.stopping = False  # the daemon stops: outcomes are journaled, no step starts
 
-    def resume(self) -> list[Run]:
+    def resume(self) -> dict[str, Run]:
         """Runs a previous daemon left on (practice/<service>.json): back in their records,
         to end on time. One whose move was not known to be written is taken as on: its
         return reads the record and finds where the name is."""
-        resumed = []
+        resumed: dict[str, Run] = {}
         for service in self.context.runtime().config.services:
             run = self.journal.runs.current(service)
             if run is None or self.record(service).run is not None:
@@ -96,7 +96,7 @@ class Changes:
             self.records[service] = replace(self.record(service), run=run)
             log.warning("practice_resumed service=%s run=%s to=%s ends_at=%s", service, run.id,
                         run.target, run.ends_at)  # fmt: skip
-            resumed.append(run)
+            resumed[service] = run
         return resumed
 
     def record(self, service: str) -> ServiceRecord:

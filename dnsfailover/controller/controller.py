@@ -97,6 +97,8 @@ class Controller:
         self._last_run: dict[str, float] = {}  # service → when its last run was asked
         self._schedule_tried: dict[str, float] = {}  # service → a scheduled run last asked
         self.changes.resume()
+        if self.leadership is not None:
+            self.leadership.services = lambda: list(self.runtime.config.services)
         self.settle_until: dict[str, float] = {}
         self.ready = False
         self._seen_jobs: set[str] = set()
@@ -166,8 +168,13 @@ class Controller:
         telemetry.init_practice(self.metrics, key, service, since, on)
 
     def _practiced(self, service: str, run: Run) -> None:
-        on_now = self.changes.record(service).run is not None
-        telemetry.record_practice(self.metrics, service, run, on_now)
+        current = self.changes.record(service).run
+        telemetry.record_practice(self.metrics, service, run, current is not None)
+        # With several controllers the run on lives in etcd too: a new leader ends it.
+        leading = self.leadership is not None and self.leadership.token is not None
+        if leading and (current is not None or run.outcome.value != "REFUSED"):
+            assert self.leadership is not None
+            self.leadership.share_run(service, current.to_json() if current else None)
         if run.outcome.value != "REFUSED":
             self._last_run[service] = max(self._last_run.get(service, 0.0), run.requested_at)
 
@@ -319,6 +326,13 @@ class Controller:
             intent = Intent(Origin.OPERATOR, request.to, request.reason, request.id)
             self.changes.feed(service, Wake(intent))
 
+    def _resumed(self, service: str, run: Run) -> None:
+        """A run the last leader left on, taken over with the lead: audited, ended on time."""
+        site = self.leadership.site if self.leadership is not None else None
+        self.journal.event("practice_resumed", service, run=run.id, to=run.target,
+                           ends_at=run.ends_at, site=site)  # fmt: skip
+        telemetry.record_practice(self.metrics, service, run, True)
+
     def _drills(self, service: str) -> None:
         """A `drill` request from the CLI (practice/requests/), then the schedule: each a
         practice intent through the one path (the record refuses it when following)."""
@@ -377,6 +391,9 @@ class Controller:
         if self.leadership.token != before or force:
             for service in self.runtime.config.services:
                 self.changes.feed(service, Lead(self.leadership.token))
+            if self.leadership.token is not None:  # a run the last leader left on: ours now
+                for service, run in self.changes.resume().items():
+                    self._resumed(service, run)
         if not leading:
             self.write_health()
         return leading

@@ -74,7 +74,10 @@ def step(record: ServiceRecord, event: Event, now: float, rules: Rules) -> Step:
     if isinstance(event, Tick):
         return _tick(record, now, rules)
     if isinstance(event, Lead):
-        return replace(record, token=event.token, fence=None), []
+        # A follower drops its practice run: the leader carries it (etcd's shared document
+        # has it, and each follower a copy, to end it on time if it leads next).
+        run = record.run if event.token is not None else None
+        return replace(record, token=event.token, fence=None, run=run), []
     if event.do is Do.PREPARE:
         after = _prepared(record, event.report, now, rules)
     elif event.do is Do.WRITE:

@@ -116,6 +116,21 @@ class RunStore:
             found.append(data)
         return max(found, key=lambda d: float(d.get("requested_at") or 0), default=None)
 
+    def mirror(self, runs: dict[str, dict[str, Any]], services: list[str]) -> None:
+        """Several controllers, on a follower: the leader's runs on now (etcd's shared
+        document) as this controller's own, so that it ends them on time if it leads next."""
+        for service in services:
+            document = runs.get(service)
+            current = self.directory / f"{service}.json"
+            try:
+                if document is None:
+                    current.unlink(missing_ok=True)
+                else:
+                    Run.from_json(document)  # from outside: saved only if it is a run
+                    self._write(current, {**document, "service": service})
+            except (OSError, KeyError, TypeError, ValueError, StateError) as e:
+                log.error("practice_run_not_mirrored service=%s error=%s", service, e)
+
     # ------------------------------------------------------------------ requests
 
     def ask(self, request: DrillRequest) -> None:

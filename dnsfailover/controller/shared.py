@@ -41,11 +41,14 @@ class Request:
 class Shared:
     state: SavedState = field(default_factory=SavedState)
     requests: dict[str, Request] = field(default_factory=dict)  # service → request
+    # service → the practice run on now, as its report (practice.py): a new leader ends it
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_text(self) -> str:
         document = self.state.to_json()
         document.pop("intents")  # flips in progress stay with the controller writing them
         document["requests"] = {s: vars(r) for s, r in self.requests.items()}
+        document["runs"] = self.runs
         return json.dumps(document, sort_keys=True)
 
     @classmethod
@@ -56,9 +59,10 @@ class Shared:
             data = json.loads(text)
             state = SavedState.from_json({**data, "intents": {}})
             requests = {s: Request(**r) for s, r in data.get("requests", {}).items()}
+            runs = {str(s): dict(r) for s, r in data.get("runs", {}).items()}
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             raise StateError(f"the shared state in etcd does not parse: {e}") from None
-        return cls(state, requests)
+        return cls(state, requests, runs)
 
 
 def edit(change: Callable[[Shared], Shared]) -> Callable[[str | None], str]:
@@ -97,6 +101,16 @@ def with_flip(service: str, flip: Flip) -> Callable[[Shared], Shared]:
     return lambda shared: replace(shared, state=shared.state.with_flip(service, flip))
 
 
+def with_run(service: str, run: dict[str, Any] | None) -> Callable[[Shared], Shared]:
+    """The leader's practice run on now for `service` (None: none is on any more)."""
+
+    def change(shared: Shared) -> Shared:
+        runs = {k: r for k, r in shared.runs.items() if k != service}
+        return replace(shared, runs=runs if run is None else {**runs, service: run})
+
+    return change
+
+
 def request_done(service: str, request_id: str) -> Callable[[Shared], Shared]:
     """Remove the request, if it is still the one carried out (not a newer one)."""
 
@@ -104,7 +118,8 @@ def request_done(service: str, request_id: str) -> Callable[[Shared], Shared]:
         found = shared.requests.get(service)
         if found is None or found.id != request_id:
             return shared
-        return replace(shared, requests={k: r for k, r in shared.requests.items() if k != service})
+        requests = {k: r for k, r in shared.requests.items() if k != service}
+        return replace(shared, requests=requests)
 
     return change
 
