@@ -225,3 +225,27 @@ def test_a_leader_whose_probing_stalled_hands_over(lead: Any) -> None:
     with_reports(stub, west=report("west", Y, 2))
     leadership.consider_handover()
     assert stub.resigned == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 60000,
+        '{"version": 1, "flips": {"acme": [{"at": "now", "source": null, "target": "a",'
+        ' "rule": "x"}]}}',
+        '{"version": 1, "pins": {"acme": {"instance": [], "reason": "r", "at": 1}}}',
+        '{"version": 1, "requests": {"acme": {"id": 1}}}',
+    ],
+    ids=["deep", "time_not_a_number", "instance_not_a_string", "request_incomplete"],
+)
+def test_a_malformed_shared_document_changes_nothing_and_raises_nothing(
+    lead: Any, text: str
+) -> None:
+    """Anyone who can write the etcd prefix writes the shared document: a bad one is refused
+    where it is read, and the daemon goes on with what it had."""
+    leadership, stub, _, store = lead
+    stub.current = View("east", leader="east", token=9, leading=True, renewed_at=100.0,
+                        deadline=1e9, etcd_ok=True, shared=text)  # fmt: skip
+    assert leadership.changed()  # no exception out of the round
+    assert store.load().pins == {} and store.load().flips == {}
+    assert leadership.take_request("acme") is None

@@ -2,8 +2,8 @@
 
 Thin: the request goes to the daemon, which carries the run through the one change path and
 writes its report in the state directory (practice/reports/<id>.json); this command waits for
-that report to say what DESIGN.md's exit codes need. The daemon is required: a run that starts
-needs someone to bring the name back (exit 2 without one). Until the control socket carries
+that report to say what the exit codes (docs/practice-runs.md) need. The daemon is required:
+a run that starts needs someone to bring the name back (exit 2 without one). Until the control socket carries
 it, the request travels as a file in the state directory (practice/requests/<service>.json),
 which the daemon takes at its next tick.
 """
@@ -21,7 +21,6 @@ from dnsfailover.cli import exitcodes
 from dnsfailover.config import load_config
 from dnsfailover.config.durations import human, parse_duration
 from dnsfailover.config.models import Config, PracticeSettings, Service
-from dnsfailover.controller.journal import Journal
 from dnsfailover.controller.runs import DrillRequest, RunStore
 from dnsfailover.controller.runtime import Runtime
 from dnsfailover.controller.state import StateStore
@@ -32,7 +31,7 @@ POLL = 0.2  # seconds between reads of the run's report
 TICK = 10.0  # the daemon's longest tick: a request waits at most this long to be taken
 
 
-HELP = """exit codes (DESIGN.md, "The operator's door"):
+HELP = """exit codes (docs/practice-runs.md):
   0  the run started and its move is served by every authority
      (--wait: it ended SUCCEEDED; --cancel: the return is served)
   1  the move could not be made or served in time
@@ -98,9 +97,7 @@ def cmd_drill(args: argparse.Namespace) -> int:
     reason = args.reason or ("cancelled" if args.cancel else "practice run (drill)")
     request = DrillRequest(run_id, args.service, args.to, duration, reason, time.time(),
                            args.ignore_window, args.cancel)  # fmt: skip
-    runs.ask(request)
-    Journal(store).event("drill_requested", args.service, run=run_id, to=args.to,
-                         cancel=args.cancel, reason=reason)  # fmt: skip
+    runs.ask(request)  # the daemon audits what it does with it (practice_started, ...)
     step = _step_timeout(config, service, settings)
     if args.cancel:
         return _outcome(_wait(runs, run_id, lambda r: r["phase"] == "ended", step))

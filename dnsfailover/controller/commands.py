@@ -61,7 +61,7 @@ def _last(output: bytes | str | None) -> tuple[str, ...]:
         return ()
     text = output.decode("utf-8", "replace") if isinstance(output, bytes) else output
     # The command's output is outside input: cleaned and bounded before it is saved, logged
-    # or passed to a hook (DESIGN.md).
+    # or passed to a hook (docs/security.md).
     lines = [clean(line, LINE_MAX) for line in text.splitlines() if line.strip()]
     return tuple(lines[-LAST_LINES:])
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,7 +135,17 @@ class RunStore:
     # ------------------------------------------------------------------ requests
 
     def ask(self, request: DrillRequest) -> None:
-        self._write(self.requests / f"{request.service}.json", vars(request))
+        """The CLI's request. Run as root (the shipped unit's state directory is root's to
+        reach), its files are given the state directory's owner: the daemon, under its
+        dynamic user, must read and remove them, and write its reports beside them."""
+        path = self.requests / f"{request.service}.json"
+        self._write(path, vars(request))
+        if os.geteuid() == 0:
+            owner = self.directory.parent.stat()
+            for made in (self.directory, self.reports, self.requests, path):
+                with contextlib.suppress(OSError):
+                    if made.exists():
+                        os.chown(made, owner.st_uid, owner.st_gid)
 
     def take(self, service: str) -> DrillRequest | None:
         """The service's pending request, removed."""

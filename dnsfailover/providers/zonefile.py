@@ -88,8 +88,6 @@ def _records(rdataset: dns.rdataset.Rdataset) -> str:
 
 
 class ZoneFileProvider(Provider):
-    kind = "zonefile"
-
     def __init__(
         self,
         name: str,
@@ -331,7 +329,7 @@ class ZoneFileProvider(Provider):
         """Reload (again, if the last reload of this change failed), then every verify server;
         without either, the file holding the change is all there is to check."""
         start = time.monotonic()
-        serial = int(receipt.token) if receipt.token else None
+        serial = int(receipt.change_id) if receipt.change_id else None
         if self.settings.reload_command and not self._reload_covers(serial):
             try:
                 self._run(self.settings.reload_command, self.path, "reload command")
@@ -346,7 +344,7 @@ class ZoneFileProvider(Provider):
             return self.authorities.wait(servers, self.zone, receipt.change, serial, left)
         seen = self._read(receipt.change.name, receipt.change.rdtype)
         ok = receipt.change.after.same_data(seen)
-        detail = f"serial {receipt.token}" if ok else f"holds {describe(seen)}"
+        detail = f"serial {receipt.change_id}" if ok else f"holds {describe(seen)}"
         elapsed = time.monotonic() - start
         return Propagation(ok, elapsed, (ServerView(str(self.path), ok, detail, elapsed),))
 
