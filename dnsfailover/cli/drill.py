@@ -3,9 +3,9 @@
 Thin: the request goes to the daemon, which carries the run through the one change path and
 writes its report in the state directory (practice/reports/<id>.json); this command waits for
 that report to say what the exit codes (docs/practice-runs.md) need. The daemon is required:
-a run that starts needs someone to bring the name back (exit 2 without one). Until the control socket carries
-it, the request travels as a file in the state directory (practice/requests/<service>.json),
-which the daemon takes at its next tick.
+a run that starts needs someone to bring the name back (exit 2 without one). Until the control
+socket carries it, the request travels as a file in the state directory
+(practice/requests/<service>.json), which the daemon takes at its next tick.
 """
 
 from __future__ import annotations
