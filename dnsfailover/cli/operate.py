@@ -22,6 +22,7 @@ from dnsfailover.controller.journal import Journal, measurements
 from dnsfailover.controller.oneshot import OneShot, one_round_health, preview, probe_once, run_once
 from dnsfailover.controller.operator import LocalOverrides, Operator, SharedOverrides
 from dnsfailover.controller.report import Intent, Origin, Report
+from dnsfailover.controller.runs import RunStore
 from dnsfailover.controller.runtime import Runtime
 from dnsfailover.controller.shared import SharedStore
 from dnsfailover.controller.state import StateStore
@@ -95,9 +96,24 @@ def status_document(config: Config, runtime: Runtime, store: StateStore) -> dict
             live[key] = (record, owner_of(service, record), None)
         except DnsFailoverError as e:
             live[key] = (None, None, str(e))
-    return documents.status_document(
+    document = documents.status_document(
         config, store.load(), store.load_health(), store.daemon_pid(), live, _budgets(config, store)
     )
+    runs = RunStore(config.state_dir)
+    for key, entry in document["services"].items():
+        current = runs.current(key)
+        entry["practice"] = {
+            "on": current.to_json() if current is not None else None,
+            "last": _practice_summary(runs.last_report(key)),
+        }
+    return document
+
+
+def _practice_summary(report: dict[str, Any] | None) -> dict[str, Any] | None:
+    if report is None:
+        return None
+    keys = ("id", "origin", "target", "outcome", "why", "requested_at", "ended_at", "scheduled")
+    return {k: report.get(k) for k in keys}
 
 
 def _ago(when: float | None) -> str:
@@ -188,7 +204,20 @@ def _service_lines(entry: dict[str, Any]) -> list[str]:
             f"flip {_ago(flip['at'])}: {flip['source']} → {flip['target']} ({flip['rule']})"
         )
     lines.append(f"convergence budget: {entry['budget']['text']}")
+    practice = entry.get("practice") or {}
+    on, last = practice.get("on"), practice.get("last")
+    if on is not None:
+        lines.append(f"PRACTICE RUN {on['id']} on: {on['origin']} → {on['target']}, "
+                     f"{on['phase']}; returns {_in(on.get('ends_at'))}")  # fmt: skip
+    if last is not None and (on is None or last["id"] != on["id"]):
+        why = f" — {last['why']}" if last.get("why") else ""
+        lines.append(f"last practice run {_ago(last.get('ended_at'))}: {last['origin']} → "
+                     f"{last['target']}: {last['outcome']}{why}")  # fmt: skip
     return lines
+
+
+def _in(when: float | None) -> str:
+    return "when its move is served" if when is None else f"in {max(0, when - time.time()):.0f}s"
 
 
 # ----------------------------------------------------------------------------- plan
