@@ -240,7 +240,20 @@ def _service_lines(entry: dict[str, Any]) -> list[str]:
             f"flip {_ago(flip['at'])}: {flip['source']} → {flip['target']} ({flip['rule']})"
         )
     lines.append(f"convergence budget: {entry['budget']['text']}")
+    practice = entry.get("practice") or {}
+    on, last = practice.get("on"), practice.get("last")
+    if on is not None:
+        lines.append(f"PRACTICE RUN {on['id']} on: {on['origin']} → {on['target']}, "
+                     f"{on['phase']}; returns {_in(on.get('ends_at'))}")  # fmt: skip
+    if last is not None and (on is None or last["id"] != on["id"]):
+        why = f" — {last['why']}" if last.get("why") else ""
+        lines.append(f"last practice run {_ago(last.get('ended_at'))}: {last['origin']} → "
+                     f"{last['target']}: {last['outcome']}{why}")  # fmt: skip
     return lines
+
+
+def _in(when: float | None) -> str:
+    return "when its move is served" if when is None else f"in {max(0, when - time.time()):.0f}s"
 
 
 # ----------------------------------------------------------------------------- plan

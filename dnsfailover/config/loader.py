@@ -115,12 +115,22 @@ def _inherit_defaults(source: Source) -> dict[str, Any]:
             if name not in service:
                 service[name] = copy.deepcopy(value)
                 _copy_lines(source, ("defaults", name), here)
-            elif name == "checks" and isinstance(value, dict) and isinstance(service[name], dict):
+            elif (
+                name in ("checks", "practice")
+                and isinstance(value, dict)
+                and isinstance(service[name], dict)
+            ):
                 for sub, subvalue in value.items():
-                    if sub not in service[name]:
+                    if sub not in service[name] and not _window_set(service[name], sub):
                         service[name][sub] = subvalue
                         _copy_lines(source, ("defaults", name, sub), (*here, sub))
     return data  # type: ignore[no-any-return]
+
+
+def _window_set(practice: dict[str, Any], key: str) -> bool:
+    """A service that sets one kind of practice window inherits neither kind."""
+    windows = ("allowed_windows", "blocked_windows")
+    return key in windows and any(w in practice for w in windows)
 
 
 def _copy_lines(source: Source, origin: Path_, target: Path_) -> None:

@@ -16,16 +16,19 @@ from __future__ import annotations
 import logging
 import math
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from dnsfailover.controller import documents, telemetry
+from dnsfailover.config.models import PracticeSettings, Service
+from dnsfailover.controller import documents, practice, telemetry
 from dnsfailover.controller.carrier import Flights
 from dnsfailover.controller.changes import Changes, Context
 from dnsfailover.controller.journal import Journal, measurements
 from dnsfailover.controller.leadership import Leadership
 from dnsfailover.controller.machine import Do, Done, Lead, Rules, Tick, Wake
 from dnsfailover.controller.pipeline import Pipeline
+from dnsfailover.controller.practice import Ask, Practice, Run
 from dnsfailover.controller.report import Intent, Origin, Report
 from dnsfailover.controller.runtime import ProbeJob, Runtime
 from dnsfailover.controller.state import StateStore
@@ -84,12 +87,22 @@ class Controller:
             may_write=leadership.may_write if leadership else lambda: True,
             concluded=self._concluded,
             verified=self._verified,
+            practiced=self._practiced,
         )
         # The control socket (door.py) waits for the changes it asked for: told here when one
         # concludes and when its flip is verified, on this thread.
         self.on_concluded: list[Callable[[Report], None]] = []
         self.on_verified: list[Callable[[Report], None]] = []
-        self.changes = Changes(self.pipeline, self.journal, self._rules, context, flights)
+        # On the wall clock (as the pipeline): a practice run's end is saved, and must mean
+        # the same instant to the daemon that finds it after a restart.
+        self.changes = Changes(self.pipeline, self.journal, self._rules, context, flights,
+                               clock=clock)  # fmt: skip
+        self.runs = self.journal.runs
+        self._last_run: dict[str, float] = {}  # service → when its last run was asked
+        self._schedule_tried: dict[str, float] = {}  # service → a scheduled run last asked
+        self.changes.resume()
+        if self.leadership is not None:
+            self.leadership.services = lambda: list(self.runtime.config.services)
         self.settle_until: dict[str, float] = {}
         self.ready = False
         self._seen_jobs: set[str] = set()
@@ -142,11 +155,32 @@ class Controller:
             new = key not in self.changes.records
             telemetry.init_service(self.metrics, key, health, new=new)
             self.outcomes.start(key, service, measurements(entries, key))
+            self._init_practice(key, service, now)
         self.settle_until = {
             key: now + service.checks.settle_window
             for key, service in runtime.config.services.items()
         }
         self._unsettled_told.clear()
+
+    def _init_practice(self, key: str, service: Service, now: float) -> None:
+        last = self.runs.last_report(key)
+        if last is not None:
+            self._last_run[key] = float(last.get("requested_at") or 0)
+        succeeded = self.runs.last_report(key, succeeded=True)
+        since = float(succeeded.get("ended_at") or now) if succeeded else now
+        on = key in self.changes.records and self.changes.record(key).run is not None
+        telemetry.init_practice(self.metrics, key, service, since, on)
+
+    def _practiced(self, service: str, run: Run) -> None:
+        current = self.changes.record(service).run
+        telemetry.record_practice(self.metrics, service, run, current is not None)
+        # With several controllers the run on lives in etcd too: a new leader ends it.
+        leading = self.leadership is not None and self.leadership.token is not None
+        if leading and (current is not None or run.outcome.value != "REFUSED"):
+            assert self.leadership is not None
+            self.leadership.share_run(service, current.to_json() if current else None)
+        if run.outcome.value != "REFUSED":
+            self._last_run[service] = max(self._last_run.get(service, 0.0), run.requested_at)
 
     # ------------------------------------------------------------------ start, reload, stop
 
@@ -282,6 +316,7 @@ class Controller:
                 return
             try:
                 self._requests(service)
+                self._drills(service)
                 self.changes.feed(service, Tick())
             except Exception:  # a bug in one service's tick must not stop the others
                 log.exception("cycle_crashed service=%s", service)
@@ -297,6 +332,41 @@ class Controller:
         if request is not None:
             intent = Intent(Origin.OPERATOR, request.to, request.reason, request.id)
             self.changes.feed(service, Wake(intent))
+
+    def _resumed(self, service: str, run: Run) -> None:
+        """A run the last leader left on, taken over with the lead: audited, ended on time."""
+        site = self.leadership.site if self.leadership is not None else None
+        self.journal.event("practice_resumed", service, run=run.id, to=run.target,
+                           ends_at=run.ends_at, site=site)  # fmt: skip
+        telemetry.record_practice(self.metrics, service, run, True)
+
+    def _drills(self, service: str) -> None:
+        """A `drill` request from the CLI (practice/requests/), then the schedule: each a
+        practice intent through the one path (the record refuses it when following)."""
+        settings = self.runtime.config.services[service]
+        config = settings.practice or PracticeSettings()
+        request = self.runs.take(service)
+        if request is not None:
+            ask = Ask.CANCEL if request.cancel else Ask.START
+            duration = request.duration or config.duration
+            ask_for = Practice(request.id, ask, duration, request.ignore_window)
+            intent = Intent(Origin.PRACTICE, request.to or config.to, request.reason,
+                            practice=ask_for)  # fmt: skip
+            self.changes.feed(service, Wake(intent))
+            return
+        leading = self.leadership is None or self.leadership.token is not None
+        if not leading or self.changes.record(service).run is not None or not self.ready:
+            return
+        now = self.clock()
+        if now < self.settle_until.get(service, -math.inf):
+            return  # health is being learnt after a start or a reload: not a time to practise
+        last, tried = self._last_run.get(service), self._schedule_tried.get(service)
+        if practice.due(config, last, tried, now):
+            self._schedule_tried[service] = now
+            ask_for = Practice(uuid.uuid4().hex[:12], Ask.START, config.duration, scheduled=True)
+            reason = f"scheduled practice run (every {config.every:g}s)"
+            self.changes.feed(service, Wake(Intent(Origin.PRACTICE, config.to, reason,
+                                                   practice=ask_for)))  # fmt: skip
 
     # ------------------------------------------------------------------ several controllers
 
@@ -328,6 +398,9 @@ class Controller:
         if self.leadership.token != before or force:
             for service in self.runtime.config.services:
                 self.changes.feed(service, Lead(self.leadership.token))
+            if self.leadership.token is not None:  # a run the last leader left on: ours now
+                for service, run in self.changes.resume().items():
+                    self._resumed(service, run)
         if not leading:
             self.write_health()
         return leading

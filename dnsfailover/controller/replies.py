@@ -14,6 +14,7 @@ from dnsfailover.controller import documents
 from dnsfailover.controller.control import CONFLICT, FAILURE, OK
 from dnsfailover.controller.journal import measurements
 from dnsfailover.controller.report import Report
+from dnsfailover.controller.runs import RunStore
 from dnsfailover.controller.runtime import Runtime
 from dnsfailover.controller.state import StateStore
 from dnsfailover.errors import DnsFailoverError
@@ -40,9 +41,24 @@ def status_document(config: Config, runtime: Runtime, store: StateStore) -> dict
             live[key] = (record, owner_of(service, record), None)
         except DnsFailoverError as e:
             live[key] = (None, None, str(e))
-    return documents.status_document(
+    document = documents.status_document(
         config, store.load(), store.load_health(), store.daemon_pid(), live, budgets(config, store)
     )
+    runs = RunStore(config.state_dir)
+    for key, entry in document["services"].items():
+        current = runs.current(key)
+        entry["practice"] = {
+            "on": current.to_json() if current is not None else None,
+            "last": _practice_summary(runs.last_report(key)),
+        }
+    return document
+
+
+def _practice_summary(report: dict[str, Any] | None) -> dict[str, Any] | None:
+    if report is None:
+        return None
+    keys = ("id", "origin", "target", "outcome", "why", "requested_at", "ended_at", "scheduled")
+    return {k: report.get(k) for k in keys}
 
 
 # ----------------------------------------------------------------------------- reports
