@@ -16,19 +16,18 @@ from __future__ import annotations
 import logging
 import math
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from dnsfailover.config.models import PracticeSettings, Service
-from dnsfailover.controller import documents, practice, telemetry
+from dnsfailover.controller import documents, telemetry
 from dnsfailover.controller.carrier import Flights
 from dnsfailover.controller.changes import Changes, Context
+from dnsfailover.controller.drills import Drills
 from dnsfailover.controller.journal import Journal, measurements
 from dnsfailover.controller.leadership import Leadership
 from dnsfailover.controller.machine import Do, Done, Lead, Rules, Tick, Wake
 from dnsfailover.controller.pipeline import Pipeline
-from dnsfailover.controller.practice import Ask, Practice, Run
+from dnsfailover.controller.practice import Run
 from dnsfailover.controller.report import Intent, Origin, Report
 from dnsfailover.controller.runtime import ProbeJob, Runtime
 from dnsfailover.controller.state import StateStore
@@ -98,8 +97,7 @@ class Controller:
         self.changes = Changes(self.pipeline, self.journal, self._rules, context, flights,
                                clock=clock)  # fmt: skip
         self.runs = self.journal.runs
-        self._last_run: dict[str, float] = {}  # service → when its last run was asked
-        self._schedule_tried: dict[str, float] = {}  # service → a scheduled run last asked
+        self.drills = Drills(self.runs, self.metrics)  # practice runs asked for, or due
         self.changes.resume()
         if self.leadership is not None:
             self.leadership.services = lambda: list(self.runtime.config.services)
@@ -155,32 +153,22 @@ class Controller:
             new = key not in self.changes.records
             telemetry.init_service(self.metrics, key, health, new=new)
             self.outcomes.start(key, service, measurements(entries, key))
-            self._init_practice(key, service, now)
+            on = key in self.changes.records and self.changes.record(key).run is not None
+            self.drills.start(key, service, now, on)
         self.settle_until = {
             key: now + service.checks.settle_window
             for key, service in runtime.config.services.items()
         }
         self._unsettled_told.clear()
 
-    def _init_practice(self, key: str, service: Service, now: float) -> None:
-        last = self.runs.last_report(key)
-        if last is not None:
-            self._last_run[key] = float(last.get("requested_at") or 0)
-        succeeded = self.runs.last_report(key, succeeded=True)
-        since = float(succeeded.get("ended_at") or now) if succeeded else now
-        on = key in self.changes.records and self.changes.record(key).run is not None
-        telemetry.init_practice(self.metrics, key, service, since, on)
-
     def _practiced(self, service: str, run: Run) -> None:
         current = self.changes.record(service).run
-        telemetry.record_practice(self.metrics, service, run, current is not None)
+        share = None
         # With several controllers the run on lives in etcd too: a new leader ends it.
-        leading = self.leadership is not None and self.leadership.token is not None
-        if leading and (current is not None or run.outcome.value != "REFUSED"):
-            assert self.leadership is not None
-            self.leadership.share_run(service, current.to_json() if current else None)
-        if run.outcome.value != "REFUSED":
-            self._last_run[service] = max(self._last_run.get(service, 0.0), run.requested_at)
+        if self.leadership is not None and self.leadership.token is not None:
+            leadership = self.leadership
+            share = lambda: leadership.share_run(service, current.to_json() if current else None)  # noqa: E731
+        self.drills.practiced(service, run, current, share)
 
     # ------------------------------------------------------------------ start, reload, stop
 
@@ -338,35 +326,19 @@ class Controller:
         site = self.leadership.site if self.leadership is not None else None
         self.journal.event("practice_resumed", service, run=run.id, to=run.target,
                            ends_at=run.ends_at, site=site)  # fmt: skip
-        telemetry.record_practice(self.metrics, service, run, True)
+        self.drills.resumed(service, run)
 
     def _drills(self, service: str) -> None:
-        """A `drill` request from the CLI (practice/requests/), then the schedule: each a
-        practice intent through the one path (the record refuses it when following)."""
-        settings = self.runtime.config.services[service]
-        config = settings.practice or PracticeSettings()
-        request = self.runs.take(service)
-        if request is not None:
-            ask = Ask.CANCEL if request.cancel else Ask.START
-            duration = request.duration or config.duration
-            ask_for = Practice(request.id, ask, duration, request.ignore_window)
-            intent = Intent(Origin.PRACTICE, request.to or config.to, request.reason,
-                            practice=ask_for)  # fmt: skip
-            self.changes.feed(service, Wake(intent))
-            return
-        leading = self.leadership is None or self.leadership.token is not None
-        if not leading or self.changes.record(service).run is not None or not self.ready:
-            return
+        """A practice run asked for (the CLI) or due (the schedule): an intent for the record
+        (which refuses it when following)."""
         now = self.clock()
-        if now < self.settle_until.get(service, -math.inf):
-            return  # health is being learnt after a start or a reload: not a time to practise
-        last, tried = self._last_run.get(service), self._schedule_tried.get(service)
-        if practice.due(config, last, tried, now):
-            self._schedule_tried[service] = now
-            ask_for = Practice(uuid.uuid4().hex[:12], Ask.START, config.duration, scheduled=True)
-            reason = f"scheduled practice run (every {config.every:g}s)"
-            self.changes.feed(service, Wake(Intent(Origin.PRACTICE, config.to, reason,
-                                                   practice=ask_for)))  # fmt: skip
+        leading = self.leadership is None or self.leadership.token is not None
+        settled = self.ready and now >= self.settle_until.get(service, -math.inf)
+        idle = self.changes.record(service).run is None
+        settings = self.runtime.config.services[service]
+        intent = self.drills.intent(service, settings, leading and settled and idle, now)
+        if intent is not None:
+            self.changes.feed(service, Wake(intent))
 
     # ------------------------------------------------------------------ several controllers
 
