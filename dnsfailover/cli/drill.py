@@ -3,9 +3,9 @@
 Thin: the request goes to the daemon, which carries the run through the one change path and
 writes its report in the state directory (practice/reports/<id>.json); this command waits for
 that report to say what the exit codes (docs/practice-runs.md) need. The daemon is required:
-a run that starts needs someone to bring the name back (exit 2 without one). Until the control
-socket carries it, the request travels as a file in the state directory
-(practice/requests/<service>.json), which the daemon takes at its next tick.
+a run that starts needs someone to bring the name back (exit 2 without one). The request goes
+through the daemon's control socket (door.py), which hands it to the controller at its next
+tick; the CLI writes nothing into the state directory.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import uuid
 from typing import Any
 
 from dnsfailover.cli import exitcodes
+from dnsfailover.cli.operate import ask_daemon, config_for_door, finish
 from dnsfailover.config import load_config
 from dnsfailover.config.durations import human, parse_duration
 from dnsfailover.config.models import Config, PracticeSettings, Service
@@ -97,7 +98,10 @@ def cmd_drill(args: argparse.Namespace) -> int:
     reason = args.reason or ("cancelled" if args.cancel else "practice run (drill)")
     request = DrillRequest(run_id, args.service, args.to, duration, reason, time.time(),
                            args.ignore_window, args.cancel)  # fmt: skip
-    runs.ask(request)  # the daemon audits what it does with it (practice_started, ...)
+    answer = ask_daemon(config_for_door(args), {"verb": "drill", **{
+        k: v for k, v in vars(request).items() if k != "at" and v is not None}})  # fmt: skip
+    if answer is None or not answer.ok:  # the daemon audits what it does with it
+        return finish(answer) if answer is not None else exitcodes.USAGE
     step = _step_timeout(config, service, settings)
     if args.cancel:
         return _outcome(_wait(runs, run_id, lambda r: r["phase"] == "ended", step))

@@ -53,7 +53,7 @@ ANSWER_TIMEOUT = 600.0  # the daemon bounds each change itself; this only guards
 PREFIX = {exitcodes.CONFLICT: "conflict", exitcodes.REFUSED: "refused"}
 
 
-def _ask_daemon(config: Config, request: dict[str, Any]) -> control.Answer | None:
+def ask_daemon(config: Config, request: dict[str, Any]) -> control.Answer | None:
     """The running daemon's answer, or None when no daemon runs here."""
     path = config.control_socket
     try:
@@ -75,7 +75,7 @@ def _ask_daemon(config: Config, request: dict[str, Any]) -> control.Answer | Non
         raise DnsFailoverError(f"control socket {path}: no answer from the daemon: {e}") from None
 
 
-def _finish(answer: control.Answer) -> int:
+def finish(answer: control.Answer) -> int:
     """Print the daemon's answer as it is; its exit code is ours."""
     for line in answer.lines:
         print(line)
@@ -84,7 +84,7 @@ def _finish(answer: control.Answer) -> int:
     return answer.exit
 
 
-def _config_for_door(args: argparse.Namespace) -> Config:
+def config_for_door(args: argparse.Namespace) -> Config:
     """The config as far as finding the daemon needs it: no file it names is opened."""
     return load_config(args.config, files=False).config
 
@@ -151,9 +151,9 @@ def _ago(when: float | None) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    answer = _ask_daemon(_config_for_door(args), {"verb": "status"})
+    answer = ask_daemon(config_for_door(args), {"verb": "status"})
     if answer is not None and not answer.ok:
-        return _finish(answer)
+        return finish(answer)
     if answer is not None:
         document = answer.result
     else:
@@ -342,9 +342,9 @@ def _not_coordinated(config: Config, what: str) -> None:
 def cmd_failover(args: argparse.Namespace) -> int:
     request = {"verb": "failover", "service": args.service, "to": args.to,
                "reason": args.reason, "force": args.force}  # fmt: skip
-    answer = _ask_daemon(_config_for_door(args), request)
+    answer = ask_daemon(config_for_door(args), request)
     if answer is not None:
-        return _finish(answer)
+        return finish(answer)
     config, runtime, store = _runtime(args)
     try:
         service = _service(config, args.service)
@@ -384,11 +384,11 @@ def cmd_failover(args: argparse.Namespace) -> int:
 
 
 def cmd_release(args: argparse.Namespace) -> int:
-    config = _config_for_door(args)
+    config = config_for_door(args)
     _service(config, args.service)
-    answer = _ask_daemon(config, {"verb": "release", "service": args.service})
+    answer = ask_daemon(config, {"verb": "release", "service": args.service})
     if answer is not None:
-        return _finish(answer)
+        return finish(answer)
     config = load_config(args.config).config
     _alone(config, "release")
     store = StateStore(config.state_dir)
@@ -411,12 +411,12 @@ def _instance_known(config: Config, name: str) -> list[str]:
 
 
 def cmd_drain(args: argparse.Namespace) -> int:
-    config = _config_for_door(args)
+    config = config_for_door(args)
     _instance_known(config, args.instance)
     request = {"verb": "drain", "instance": args.instance, "reason": args.reason}
-    answer = _ask_daemon(config, request)
+    answer = ask_daemon(config, request)
     if answer is not None:
-        return _finish(answer)
+        return finish(answer)
     config = load_config(args.config).config
     services = _instance_known(config, args.instance)
     _alone(config, "drain")
@@ -431,11 +431,11 @@ def cmd_drain(args: argparse.Namespace) -> int:
 
 
 def cmd_undrain(args: argparse.Namespace) -> int:
-    config = _config_for_door(args)
+    config = config_for_door(args)
     _instance_known(config, args.instance)
-    answer = _ask_daemon(config, {"verb": "undrain", "instance": args.instance})
+    answer = ask_daemon(config, {"verb": "undrain", "instance": args.instance})
     if answer is not None:
-        return _finish(answer)
+        return finish(answer)
     config = load_config(args.config).config
     _alone(config, "undrain")
     store = StateStore(config.state_dir)

@@ -59,6 +59,15 @@ VERBS: dict[str, dict[str, tuple[type, bool]]] = {
     "release": {"service": (str, True)},
     "drain": {"instance": (str, True), "reason": (str, True)},
     "undrain": {"instance": (str, True)},
+    "drill": {
+        "id": (str, True),
+        "service": (str, True),
+        "to": (str, False),
+        "duration": (float, False),
+        "reason": (str, True),
+        "ignore_window": (bool, False),
+        "cancel": (bool, False),
+    },
 }
 
 

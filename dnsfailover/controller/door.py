@@ -44,6 +44,7 @@ from dnsfailover.controller.oneshot import one_round_health, probe_once
 from dnsfailover.controller.operator import LocalOverrides, Operator, SharedOverrides
 from dnsfailover.controller.replies import report_exit, report_lines, status_document
 from dnsfailover.controller.report import Intent, Origin, Report
+from dnsfailover.controller.runs import DrillRequest
 from dnsfailover.controller.shared import SharedStore
 from dnsfailover.controller.verify import window as verify_window
 from dnsfailover.controller.waiting import Call, Waiter, Waiters
@@ -94,6 +95,7 @@ class Door:
             "release": self._release,
             "drain": self._drain,
             "undrain": self._undrain,
+            "drill": self._drill,
         }
         try:
             return verbs[request.verb](dict(request.fields))
@@ -268,6 +270,19 @@ class Door:
         return Answer(
             lines=[f"{service}: pin to {pin.instance} released; automatic policy resumes"]
         )
+
+    def _drill(self, fields: dict[str, Any]) -> Answer:
+        """A practice run asked for (or cancelled): handed to the controller, which takes it
+        at its next tick as a practice intent (drills.py); the run's report tells the rest."""
+        service = fields["service"]
+        unknown = self._unknown_service(service)
+        if unknown is not None:
+            return unknown
+        request = DrillRequest(fields["id"], service, fields.get("to"), fields.get("duration"),
+                               fields["reason"], time.time(), bool(fields.get("ignore_window")),
+                               bool(fields.get("cancel")))  # fmt: skip
+        self._on_controller(lambda c: c.runs.ask(request), 30)
+        return Answer(lines=[f"{service}: practice run {request.id} asked"])
 
     def _undrain(self, fields: dict[str, Any]) -> Answer:
         instance = fields["instance"]
