@@ -25,7 +25,6 @@ from dnsfailover.config.consistency import (
     check_secret_files,
     check_service,
 )
-from dnsfailover.config.files import check_coordination_timing, check_referenced_files
 from dnsfailover.config.models import Config, Coordination, ProviderSettings, Service
 from dnsfailover.config.yamlsource import MAX_BYTES, Path_, Source, dotted, parse
 from dnsfailover.errors import ConfigError
@@ -87,6 +86,10 @@ def load_text(
     errors, warnings = _consistency(data, context, files)
     findings.extend(errors)
     if config is not None:
+        # Here, not at the top: opening the files needs cryptography and dns.zone, which the
+        # pure core (policy, plan: they import config) must not load (`make lint` checks it).
+        from dnsfailover.config.files import check_coordination_timing, check_referenced_files
+
         warnings.extend(check_coordination_timing(config))
         if files:
             errors, noted = check_referenced_files(config)
