@@ -8,9 +8,10 @@ valid. And no secret appears anywhere.
 from __future__ import annotations
 
 import contextlib
-import itertools
+import datetime as dt
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -32,6 +33,7 @@ from dnsfailover.providers.rfc2136 import Rfc2136Provider
 from dnsfailover.rrset import Change, Fence
 from lab import Lab
 from lab.bind import BindPair
+from lab.coordination import is_stopped
 from lab.net import free_port
 from lab.pebble import Pebble
 from lab.scenario import NAME, DaemonProcess, wait_for, write_config
@@ -117,7 +119,9 @@ def test_dns_primary_down_during_a_failover(
     assert "PENDING (not written yet, retrying): acme.example.test. CNAME: ca-a" in (
         capsys.readouterr().out
     )
-    time.sleep(4)  # the daemon keeps probing and backing off meanwhile
+    retries = daemon.log_count("retry_scheduled")
+    wait_for(lambda: daemon.log_count("retry_scheduled") >= retries + 2, 20,
+             "two more attempts, each backing off")  # fmt: skip
     assert daemon.running()
     drill.bind.primary.start()
     back = time.monotonic()
@@ -141,7 +145,13 @@ def test_dns_primary_down_and_the_ca_recovers_meanwhile(drill: Drill) -> None:
     wait_for(lambda: daemon.health()["services"]["acme"]["instances"]["ca-a"]["state"]
              == "healthy", 15, "ca-a healthy again")  # fmt: skip
     drill.bind.primary.start()
-    time.sleep(4)
+
+    def last() -> dict[str, Any]:
+        return daemon.health()["services"]["acme"]["last"] or {"error": "no decision yet"}
+
+    wait_for(lambda: last()["error"] is None, 40, "a decision on a record read once BIND is back")
+    assert last()["event"] == "keep", last()
+    daemon.wait_cycles(2)
     assert drill.serves(A)
     assert drill.writes() == 0
     assert not any(e["event"] == "failover" for e in daemon.audit())
@@ -164,7 +174,9 @@ def test_crash_at_every_point_converges_without_a_second_flip(drill: Drill, poin
         audit.write('{"time": 1, "event": "torn')  # a torn last line, as a crash mid-append
     restarted = drill.daemon()
     wait_for(lambda: drill.serves(B), 15, "convergence after the restart")
-    time.sleep(3)
+    wait_for(lambda: restarted.health()["services"]["acme"]["instances"]["ca-b"]["state"]
+             == "healthy", 15, "the restarted daemon sees ca-b healthy")  # fmt: skip
+    restarted.wait_cycles(2)  # it decided from a settled view, then cycled twice more
     assert drill.serves(B)
     assert drill.writes() == 1  # exactly one flip, whatever the crash point
     # ... and hold-down knows about it: the flip is in state.json even when the crash came
@@ -241,41 +253,78 @@ def test_a_concurrent_writer_is_a_conflict_and_nothing_is_overwritten(
 
 
 def test_two_controllers_never_ping_pong(drill: Drill, tmp_path: Path) -> None:
-    """Two daemons, one config, one BIND, while the CAs flap out of phase. Four real changes
-    prove it in `make test`; DNSFAILOVER_DRILL_SECONDS=300 runs the five-minute soak."""
-    seconds = float(os.environ.get("DNSFAILOVER_DRILL_SECONDS", "40"))
+    """Two daemons, one config, one BIND, no coordination, while the CAs fail in turn. Each
+    change is made the closest race there is: both daemons decide it from the same record and
+    are held just before their write (a crash point that stops the process), then one writes
+    and the other's compare-and-swap is refused. Four changes, each daemon first twice: four
+    writes, four conflicts, and no move back when the failed CA returns."""
+    arms = [tmp_path / "arm-first", tmp_path / "arm-second"]
     second_config = tmp_path / "second.yaml"
     document = yaml.safe_load(drill.config.read_text())
     document["state_dir"] = str(tmp_path / "second-state")
     document.pop("metrics_listen")
     second_config.write_text(yaml.safe_dump(document))
-    daemons = [drill.daemon(), drill.lab.daemon(second_config)]
+    stop_before_write = {"DNSFAILOVER_CRASHPOINT": "before_write:stop"}
+    daemons = [
+        drill.lab.daemon(config, env={**stop_before_write, "DNSFAILOVER_CRASHPOINT_IF": str(arm)})
+        for config, arm in zip([drill.config, second_config], arms, strict=True)
+    ]
     for daemon in daemons:
         drill.settle(daemon)
-    end = time.monotonic() + seconds
-    real_changes = 0
     down, up = drill.a, drill.b
-    while time.monotonic() < end:
-        down.kill()  # the instance the name should leave
-        time.sleep(5)
-        real_changes += 1
-        down.start()
-        time.sleep(5)
+    for change in range(4):
+        first, second = daemons if change % 2 == 0 else daemons[::-1]
+        _race(drill, arms, (first, second), down, up, change // 2 + 1)
         down, up = up, down
-    time.sleep(3)
-    applied = sorted(
-        (e["time"], e["from"], e["to"]) for d in daemons for e in d.audit()
-        if e["event"] == "failover" and e["outcome"] == "applied"
-    )  # fmt: skip
-    assert len(applied) == drill.writes()  # every accepted update is one of ours, audited
-    assert len(applied) <= real_changes  # at most one write per real change
-    for (t1, f1, to1), (t2, f2, to2) in itertools.pairwise(applied):
-        assert not (to2 == f1 and t2 - t1 < 2), f"ping-pong: {f1}→{to1} then {f2}→{to2}"
-    conflicts = sum(e.get("conflicts", 0) for d in daemons for e in d.audit())
-    assert conflicts + len(applied) >= 1
+    for daemon in daemons:
+        daemon.wait_cycles(2)  # both decided on the last recovery, then cycled twice more: sticky
+    assert drill.writes() == 4  # every accepted update is one of these, audited
+    moves = sorted((t, d, f, to) for d in (0, 1) for t, f, to in applied(daemons[d]))
+    assert [move[1:] for move in moves] == [
+        (0, "ca-a", "ca-b"), (1, "ca-b", "ca-a"), (0, "ca-a", "ca-b"), (1, "ca-b", "ca-a")
+    ]  # fmt: skip
+    assert [conflicts(daemon) for daemon in daemons] == [2, 2]
     for daemon in daemons:
         assert daemon.running()
         drill.assert_valid_files(daemon.state_dir)
+
+
+def _race(
+    drill: Drill,
+    arms: list[Path],
+    daemons: tuple[DaemonProcess, DaemonProcess],
+    down: Pebble,
+    up: Pebble,
+    nth: int,
+) -> None:
+    """`down` fails; both daemons stop just before writing the same move; `first` writes it
+    (its `nth` write), then `second` tries and conflicts (its `nth` conflict); `down` returns."""
+    first, second = daemons
+    for arm in arms:
+        arm.touch()
+    down.kill()
+    for daemon in daemons:  # both decided the move from the same record; neither wrote
+        is_stopped(daemon.pid)
+    for arm in arms:
+        arm.unlink()
+    first.resume()
+    wait_for(lambda: drill.serves(f"{up.name}.example.test."), 10, "the first one's write")
+    wait_for(lambda: len(applied(first)) == nth, 10, "the first one's audit entry")
+    second.resume()
+    wait_for(lambda: conflicts(second) == nth, 10, "the second one's conflict")
+    down.start()
+    for daemon in daemons:
+        wait_for(lambda: daemon.health()["services"]["acme"]["instances"][down.name]["state"]  # noqa: B023
+                 == "healthy", 15, f"{down.name} healthy again")  # fmt: skip
+
+
+def applied(daemon: DaemonProcess) -> list[tuple[float, str, str]]:
+    return [(e["time"], e["from"], e["to"]) for e in daemon.audit()
+            if e["event"] == "failover" and e["outcome"] == "applied"]  # fmt: skip
+
+
+def conflicts(daemon: DaemonProcess) -> int:
+    return sum(e.get("conflicts", 0) for e in daemon.audit())
 
 
 # ----------------------------------------------------------------------------- 6
@@ -308,14 +357,25 @@ def test_a_tsig_secret_bind_rejects_is_an_auth_error_without_a_retry_storm(drill
     drill.a.kill()
     wait_for(lambda: any("rejected TSIG key" in (e.get("error") or "") for e in daemon.audit()),
              10, "the authentication error")  # fmt: skip
-    first = time.monotonic()
-    time.sleep(8)
-    attempts = daemon.log_since_start().count("reconcile_failed")
-    # backoff 1, 2, 4, 8 s: at most 5 attempts in the 8 s after the first (no storm)
-    assert 1 <= attempts <= 6, attempts
+    wait_for(lambda: daemon.log_count("retry_scheduled") >= 3, 20, "three failed attempts")
+    # No storm: after each failure the next attempt waits 1, 2, then 4 s (doubling from the
+    # 1 s tick), and no attempt comes before its wait is over.
+    lines = daemon.log_since_start().splitlines()
+    scheduled = [(_logged_at(line), float(m.group(1))) for line in lines
+                 if (m := re.search(r"retry_scheduled service=acme in=([0-9.]+)s", line))]  # fmt: skip
+    failed = [_logged_at(line) for line in lines if "reconcile_failed service=acme" in line]
+    assert [wait for _, wait in scheduled][:3] == [1.0, 2.0, 4.0], scheduled
+    assert len(scheduled) <= len(failed) <= len(scheduled) + 1, (scheduled, failed)
+    for (at, wait), next_failure in zip(scheduled, failed[1:], strict=False):
+        assert next_failure >= at + wait - 0.1, (scheduled, failed)  # log times: milliseconds
     assert drill.serves(A) and drill.writes() == 0
-    assert time.monotonic() - first >= 8
     drill.assert_no_secret(daemon)
+
+
+def _logged_at(line: str) -> float:
+    """The time a daemon log line was written (its text format: `2026-01-01 10:00:00,123`)."""
+    stamp = dt.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f")
+    return stamp.timestamp()
 
 
 # ----------------------------------------------------------------------------- 7
@@ -352,7 +412,8 @@ def test_read_only_state_directory_blocks_writes_until_it_is_writable(
         subprocess.run(["mount", "-o", "remount,ro", str(state_dir)], check=True)
         drill.a.kill()
         wait_for(lambda: "Read-only file system" in daemon.log_tail(300), 10, "the clear error")
-        time.sleep(2)
+        wait_for(lambda: daemon.log_count("reconcile_failed") >= 2, 15,
+                 "a second attempt, refused as well")  # fmt: skip
         assert drill.serves(A) and drill.writes() == 0  # no change it could not record
         assert daemon.running()
         subprocess.run(["mount", "-o", "remount,rw", str(state_dir)], check=True)
