@@ -9,11 +9,14 @@ APT_PACKAGES := pebble bind9 bind9-utils bind9-dnsutils openssl iproute2 util-li
 BENCH_PACKAGES := nginx-light prometheus-blackbox-exporter
 LINT_PATHS  := dnsfailover tests lab scripts bench
 PARTS       ?=
+# pytest-xdist workers, each in a network namespace of its own (tests/conftest.py): the tests
+# mostly wait on servers, two cores run two workers; TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 
 .PHONY: test demo bench lint unit deps system-deps clean
 
 test: deps lint  ## everything: lint, types, unit and integration tests against real servers
-	scripts/isolated $(PY) -m pytest
+	scripts/isolated $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 demo: deps  ## a real failover on a lab of real servers (two Pebble CAs, BIND), then teardown
 	scripts/isolated $(PY) scripts/demo.py
