@@ -158,9 +158,18 @@ def test_operator_commands_from_any_host_are_carried_out_by_the_leader(
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"by {leader}" in done.stdout and "served:" in done.stdout
     assert all(s.rrset(NAME, "CNAME") == {B} for s in cluster.bind.servers)
+    agreed = "healthy: 3 of 3 sites agree (quorum 2)"
+
+    def quorum_reasons() -> list[str]:
+        quorum = (cluster.daemons[follower].health() or {})["services"]["acme"].get("quorum", {})
+        return [str(view.get("reason")) for view in quorum.values()]
+
+    # Every site's report reaches the follower in its own time (the leader needed two).
+    wait_for(lambda: any(agreed in reason for reason in quorum_reasons()), 15,
+             f"all three sites agreeing at {follower}")  # fmt: skip
     status = cluster.cli(follower, "status")
     assert f"site {follower}, following {leader}" in status.stdout, status.stdout + status.stderr
-    assert "quorum: healthy  healthy: 3 of 3 sites agree (quorum 2)" in status.stdout
+    assert f"quorum: healthy  {agreed}" in status.stdout
     [entry] = cluster.writes(leader)
     assert (entry["event"], entry["to"], entry["site"]) == ("manual", "ca-b", leader)
     assert entry["fence"] == cluster.coordination(leader)["token"]
