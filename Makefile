@@ -4,7 +4,8 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 # Debian packages the lab and the tests need (see LAB.md); installed when missing.
 APT_PACKAGES := pebble bind9 bind9-utils bind9-dnsutils openssl iproute2 util-linux systemd \
-                prometheus unbound lego certbot etcd-server etcd-client nftables
+                prometheus unbound lego certbot etcd-server etcd-client nftables \
+                knot pdns-server pdns-backend-sqlite3
 # and what the benchmarks add (bench/): many-port HTTPS targets and the reference prober.
 BENCH_PACKAGES := nginx-light prometheus-blackbox-exporter
 LINT_PATHS  := dnsfailover tests lab scripts bench

@@ -23,7 +23,10 @@ def atomic_write(
     check: Callable[[Path], None] | None = None,
 ) -> None:
     """Replace `path` with `data`. `check(temp)` may inspect the new file before the rename
-    and raise to keep the old one byte for byte; `mode` sets its permission bits."""
+    and raise to keep the old one byte for byte; `mode` sets its permission bits.
+
+    Never through a symlink: mkstemp creates the temporary file O_EXCL with mode 0600, and
+    the rename replaces a symlink at `path` instead of writing where it points."""
     directory = path.parent
     fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
     temp = Path(temp_name)
@@ -42,7 +45,7 @@ def atomic_write(
         with contextlib.suppress(OSError):
             temp.unlink()
         raise
-    dir_fd = os.open(directory, os.O_RDONLY)
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(dir_fd)
     finally:

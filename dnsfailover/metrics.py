@@ -208,6 +208,27 @@ class Metrics:
             ["site"],
             registry=r,
         )
+        self.dns_reachable = Gauge(
+            "dnsfailover_coordination_dns_reachable",
+            "1 while this controller can reach its DNS service (its reads and writes have not "
+            "failed for handover_after): it could do the leader's job.",
+            ["site"],
+            registry=r,
+        )
+        self.report_age = Gauge(
+            "dnsfailover_coordination_report_age_seconds",
+            "Seconds since the reporter's probing heartbeat last advanced, by this controller's "
+            "clock (older than 3 check intervals: stale, it does not count; 1e9: no report).",
+            ["site", "reporter"],
+            registry=r,
+        )
+        self.quorum_held = Gauge(
+            "dnsfailover_quorum_held",
+            "1 while the sites' quorum holds an instance's verdict: they split, or too few "
+            "fresh sites report it (the active keeps the name).",
+            ["service", "instance", "verdict"],
+            registry=r,
+        )
         for result in ("ok", "failed"):
             self.reloads.labels(result)
         self._server: Any = None

@@ -1,6 +1,10 @@
-"""What a probe returns: a value, never an exception. A leaf: imports nothing from the package.
+"""What a probe returns: a value, never an exception. Imports only `text`, below it.
 
-Probes produce it; health, the controller and the documents it writes consume it.
+Probes produce it; health, the controller and the documents it writes consume it. Its reason,
+warnings and details often carry what a target sent (a problem type, an issuer name, a URL):
+they are cleaned and bounded here, when the result is made (`text.clean`, `text.bounded`), so
+no probe can forget and nothing downstream (logs, the site report in etcd, a hook's argv)
+receives a NUL byte or 2.5 million characters.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+from dnsfailover.text import bounded, clean
 
 
 class Outcome(enum.Enum):
@@ -33,6 +39,23 @@ class ProbeResult:
     runway: float | None = None  # seconds until the freshest revocation data expires
     tls_days_left: float | None = None
     retry_after: float | None = None  # seconds the target asked us to wait
+
+    def __post_init__(self) -> None:
+        # Frozen: the cleaned values replace the raw ones once, here.
+        object.__setattr__(self, "reason", clean(self.reason))
+        object.__setattr__(self, "warnings", tuple(bounded(tuple(self.warnings))))
+        object.__setattr__(self, "details", MappingProxyType(bounded(self.details)))
+
+    @classmethod
+    def crashed(
+        cls, check: str, error: BaseException, observed_at: float, latency: float = 0.0
+    ) -> ProbeResult:
+        """The result of a probe that raised: ERROR (our side failed), never a missing one."""
+        words = str(error)
+        reason = f"probe crashed: {type(error).__name__}" + (
+            f": {clean(words, 160)}" if words else ""
+        )
+        return cls(check, Outcome.ERROR, reason, latency, observed_at)
 
     @property
     def ok(self) -> bool:

@@ -1,16 +1,27 @@
 """A small HTTPS (or HTTP) server whose every path misbehaves in its own way, for probe tests.
 
 Routes are functions of the request handler; `HOSTILE_ROUTES` holds the standard set. The
-server runs in a thread of the test process and binds 127.0.0.1 only.
+server runs in a thread of the test process and binds 127.0.0.1 only, and counts the requests
+of each path (`hits`). Hostile documents for the revocation probes are built here too: an
+OCSP response signed with an algorithm nobody knows, a CRL whose issuer name is megabytes long.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509 import ocsp
+from cryptography.x509.oid import NameOID
 
 from lab.httpserver import LoopbackServer
 from lab.tls import CertFiles
@@ -110,6 +121,14 @@ def elsewhere_directory(handler: BaseHTTPRequestHandler) -> None:
     _send(handler, 200, json.dumps(body).encode())
 
 
+def bad_url_directory(handler: BaseHTTPRequestHandler) -> None:
+    """newNonce is "https://[": urlsplit raises on it."""
+    _send(handler, 200, json.dumps({**directory(_base(handler)), "newNonce": "https://["}).encode())
+
+
+NUL_PROBLEM = "badNonce\x00\x1b[2J\x07\u202e"  # NUL, a terminal escape, a bell, a bidi override
+
+
 HOSTILE_ROUTES: dict[str, Route] = {
     "/dir": ok_directory,
     "/nonce": fresh_nonce,
@@ -126,6 +145,10 @@ HOSTILE_ROUTES: dict[str, Route] = {
     "/500/dir": problem(500, "serverInternal"),
     "/503/dir": problem(503, "rateLimited", {"Retry-After": "30"}),
     "/429/dir": problem(429, "rateLimited", {"Retry-After": "60"}),
+    "/503-forever/dir": problem(503, "rateLimited", {"Retry-After": "99999999999"}),
+    "/nul-problem/dir": problem(400, NUL_PROBLEM),
+    "/long-problem/dir": problem(400, "x" * 30_000),  # type and detail: under the 64 KiB cap
+    "/bad-url/dir": bad_url_directory,
     "/elsewhere/dir": elsewhere_directory,
     "/nonce-500/dir": lambda h: _send(h, 200, json.dumps(
         {**directory(_base(h)), "newNonce": f"{_base(h)}/nonce-500/nonce"}).encode()),
@@ -140,7 +163,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: HostileServer
 
     def _dispatch(self) -> None:
-        route = self.server.routes.get(self.path.split("?")[0])
+        path = self.path.split("?")[0]
+        self.server.hits[path] += 1
+        route = self.server.routes.get(path)
         if route is None:
             _send(self, 404, b'{"type": "about:blank"}', "application/problem+json")
         else:
@@ -171,3 +196,60 @@ class HostileServer(LoopbackServer):
     ) -> None:
         super().__init__(_KeepAliveHandler if keep_alive else _Handler, tls, address)
         self.routes = dict(HOSTILE_ROUTES if routes is None else routes)
+        self.hits: Counter[str] = Counter()
+
+
+# ----------------------------------------------------------------- hostile revocation data
+
+
+class Issuer:
+    """A throwaway CA key and self-signed certificate (written to `directory/issuer.pem`)."""
+
+    def __init__(self, directory: Path, name: str = "hostile issuer") -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = dt.datetime.now(dt.UTC)
+        self.cert = self._sign(self.name, 1, now)
+        self.path = directory / "issuer.pem"
+        self.path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+
+    def _sign(self, subject: x509.Name, serial: int, now: dt.datetime) -> x509.Certificate:
+        return (
+            x509.CertificateBuilder().subject_name(subject).issuer_name(self.name)
+            .public_key(self.key.public_key()).serial_number(serial)
+            .not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(days=2))
+            .sign(self.key, hashes.SHA256())
+        )  # fmt: skip
+
+    def ocsp_with_unknown_algorithm(self, serial: int) -> bytes:
+        """A good answer about `serial`, signed by the issuer, whose signature algorithm OID
+        (ecdsa-with-SHA256, 1.2.840.10045.4.3.2) is changed to one no library knows (…4.3.9)."""
+        now = dt.datetime.now(dt.UTC)
+        leaf = self._sign(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "leaf")]), serial, now)
+        response = (
+            ocsp.OCSPResponseBuilder()
+            .add_response(cert=leaf, issuer=self.cert, algorithm=hashes.SHA1(),
+                          cert_status=ocsp.OCSPCertStatus.GOOD, this_update=now,
+                          next_update=now + dt.timedelta(hours=1), revocation_time=None,
+                          revocation_reason=None)
+            .responder_id(ocsp.OCSPResponderEncoding.HASH, self.cert)
+            .sign(self.key, hashes.SHA256())
+        )  # fmt: skip
+        der = response.public_bytes(serialization.Encoding.DER)
+        known, unknown = (
+            bytes.fromhex("06082a8648ce3d040302"),
+            bytes.fromhex("06082a8648ce3d040309"),
+        )
+        assert der.count(known) == 1
+        return der.replace(known, unknown)
+
+    def crl_with_issuer(self, issuer: str) -> bytes:
+        """A DER CRL, signed by this key, that names `issuer` (an O= of any length) as issuer."""
+        now = dt.datetime.now(dt.UTC)
+        name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, issuer)])
+        crl = (
+            x509.CertificateRevocationListBuilder().issuer_name(name).last_update(now)
+            .next_update(now + dt.timedelta(days=1)).sign(self.key, hashes.SHA256())
+        )  # fmt: skip
+        return crl.public_bytes(serialization.Encoding.DER)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -268,3 +269,163 @@ def test_any_structure_is_a_config_or_a_config_error(document: object) -> None:
         load_text(yaml.safe_dump(document), "fuzz.yaml")
     except ConfigError as e:
         assert e.problems
+
+
+# ----------------------------------------------------------------------------- hostile input
+
+LOL = 'lol: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+    f"{b}: &{b} [{','.join(['*' + a] * 9)}]\n" for a, b in zip("abcdefgh", "bcdefghi", strict=True)
+)  # nine levels of nine: 387 million values from 300 bytes
+
+
+def _load_problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as raised:
+        load_text(text, "c.yaml")
+    return raised.value.problems
+
+
+def test_an_alias_bomb_is_refused_at_its_line() -> None:
+    assert len(LOL) < 400
+    (problem,) = _load_problems(LOL)
+    assert problem.startswith("c.yaml:5: e: aliases expand to more than")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("a: &x [*x]\n", "c.yaml:1: a[0]: an alias refers to a value that contains it",
+                     id="recursive_list"),
+        pytest.param("a:\n  b: &x {c: *x}\n", "c.yaml:2: a.b.c: an alias refers to a value",
+                     id="recursive_mapping"),
+        pytest.param("a: &x {<<: *x}\n", "c.yaml:1: a: an alias refers to a value",
+                     id="recursive_merge_key"),
+        pytest.param("[" * 60000, "c.yaml:1: nested more than 32 levels deep", id="deep_nesting"),
+        pytest.param("? [a, b]\n: 1\n", "c.yaml:1: (top level): a key is a list or a mapping",
+                     id="key_not_a_scalar"),
+    ],
+)  # fmt: skip
+def test_hostile_yaml_is_a_config_error_with_its_line(text: str, expected: str) -> None:
+    assert any(p.startswith(expected) for p in _load_problems(text)), _load_problems(text)
+
+
+def test_a_config_over_the_size_limit_is_refused_without_reading_it_all(tmp_path: Path) -> None:
+    big = tmp_path / "config.yaml"
+    big.write_text("a: 1\n" + "#" * (2 * 1024 * 1024))
+    assert _problems(big) == [f"{big}:2: the config is over 1024 KiB"]
+    assert _problems(Path("/dev/zero")) == ["/dev/zero:1: the config is over 1024 KiB"]
+
+
+def test_merge_keys_let_a_mapping_override_what_it_merges() -> None:
+    text = (ROOT / "configs" / "minimal.yaml").read_text()
+    text = text.replace(
+        "services:\n", "defaults:\n  checks: &fast {interval: 5s, timeout: 2s}\nservices:\n"
+    )
+    text = text.replace(
+        "    provider: dns\n", "    provider: dns\n    checks: {<<: *fast, timeout: 1s}\n"
+    )
+    checks = load_text(text, "c.yaml").config.services["acme"].checks
+    assert (checks.interval, checks.timeout) == (5.0, 1.0)
+
+
+TOKEN = "t0ken-never-printed"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param(f"ftp://hooks.example.com/x?token={TOKEN}", id="wrong_scheme"),
+        pytest.param(f"https://user:{TOKEN}@hooks.example.com:99999/x", id="bad_port_userinfo"),
+        pytest.param(f"https://[::1/x?token={TOKEN}", id="does_not_parse"),
+        pytest.param(f"https:///x?token={TOKEN}", id="no_host"),
+        pytest.param(f"https://hooks.example.com/x?token={TOKEN} ", id="trailing_space"),
+    ],
+)
+def test_a_webhook_url_with_a_token_is_never_echoed(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (ROOT / "configs" / "minimal.yaml").read_text()
+    config = tmp_path / "config.yaml"
+    config.write_text(text + f"notify:\n  webhook:\n    url: {json.dumps(url)}\n")
+    assert main(["validate", "-c", str(config)]) == 2
+    out = capsys.readouterr()
+    assert f"{config}:21: notify.webhook.url:" in out.err
+    assert TOKEN not in out.out + out.err
+    assert TOKEN not in "\n".join(_problems(config))
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        pytest.param(["PAGER_KEY", "LC_ALL"], None, id="names_pass"),
+        pytest.param(["NOT-A-NAME"], "not an environment variable name", id="bad_name"),
+        pytest.param(["DNSFAILOVER_EVENT"], "DNSFAILOVER_* variables are the event's own",
+                     id="event_variables_are_not_listed"),
+    ],
+)  # fmt: skip
+def test_notify_exec_env_lists_variable_names(names: list[str], expected: str | None) -> None:
+    text = (ROOT / "configs" / "minimal.yaml").read_text()
+    text += f"notify:\n  exec:\n    argv: [/bin/true]\n    env: {json.dumps(names)}\n"
+    if expected is None:
+        hook = load_text(text, "c.yaml").config.notify
+        assert hook is not None and hook.exec is not None and hook.exec.env == tuple(names)
+        return
+    assert any(f"notify.exec.env[0]: {expected}" in p for p in _load_problems(text))
+
+
+def _coordination(endpoint: str, tmp_path: Path) -> str:
+    password = tmp_path / "etcd-password"
+    password.write_text("pw\n")
+    return (
+        "coordination:\n  site: east\n  sites: [east]\n  etcd:\n"
+        f"    endpoints: [{endpoint}]\n    username: dnsfailover\n"
+        f"    password_file: {password}\n"
+    )
+
+
+def test_an_etcd_password_is_refused_over_http(tmp_path: Path) -> None:
+    text = (ROOT / "configs" / "minimal.yaml").read_text()
+    problems = _load_problems(text + _coordination("http://etcd-east:2379", tmp_path))
+    assert any(p.startswith("c.yaml:25: coordination.etcd.password_file: endpoints [0] are "
+                            "http://") for p in problems), problems  # fmt: skip
+    loaded = load_text(text + _coordination("https://etcd-east:2379", tmp_path), "c.yaml")
+    assert loaded.config.coordination is not None
+
+
+def test_an_unknown_route53_profile_is_a_config_error_when_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dnsfailover.config.models import Route53Settings
+    from dnsfailover.providers import build_provider
+
+    (tmp_path / "config").write_text("[profile known]\nregion = us-east-1\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    settings = Route53Settings(type="route53", zone="example.com.", profile="nope")
+    with pytest.raises(ConfigError, match="profile: no AWS profile 'nope'"):
+        build_provider("r53", settings)
+
+
+@pytest.mark.parametrize(
+    ("checks", "bound", "cap"),
+    [
+        pytest.param("{}", 43.0, 20.0, id="defaults_settle_window_and_fall_times_interval"),
+        pytest.param("{interval: 5s, rise: 2, fall: 4}", 28.0, 20.0, id="defaults_follow_checks"),
+        pytest.param("{inconclusive_after: 2m, max_retry_after: 1m}", 120.0, 60.0, id="set"),
+        pytest.param("{max_retry_after: 0s}", 43.0, 0.0, id="retry_after_may_be_ignored"),
+    ],
+)
+def test_inconclusive_after_and_max_retry_after(checks: str, bound: float, cap: float) -> None:
+    text = (ROOT / "configs" / "minimal.yaml").read_text()
+    text = text.replace("name: acme.example.com.", f"name: acme.example.com.\n    checks: {checks}")
+    service = load_text(text, "inline.yaml").config.services["acme"]
+    assert service.checks.inconclusive_bound == bound
+    assert service.checks.retry_after_cap == cap
+
+
+def test_inconclusive_after_under_two_intervals_is_refused() -> None:
+    text = (ROOT / "configs" / "minimal.yaml").read_text()
+    text = text.replace(
+        "name: acme.example.com.", "name: acme.example.com.\n    checks: {inconclusive_after: 15s}"
+    )
+    with pytest.raises(ConfigError, match="inconclusive_after must be at least the settle window"):
+        load_text(text, "inline.yaml")

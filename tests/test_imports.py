@@ -33,3 +33,18 @@ def test_boto3_only_for_route53(tmp_path: Path, provider: str, imported: str) ->
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == imported
+
+
+def test_no_two_modules_of_the_package_import_each_other_in_a_circle() -> None:
+    """Data flows one way: a circle of imports (documents ↔ reconcile was one) is a design
+    that needs an arrow removed. grimp is the graph import-linter checks the layers on."""
+    import grimp
+
+    graph = grimp.build_graph("dnsfailover", include_external_packages=False)
+    modules = sorted(graph.modules)
+    circles = []
+    for module in modules:
+        for imported in graph.find_modules_directly_imported_by(module):
+            if graph.chain_exists(importer=imported, imported=module):
+                circles.append((module, imported))
+    assert circles == []

@@ -1,10 +1,12 @@
-"""Random bytes in place of a directory, a nonce answer, an OCSP response and a CRL: the probes
-return a result every time, never an exception (hypothesis)."""
+"""Random bytes in place of a directory, a nonce answer, an OCSP response and a CRL; random
+problem types, resource URLs and Retry-After values: the probes return a result every time,
+never an exception, and its reason is printable and bounded (hypothesis)."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +25,11 @@ from dnsfailover.probes.acme import AcmeProbe
 from dnsfailover.probes.crl import CrlProbe
 from dnsfailover.probes.http import HttpClient, Response
 from dnsfailover.probes.ocsp import OcspProbe
-from dnsfailover.results import Outcome
+from dnsfailover.results import Outcome, ProbeResult
+from dnsfailover.text import LIMIT
 
-DIRECTORY = "https://ca.example.test/dir"
+BASE = "https://ca.example.test"
+DIRECTORY = f"{BASE}/dir"
 
 
 class CannedHttp(HttpClient):
@@ -80,6 +84,48 @@ def test_directory_bytes_give_a_result(body: bytes, status: int) -> None:
     probe = AcmeProbe(AcmeCheck(directory=DIRECTORY), http=CannedHttp(status, body))  # type: ignore[arg-type]
     result = probe.run(float("inf"))
     assert isinstance(result.outcome, Outcome) and result.reason
+    assert_clean(result)
+
+
+def assert_clean(result: ProbeResult) -> None:
+    assert result.reason.isprintable() and len(result.reason) <= LIMIT, result.reason
+    assert all(w.isprintable() and len(w) <= LIMIT for w in result.warnings)
+    assert result.outcome is not Outcome.ERROR or "crashed" not in result.reason, result.reason
+
+
+@FUZZ
+@given(kind=st.text(max_size=300) | st.just("bad\x00" + "x" * 200_000),
+       status=st.sampled_from([400, 403, 429, 500, 503]))  # fmt: skip
+def test_any_problem_type_gives_a_clean_reason(kind: str, status: int) -> None:
+    body = json.dumps({"type": f"urn:ietf:params:acme:error:{kind}", "detail": kind}).encode()
+    probe = AcmeProbe(AcmeCheck(directory=DIRECTORY), http=CannedHttp(status, body))  # type: ignore[arg-type]
+    assert_clean(probe.run(float("inf")))
+
+
+@FUZZ
+@given(url=st.text(max_size=80) | st.sampled_from(["https://[", "https://[::1", "https://h:x/",
+                                                    "https://h:99999/", "http://\x00/"]),
+       key=st.sampled_from(["newNonce", "newAccount", "newOrder", "revokeCert", "renewalInfo"]))  # fmt: skip
+def test_any_resource_url_gives_a_result(url: str, key: str) -> None:
+    document = {"newNonce": f"{BASE}/n", "newAccount": f"{BASE}/a", "newOrder": f"{BASE}/o"}
+    body = json.dumps({**document, key: url}).encode()
+    http = CannedHttp(200, body, {"Replay-Nonce": "bm9uY2U", "Cache-Control": "no-store"})
+    result = AcmeProbe(AcmeCheck(directory=DIRECTORY), http=http).run(float("inf"))  # type: ignore[arg-type]
+    assert_clean(result)
+
+
+@FUZZ
+@given(value=st.text(max_size=40) | st.sampled_from(["99999999999", "9" * 400, "²", "-5",
+                                                      "Wed, 21 Oct 2099 07:28:00 GMT"]))  # fmt: skip
+def test_any_retry_after_quiets_the_probe_at_most_the_cap(value: str) -> None:
+    body = b'{"type": "urn:ietf:params:acme:error:rateLimited"}'
+    http = CannedHttp(503, body, {"Retry-After": value})
+    now = [1000.0]
+    probe = AcmeProbe(AcmeCheck(directory=DIRECTORY), lambda: now[0], http, max_retry_after=20)  # type: ignore[arg-type]
+    assert probe.run(float("inf")).outcome is Outcome.OVERLOADED
+    now[0] += 20.0
+    http.status, http.body = 200, b"not json"
+    assert probe.run(float("inf")).reason == "directory: not JSON"  # asked again after the cap
 
 
 @FUZZ
@@ -101,6 +147,7 @@ def test_ocsp_bytes_give_a_result(issuer: Path, body: bytes) -> None:
     probe = OcspProbe(settings_, http=CannedHttp(200, body))  # type: ignore[arg-type]
     result = probe.run(float("inf"))
     assert result.outcome is Outcome.UNHEALTHY  # random bytes are never a verified answer
+    assert_clean(result)
 
 
 @FUZZ
@@ -113,3 +160,4 @@ def test_crl_bytes_give_a_result(issuer: Path, body: bytes) -> None:
     probe = CrlProbe(settings_, http=CannedHttp(200, body))  # type: ignore[arg-type]
     result = probe.run(float("inf"))
     assert result.outcome is Outcome.UNHEALTHY
+    assert_clean(result)

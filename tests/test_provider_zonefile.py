@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import os
+import re
 import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -12,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from dnsfailover.config.models import ZoneFileSettings as Settings
-from dnsfailover.errors import ConflictError, ProviderError
+from dnsfailover.errors import ConflictError, ProviderError, ProviderRefusedError
 from dnsfailover.providers.zonefile import ZoneFileProvider, next_serial
 from dnsfailover.rrset import Change, RRset
 
@@ -114,9 +117,7 @@ def test_a_failing_check_leaves_the_original_byte_for_byte(tmp_path: Path) -> No
 
 
 def test_round_trip_through_named_checkzone(tmp_path: Path) -> None:
-    if shutil.which("named-checkzone") is None:
-        pytest.fail("named-checkzone is missing: apt-get install bind9-utils")
-    dns = provider(tmp_path, check_command=["named-checkzone", "example.com.", "{path}"])
+    dns = provider(tmp_path, check_command=[named_checkzone(), "example.com.", "{path}"])
     dns.apply(Change(EAST, WEST))
     name = "ocsp.x1.example.com."
     before = dns.read(name, "A")
@@ -209,3 +210,197 @@ def test_missing_or_broken_zone_file_is_a_clear_error(tmp_path: Path) -> None:
     dns.path.unlink()
     with pytest.raises(ProviderError, match="does not exist"):
         dns.read(ACME, "CNAME")
+
+
+# ----------------------------------------------------------------------------- the file's shape
+
+HAND = """\
+; example.com, kept by hand in git. dnsfailover moves acme and ocsp.x1.
+$ORIGIN example.com.
+$TTL 1h
+
+@       IN  SOA   ns1 hostmaster (
+                  2026010100 ; serial
+                  3h         ; refresh
+                  15m        ; retry
+                  2w         ; expire
+                  5m )       ; negative caching
+        IN  NS    ns1
+        IN  CAA   0 issue "ca.example.com"
+
+; --- the CA instances, west listed first on purpose
+ca-west     IN A      198.51.100.10
+ca-east\tIN\tA\t192.0.2.10   ; tabs here
+ns1.example.com.   IN A 192.0.2.53
+
+; the name clients use
+acme    IN 60 cname   ca-east.example.com. ; active
+
+$ORIGIN x1.example.com.
+ocsp    60 IN A 192.0.2.80  ; responder a
+www     IN A 192.0.2.99
+ocsp    60 IN A 192.0.2.81
+        IN TXT "ocsp x1"    ; continues ocsp: must stay at ocsp
+"""
+OCSP = "ocsp.x1.example.com."
+
+
+def named_checkzone() -> str:
+    """The binary's path; in CI (CI=true) its absence fails the test, locally it skips."""
+    found = shutil.which("named-checkzone")
+    if found is None:
+        message = "named-checkzone is missing: apt-get install bind9-utils"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+def hand_zone(tmp_path: Path, text: str = HAND, **overrides: object) -> ZoneFileProvider:
+    (tmp_path / "example.com.zone").write_text(text)
+    return provider(tmp_path, **overrides)
+
+
+def changed(before: str, after: str) -> tuple[list[str], list[str]]:
+    """The lines removed and the lines added, in order (every other line is common to both,
+    in the same order)."""
+    diff = list(difflib.ndiff(before.splitlines(), after.splitlines()))
+    return [d[2:] for d in diff if d[:2] == "- "], [d[2:] for d in diff if d[:2] == "+ "]
+
+
+def test_a_failover_changes_only_the_records_the_serial_and_the_fence(tmp_path: Path) -> None:
+    checkzone = named_checkzone()
+    dns = hand_zone(tmp_path, check_command=[checkzone, "example.com.", "{path}"])
+    assert dns.read(ACME, "CNAME") == EAST
+    dns.apply(Change(EAST, WEST), fence=7)  # a coordinated write: the fence moves too
+    first = dns.path.read_text()
+    assert changed(HAND, first) == (
+        ["                  2026010100 ; serial",
+         "acme    IN 60 cname   ca-east.example.com. ; active"],
+        ["                  2026112800 ; serial",
+         "acme 60 IN CNAME ca-west.example.com.",
+         '_dnsfailover.acme 60 IN TXT "epoch=7"'],
+    )  # fmt: skip
+    before = dns.read(OCSP, "A")
+    dns.apply(Change(before, RRset.of(OCSP, "A", 60, ["198.51.100.80"])))  # one controller
+    second = dns.path.read_text()
+    assert changed(first, second) == (
+        ["                  2026112800 ; serial",
+         "ocsp    60 IN A 192.0.2.80  ; responder a",
+         "ocsp    60 IN A 192.0.2.81",
+         '        IN TXT "ocsp x1"    ; continues ocsp: must stay at ocsp'],
+        ["                  2026112801 ; serial",
+         "ocsp 60 IN A 198.51.100.80",
+         'ocsp        IN TXT "ocsp x1"    ; continues ocsp: must stay at ocsp'],
+    )  # fmt: skip
+    done = subprocess.run(
+        [checkzone, "example.com.", str(dns.path)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    reread = provider(tmp_path)
+    assert reread.read(OCSP, "A") == RRset.of(OCSP, "A", 60, ["198.51.100.80"])
+    assert reread.read_fence(ACME) == 7
+    zone = reread._load()
+    assert zone.get_rdataset("ocsp.x1.example.com.", "TXT") is not None
+    assert zone.get_rdataset("ca-east.example.com.", "A").ttl == 3600  # $TTL 1h still applies
+
+
+def test_a_new_leader_moves_only_the_fence_and_the_serial(tmp_path: Path) -> None:
+    dns = hand_zone(tmp_path)
+    dns.move_fence(ACME, 3)
+    first = dns.path.read_text()
+    serial = ["                  2026010100 ; serial", "                  2026112800 ; serial"]
+    assert changed(HAND, first) == (
+        serial[:1],
+        [serial[1], '_dnsfailover.acme 60 IN TXT "epoch=3"'],
+    )
+    dns.move_fence(ACME, 4)
+    assert changed(first, dns.path.read_text()) == (
+        [serial[1], '_dnsfailover.acme 60 IN TXT "epoch=3"'],
+        ["                  2026112801 ; serial", '_dnsfailover.acme 60 IN TXT "epoch=4"'],
+    )
+
+
+def test_a_blank_owner_record_can_be_the_one_replaced(tmp_path: Path) -> None:
+    text = HAND.replace("www     IN A 192.0.2.99\nocsp    60 IN A 192.0.2.81\n", "")
+    text = text.replace("ocsp    60 IN A 192.0.2.80  ; responder a\n", 'ocsp IN TXT "x"\n')
+    text = text.replace('        IN TXT "ocsp x1"', "        60 IN A 192.0.2.80")
+    dns = hand_zone(tmp_path, text)
+    dns.apply(Change(dns.read(OCSP, "A"), RRset.of(OCSP, "A", 60, ["192.0.2.1", "192.0.2.2"])))
+    removed, added = changed(text, dns.path.read_text())
+    assert removed[1:] == ["        60 IN A 192.0.2.80    ; continues ocsp: must stay at ocsp"]
+    assert added[1:] == ["        60 IN A 192.0.2.1", "        60 IN A 192.0.2.2"]
+
+
+def test_a_new_record_is_appended_and_a_missing_newline_added(tmp_path: Path) -> None:
+    dns = hand_zone(tmp_path, HAND.rstrip("\n"))
+    name = "new.x1.example.com."
+    dns.apply(Change(None, RRset.of(name, "AAAA", 30, ["2001:db8::1"])))
+    assert dns.path.read_text().endswith("must stay at ocsp\nnew 30 IN AAAA 2001:db8::1\n")
+    assert dns.read(name, "AAAA") == RRset.of(name, "AAAA", 30, ["2001:db8::1"])
+
+
+@pytest.mark.parametrize(
+    ("other", "named"),
+    [
+        pytest.param('acme 300 IN CAA 0 issue "ca.example.com"', 'CAA 0 issue "ca.example.com"',
+                     id="caa_at_the_cname_name"),
+        pytest.param('acme 300 IN TXT "v=spf1 -all"', 'TXT "v=spf1 -all"',
+                     id="txt_at_the_cname_name"),
+        pytest.param("acme 300 IN MX 10 mail", "MX 10 mail.example.com.",
+                     id="mx_at_the_cname_name"),
+    ],
+)  # fmt: skip
+def test_a_cname_is_never_written_over_other_data(tmp_path: Path, other: str, named: str) -> None:
+    text = HAND.replace("acme    IN 60 cname   ca-east.example.com. ; active", other)
+    dns = hand_zone(tmp_path, text)
+    original = dns.path.read_bytes()
+    with pytest.raises(ProviderRefusedError, match=f"holds {re.escape(named)}: a CNAME cannot"):
+        dns.apply(Change(None, WEST))
+    assert dns.path.read_bytes() == original
+    assert "the write would be refused" in dns.render(Change(None, WEST))
+
+
+def test_no_address_is_written_beside_a_cname(tmp_path: Path) -> None:
+    dns = hand_zone(tmp_path)
+    original = dns.path.read_bytes()
+    with pytest.raises(ProviderRefusedError, match="is a CNAME .*: A records cannot sit beside"):
+        dns.apply(Change(None, RRset.of(ACME, "A", 60, ["192.0.2.10"])))
+    assert dns.path.read_bytes() == original
+
+
+def test_an_edit_that_would_change_more_is_refused(tmp_path: Path) -> None:
+    """Without $TTL, a record without a TTL takes the last one stated (RFC 1035 §5.1): a
+    new TTL on the managed line would change the next record's too."""
+    text = HAND.replace("$TTL 1h\n", "").replace("@       IN  SOA", "@  3600 IN  SOA")
+    text = text.replace("; active\n", "; active\nafter IN A 192.0.2.7\n")
+    dns = hand_zone(tmp_path, text)
+    original = dns.path.read_bytes()
+    with pytest.raises(
+        ProviderError, match="would also change after.example.com. A .*add a \\$TTL"
+    ):
+        dns.apply(Change(EAST, RRset.of(ACME, "CNAME", 300, ["ca-west.example.com."])))
+    assert dns.path.read_bytes() == original
+
+
+def test_include_is_refused_for_writes(tmp_path: Path) -> None:
+    (tmp_path / "more.zone").write_text("extra IN A 192.0.2.1\n")
+    dns = hand_zone(tmp_path, HAND + f"$INCLUDE {tmp_path / 'more.zone'}\n")
+    original = dns.path.read_bytes()
+    assert dns.read(ACME, "CNAME") == EAST
+    with pytest.raises(ProviderError, match=r"\$INCLUDE: the managed records could be"):
+        dns.apply(Change(EAST, WEST))
+    assert dns.path.read_bytes() == original
+
+
+def test_the_lock_file_is_private_and_never_a_symlink(tmp_path: Path) -> None:
+    dns = provider(tmp_path)
+    dns.apply(Change(EAST, WEST))
+    lock = tmp_path / "example.com.zone.lock"
+    assert lock.stat().st_mode & 0o777 == 0o600
+    lock.unlink()
+    target = tmp_path / "elsewhere"
+    lock.symlink_to(target)
+    with pytest.raises(ProviderError, match="lock file .* it is a symbolic link"):
+        dns.apply(Change(WEST, EAST))
+    assert not target.exists()

@@ -1,9 +1,10 @@
 """The operator's commands: run, status, plan, failover, release, drain, undrain.
 
-Thin: each builds what it needs from the config and calls the controller (the state store's
-verbs, `oneshot.run_once`, `oneshot.preview`, the `Reconciler`). They work with or without a
-running daemon; pins and drains go to the state directory, where the daemon reads them every
-tick.
+Thin: each builds what it needs from the config and calls the controller: the operator's
+verbs (operator.py, on the state directory's state.json, or on etcd's shared document with
+coordination), and the change path of the one-shot commands (oneshot.py: `OneShot`,
+`run_once`, `preview`). They work with or without a running daemon; the daemon reads pins and
+drains every tick.
 """
 
 from __future__ import annotations
@@ -17,14 +18,10 @@ from typing import Any
 from dnsfailover.config import load_config
 from dnsfailover.config.models import Config, Service, ZoneFileSettings
 from dnsfailover.controller import documents
-from dnsfailover.controller.oneshot import (
-    one_round_health,
-    preview,
-    probe_once,
-    run_once,
-    verify_flip,
-)
-from dnsfailover.controller.reconcile import Reconciler, Report
+from dnsfailover.controller.journal import Journal, measurements
+from dnsfailover.controller.oneshot import OneShot, one_round_health, preview, probe_once, run_once
+from dnsfailover.controller.operator import LocalOverrides, Operator, SharedOverrides
+from dnsfailover.controller.report import Intent, Origin, Report
 from dnsfailover.controller.runtime import Runtime
 from dnsfailover.controller.shared import SharedStore
 from dnsfailover.controller.state import StateStore
@@ -32,7 +29,6 @@ from dnsfailover.errors import ConfigError, ConflictError, DnsFailoverError, Ref
 from dnsfailover.health import State
 from dnsfailover.plan import owner_of
 from dnsfailover.plan.budget import Budget, convergence_budget
-from dnsfailover.policy import Decision, Kind
 from dnsfailover.providers import Provider
 
 
@@ -86,7 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _budgets(config: Config, store: StateStore) -> dict[str, Budget]:
     entries, _ = store.read_audit()
     return {
-        key: convergence_budget(service, *documents.measurements(entries, key))
+        key: convergence_budget(service, *measurements(entries, key))
         for key, service in config.services.items()
     }
 
@@ -139,11 +135,24 @@ def _coordination_line(c: dict[str, Any]) -> str:
     role = "leading" if c["leading"] else f"following {c['leader'] or '(no leader)'}"
     writing = "writing" if c["writing_allowed"] else "not writing"
     etcd = c["etcd"] if c["etcd"] == "ok" else f"UNREACHABLE ({c['etcd_error']})"
-    return (
+    line = (
         f"coordination: site {c['site']}, {role} (token {c['token']}), {writing}; etcd {etcd}; "
         f"reporting {', '.join(c['reporting']) or 'none'} of {', '.join(c['sites'])} "
         f"(quorum {c['quorum']})"
     )
+    if "dns" not in c:
+        return line
+    dns = c["dns"]
+    reach = "reachable" if dns["reachable"] else f"UNREACHABLE ({dns['error']})"
+    lines = [line, f"  {c['site']} (here): DNS {reach} for {dns['for']}s; probing {c['probing']}"]
+    for site, seen in sorted(c.get("others", {}).items()):
+        if not seen.get("reporting"):
+            lines.append(f"  {site}: no report")
+            continue
+        fresh = "fresh" if seen["fresh"] else f"STALE ({seen['report_age']}s)"
+        dns_ok = "reachable" if seen["dns_reachable"] else "UNREACHABLE"
+        lines.append(f"  {site}: report {fresh}; DNS {dns_ok} (as it says)")
+    return "\n".join(lines)
 
 
 def _service_lines(entry: dict[str, Any]) -> list[str]:
@@ -265,11 +274,6 @@ def _not_coordinated(config: Config, what: str) -> None:
         )
 
 
-def _shared(config: Config) -> SharedStore | None:
-    """The shared state in etcd, when coordination is on (pins, drains, requests)."""
-    return None if config.coordination is None else SharedStore(config.coordination)
-
-
 def _failover_coordinated(
     args: argparse.Namespace, config: Config, runtime: Runtime, store: StateStore
 ) -> int:
@@ -285,8 +289,8 @@ def _failover_coordinated(
             )
         reason = args.reason or f"manual failover to {args.to}"
         request = shared.request_failover(args.service, args.to, reason)
-        store.audit({"service": args.service, "event": "failover_requested", "to": args.to,
-                     "reason": reason, "request": request.id})  # fmt: skip
+        Journal(store).event("failover_requested", args.service, to=args.to, reason=reason,
+                             request=request.id, site=config.coordination.site)  # fmt: skip
         provider = runtime.provider_for(service)
         lease = config.coordination.etcd.lease_ttl
         result = shared.wait_result(args.service, request, 2 * lease + provider.change_timeout + 5)
@@ -339,13 +343,11 @@ def cmd_failover(args: argparse.Namespace) -> int:
                 f"{args.to} is drained ({state.drains[args.to].reason}): undrain it or use --force"
             )
         reason = args.reason or f"manual failover to {args.to}"
-        manual = Decision(Kind.MOVE, None, args.to, "manual", reason)
-        reconciler = Reconciler(store)
-        report = reconciler.reconcile(
-            args.service, service, runtime.provider_for(service), health, manual=manual
-        )
-        store.pin(args.service, args.to, reason)
-        verify_flip(reconciler, service, report)
+        with OneShot(runtime, store, {args.service: health}) as once:
+            report = once.change(args.service, Intent(Origin.OPERATOR, args.to, reason))
+            if report.error is not None:
+                raise (ConflictError if report.conflict else DnsFailoverError)(report.error)
+            Operator(LocalOverrides(store), once.journal).pin(args.service, args.to, reason)
     finally:
         runtime.close()
     code = _print_reports([report])
@@ -356,16 +358,25 @@ def cmd_failover(args: argparse.Namespace) -> int:
     return code or (1 if report.verification and not report.verification.ok else 0)
 
 
+def _operator(config: Config, store: StateStore) -> tuple[Operator, SharedStore | None]:
+    """The operator's verbs on this controller's state.json, or on etcd's shared document
+    with coordination (then close the returned store)."""
+    journal = Journal(store)
+    if config.coordination is None:
+        return Operator(LocalOverrides(store), journal), None
+    shared = SharedStore(config.coordination)
+    return Operator(SharedOverrides(shared), journal, config.coordination.site), shared
+
+
 def cmd_release(args: argparse.Namespace) -> int:
     config = load_config(args.config).config
     _service(config, args.service)
-    shared = _shared(config)
-    if shared is not None:
-        with shared:
-            pin = shared.release(args.service)
-        StateStore(config.state_dir).audit({"service": args.service, "event": "release"})
-    else:
-        pin = StateStore(config.state_dir).release(args.service)
+    operator, shared = _operator(config, StateStore(config.state_dir))
+    try:
+        pin = operator.release(args.service)
+    finally:
+        if shared is not None:
+            shared.close()
     if pin is None:
         print(f"{args.service} is not pinned")
         return 0
@@ -387,21 +398,21 @@ def cmd_drain(args: argparse.Namespace) -> int:
     config = load_config(args.config).config
     services = _instance_known(config, args.instance)
     store = StateStore(config.state_dir)
-    shared = _shared(config)
+    operator, shared = _operator(config, store)
+    try:
+        operator.drain(args.instance, args.reason)
+    finally:
+        if shared is not None:
+            shared.close()
     if shared is not None:
-        with shared:
-            shared.drain(args.instance, args.reason)
-        store.audit({"event": "drain", "instance": args.instance, "reason": args.reason})
         print(f"{args.instance} drained on every controller ({args.reason}); services: "
               f"{', '.join(services)}; the leader moves traffic away within one round")  # fmt: skip
         return 0
-    store.drain(args.instance, args.reason)
     print(f"{args.instance} drained ({args.reason}); services: {', '.join(services)}")
     pid = store.daemon_pid()
     if pid is not None:
         print(f"the daemon (pid {pid}) moves traffic away within one tick")
         return 0
-    _not_coordinated(config, "drain without a running daemon")
     runtime = Runtime.build(config)
     try:
         return _print_reports(run_once(runtime, store, dry_run=False, services=services))
@@ -412,14 +423,12 @@ def cmd_drain(args: argparse.Namespace) -> int:
 def cmd_undrain(args: argparse.Namespace) -> int:
     config = load_config(args.config).config
     _instance_known(config, args.instance)
-    shared = _shared(config)
-    if shared is not None:
-        with shared:
-            found = shared.undrain(args.instance)
-        if found:
-            StateStore(config.state_dir).audit({"event": "undrain", "instance": args.instance})
-    else:
-        found = StateStore(config.state_dir).undrain(args.instance)
+    operator, shared = _operator(config, StateStore(config.state_dir))
+    try:
+        found = operator.undrain(args.instance)
+    finally:
+        if shared is not None:
+            shared.close()
     if not found:
         print(f"{args.instance} is not drained")
         return 0

@@ -110,13 +110,37 @@ def check_secret_files(key: str, provider: ProviderSettings) -> tuple[list[Findi
 
 
 def check_coordination_files(coordination: Coordination) -> tuple[list[Finding], list[Finding]]:
-    """The etcd client key and password file, like every other secret file."""
+    """The etcd client key and password file, like every other secret file; and a password
+    only over TLS."""
     here: Path_ = ("coordination", "etcd")
     etcd = coordination.etcd
     files = [((*here, field), path) for field, path in
              (("key_file", etcd.key_file), ("password_file", etcd.password_file))
              if path is not None]  # fmt: skip
-    return _check_files(files)
+    errors, warnings = _check_files(files)
+    if coordination.k * 2 <= len(coordination.sites):
+        warnings.append((("coordination", "quorum"), (
+            f"quorum {coordination.k} of {len(coordination.sites)} sites is not a majority: "
+            "one group of sites' view may move the name while the others disagree "
+            "(`quorum: majority` holds a split)")))  # fmt: skip
+    return errors + _password_over_tls(coordination), warnings
+
+
+def _password_over_tls(coordination: Coordination) -> list[Finding]:
+    """etcd's Authenticate call carries the password as it is: over http:// anyone on the path
+    reads it, and with it full control of the prefix."""
+    etcd = coordination.etcd
+    plain = [i for i, url in enumerate(etcd.endpoints) if url.startswith("http://")]
+    if etcd.password_file is None or not plain:
+        return []
+    return [
+        (
+            ("coordination", "etcd", "password_file"),
+            f"endpoints {plain} are http://, which would send the etcd password in clear: use "
+            "https:// endpoints (with ca_bundle), or a client certificate (cert_file, key_file) "
+            "instead of a password",
+        )
+    ]
 
 
 def _check_files(files: list[tuple[Path_, Path]]) -> tuple[list[Finding], list[Finding]]:

@@ -1,8 +1,10 @@
 """Load a config file: YAML → defaults merged into services → pydantic → consistency checks.
 
 Every problem is collected before anything is raised, so the operator sees them all at once,
-each as `FILE:LINE: key.path: message`. Values are never echoed back, so an inline secret
-written by mistake cannot leak through an error. Imports only config modules and errors.
+each as `FILE:LINE: key.path: message`. pydantic's input is never echoed back, and no
+validator echoes a URL or anything that may hold a secret (a DNS name or an address may be
+quoted), so an inline secret or a webhook token cannot leak through an error. The input is
+bounded before it is parsed (see `yamlsource`). Imports only config modules and errors.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dnsfailover.config.consistency import (
     check_service,
 )
 from dnsfailover.config.models import Config, Coordination, ProviderSettings, Service
-from dnsfailover.config.yamlsource import Path_, Source, dotted, parse
+from dnsfailover.config.yamlsource import MAX_BYTES, Path_, Source, dotted, parse
 from dnsfailover.errors import ConfigError
 
 _PROVIDER = TypeAdapter[ProviderSettings](ProviderSettings)
@@ -48,11 +50,18 @@ def load_config(path: Path | str) -> LoadedConfig:
     """Read, validate and cross-check a config file; raise ConfigError listing every problem."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as f:
+            raw = f.read(MAX_BYTES + 1)  # never more: the path may be a device or a huge file
     except OSError as e:
         raise ConfigError(f"{path}: cannot read the config: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: the config is not UTF-8 text") from None
+    if len(raw) > MAX_BYTES:
+        line = raw[:MAX_BYTES].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: the config is over {MAX_BYTES // 1024} KiB")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: the config is not UTF-8 text") from None
     return load_text(text, str(path), base_dir=path.resolve().parent)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -39,22 +40,61 @@ def _fqdn(value: str) -> str:
     return name
 
 
+def shown_url(value: str) -> str:
+    """`value` fit for an error message or a log: scheme, host, port and path, never the
+    userinfo, query or fragment (where webhook and API tokens live)."""
+    try:
+        parts = urlsplit(value)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        return "(a URL that does not parse)"
+    host = f"[{host}]" if ":" in host else host
+    rest = "?…" if parts.query or parts.fragment else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}{rest}"
+
+
 def _url(value: str) -> str:
+    """http:// or https://, with a host and a valid port. Errors never echo the URL: a webhook
+    URL may carry its token in the userinfo, the query or the path."""
     if not value.startswith(("http://", "https://")):
-        raise ValueError(f"{value!r} is not an http:// or https:// URL")
+        raise ValueError("not an http:// or https:// URL")
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError("the URL contains a space or a control character")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ValueError("not a valid URL (brackets or port)") from None
+    if not parts.hostname:
+        raise ValueError("the URL names no host")
+    if port == 0:
+        raise ValueError("the URL's port must be 1-65535")
     return value
 
 
 def _https_url(value: str) -> str:
+    _url(value)
     if not value.startswith("https://"):
-        raise ValueError(f"{value!r}: ACME directories are served over https:// (RFC 8555 §6.1)")
+        raise ValueError(
+            f"{shown_url(value)!r}: ACME directories are served over https:// (RFC 8555 §6.1)"
+        )
     return value
 
 
 def _host_port(value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
-        raise ValueError(f"{value!r} is not HOST:PORT")
+        shown = value if len(value) <= 64 and value.isprintable() else "the value"
+        raise ValueError(f"{shown!r} is not HOST:PORT")
+    return value
+
+
+def _env_name(value: str) -> str:
+    if not value.replace("_", "a").isalnum() or not value.isascii() or value[0].isdigit():
+        raise ValueError("not an environment variable name (letters, digits, _)")
+    if value.startswith("DNSFAILOVER_"):
+        raise ValueError("DNSFAILOVER_* variables are the event's own: they are always passed")
     return value
 
 
@@ -63,6 +103,7 @@ Fqdn = Annotated[str, AfterValidator(_fqdn)]
 Url = Annotated[str, AfterValidator(_url)]
 HttpsUrl = Annotated[str, AfterValidator(_https_url)]
 HostPort = Annotated[str, AfterValidator(_host_port)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -103,6 +144,17 @@ class Rfc2136Settings(Model):
     timeout: Duration = 5.0
     verify_servers: tuple[str, ...] | None = None  # "ADDR" or "ADDR:PORT"; default: the NS set
     propagation_timeout: Duration = 30.0
+    # Sign reads from the primary (record, SOA serial, fence, NS set) with the TSIG key and
+    # trust only replies whose TSIG verifies. Default: on when tsig is given.
+    use_tsig: bool | None = None
+    # Sign the confirmation queries to the other verify servers too (they must know the key).
+    verify_servers_tsig: bool = False
+
+    @model_validator(mode="after")
+    def _key_for_signed_reads(self) -> Rfc2136Settings:
+        if self.tsig is None and (self.use_tsig or self.verify_servers_tsig):
+            raise ValueError("use_tsig and verify_servers_tsig need a tsig key")
+        return self
 
 
 class Route53Settings(Model):
@@ -200,6 +252,26 @@ class Checks(Model):
     connect_timeout: Duration | None = None  # default: the whole timeout
     rise: int = Field(3, ge=1, le=100)
     fall: int = Field(2, ge=1, le=100)
+    inconclusive_after: Duration | None = None
+    """A check with no passing result for this long (overloaded, our probe rate-limited,
+    errors, a probe that raises, silence), or still undecided after it (flapping), is
+    UNHEALTHY: health cannot freeze. Default (None): the settle window, `(max(rise, fall) + 1)
+    x interval + timeout` (43s with the defaults), which is also its minimum. See
+    `inconclusive_bound`."""
+    max_retry_after: Duration | None = None
+    """The longest a `Retry-After` keeps a probe quiet. Default (None): `fall x interval` (20s
+    with the defaults): an overloaded instance may delay its own detection by one detection
+    period, no more. See `retry_after_cap`."""
+
+    @property
+    def inconclusive_bound(self) -> float:
+        """`inconclusive_after`, or its default, the settle window."""
+        return self.settle_window if self.inconclusive_after is None else self.inconclusive_after
+
+    @property
+    def retry_after_cap(self) -> float:
+        """`max_retry_after`, or its default, `fall x interval`."""
+        return self.fall * self.interval if self.max_retry_after is None else self.max_retry_after
 
     @property
     def settle_window(self) -> float:
@@ -222,6 +294,12 @@ class Checks(Model):
             raise ValueError("interval must be at least 100ms")
         if self.connect_timeout is not None and not 0 < self.connect_timeout <= self.timeout:
             raise ValueError("connect_timeout must be above 0 and not longer than timeout")
+        if self.inconclusive_after is not None and self.inconclusive_after < self.settle_window:
+            # A shorter bound would call a new instance unsettled before it could decide.
+            raise ValueError(
+                "inconclusive_after must be at least the settle window, (max(rise, fall) + 1)"
+                f" x interval + timeout = {self.settle_window:g}s"
+            )
         return self
 
 
@@ -280,6 +358,10 @@ class Service(ServiceDefaults):
 class ExecHook(Model):
     argv: tuple[str, ...] = Field(min_length=1)
     timeout: Duration = 10.0
+    # The daemon's environment variables the hook also gets, by name. It always gets PATH,
+    # LANG and the DNSFAILOVER_* variables of the event, and nothing else: the daemon's
+    # environment may hold a TSIG secret_env or AWS keys. Default: none.
+    env: tuple[EnvName, ...] = ()
 
 
 class WebhookHook(Model):
@@ -341,6 +423,11 @@ class Coordination(Model):
     sites: tuple[str, ...] = Field(min_length=1)
     quorum: Literal["majority"] | int = "majority"
     etcd: EtcdSettings
+    # A site whose reads and writes of its DNS service fail for this long cannot do the
+    # leader's job: a leader hands over to a site that can, and a site campaigns again only
+    # once its path has worked this long. Default: 2 × the longest check interval + the longest
+    # provider timeout (see `handover_bound` in the controller).
+    handover_after: Duration | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Coordination:
@@ -371,3 +458,16 @@ class Config(Model):
     providers: dict[str, ProviderSettings]
     services: dict[str, Service]
     coordination: Coordination | None = None  # without it: one controller, as before
+
+    @property
+    def longest_interval(self) -> float:
+        return max([1.0, *(s.checks.interval for s in self.services.values())])
+
+    @property
+    def handover_bound(self) -> float:
+        """`coordination.handover_after`, or 2 × the longest check interval + the longest
+        provider timeout."""
+        if self.coordination is not None and self.coordination.handover_after is not None:
+            return self.coordination.handover_after
+        timeouts = [getattr(p, "timeout", 5.0) for p in self.providers.values()]
+        return 2 * self.longest_interval + max([1.0, *timeouts])

@@ -1,13 +1,11 @@
-"""Every JSON document the project writes, built (and read back) in one place:
+"""The daemon's view as documents: `health.json` (rewritten when health changes and every
+cycle), the `status --json` document (built from the state, `health.json` and live reads), and
+the one-line status systemd shows. Audit entries are the journal's (journal.py).
 
-- the audit entry (`audit.jsonl`, one per decision that is not a quiet keep),
-- `health.json` (the daemon's view, rewritten when health changes and every cycle),
-- the `status --json` document (built from the state, `health.json` and live reads).
-
-Field names here are the contract with operators' tooling (`jq` over the audit log, the README's
-runbook), so they change only here. No secret ever reaches these values: they are built from
-decisions, records and probe results, never from settings. Imports values only (health, plan
-budget, rrset; the reconciler's Report for types): no I/O.
+Field names here are the contract with operators' tooling (`jq`, the runbook), so they change
+only here. No secret ever reaches these values: they are built from decisions, records and
+probe results, never from settings. Imports values only (health, plan budget, rrset, the
+report and flight values, the journal's health summary): no I/O.
 """
 
 from __future__ import annotations
@@ -15,103 +13,23 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from dnsfailover.controller.journal import health_summary
+from dnsfailover.controller.report import Report
+from dnsfailover.controller.workers import Flight
 from dnsfailover.health import HealthSnapshot, InstanceHealth
 from dnsfailover.plan.budget import Budget
 from dnsfailover.rrset import RRset, describe
 
-RECENT_WRITES = 20  # measurements the convergence budget's p95 is taken over
-
 if TYPE_CHECKING:
     from dnsfailover.config.models import Config
-    from dnsfailover.controller.reconcile import Report
-    from dnsfailover.controller.state import State
+    from dnsfailover.controller.state import SavedState
 
 
-# ----------------------------------------------------------------------------- audit.jsonl
-
-
-def health_summary(health: Mapping[str, InstanceHealth]) -> dict[str, Any]:
-    return {name: {"state": h.state.value, "reason": h.reason} for name, h in health.items()}
-
-
-def audit_entry(report: Report) -> dict[str, Any]:
-    decision = report.decision
-    entry: dict[str, Any] = {
-        "service": report.service,
-        "event": report.event,
-        "rule": decision.rule if decision else None,
-        "from": decision.current if decision else None,
-        "to": decision.target if decision else None,
-        "reason": decision.reason if decision else None,
-        "warning": decision.warning if decision else None,
-        "live": describe(report.live),
-        "change": report.change,
-        "outcome": report.outcome,
-        "error": report.error,
-        "pending": report.pending,
-        "conflicts": report.conflicts,
-        "write_seconds": report.write_seconds,
-        "trigger_at": report.trigger_at,
-        "write_acked_at": report.write_acked_at,
-        "health": health_summary(report.health),
-    }
-    if report.site is not None:  # several controllers: who wrote, with which token
-        entry["site"], entry["fence"] = report.site, report.fence
-    if report.propagation is not None:
-        entry["propagation_seconds"] = report.propagation.seconds
-        entry["propagation_complete"] = report.propagation.complete
-        entry["propagation"] = report.propagation.summary()
-    return entry
-
-
-def confirmation_entry(report: Report) -> dict[str, Any]:
-    """A later check of a change that was applied but not yet served everywhere."""
-    propagation = report.propagation
-    complete = propagation is not None and propagation.complete
-    return {
-        "service": report.service,
-        "event": "confirmed" if complete else "unconfirmed",
-        "change": report.change,
-        "outcome": report.outcome,
-        "propagation_complete": complete,
-        "propagation": propagation.summary() if propagation else None,
-    }
-
-
-def verification_entry(report: Report) -> dict[str, Any]:
-    """The flip as a client saw it right after it was served everywhere."""
-    verification = report.verification
-    assert verification is not None and report.decision is not None
-    return {
-        "service": report.service,
-        "event": "client_verified" if verification.ok else "client_verify_failed",
-        "to": report.decision.target,
-        "change": report.change,
-        "outcome": "ok" if verification.ok else "failed",
-        "reason": verification.reason,
-        "verification": verification.as_dict(),
-    }
-
-
-def measurements(entries: list[dict[str, Any]], service: str) -> tuple[list[float], list[float]]:
-    """Recent write and propagation seconds of `service`'s applied changes, oldest first."""
-    writes: list[float] = []
-    propagations: list[float] = []
-    for entry in entries:
-        if entry.get("service") != service or entry.get("outcome") != "applied":
-            continue
-        if isinstance(entry.get("write_seconds"), int | float):
-            writes.append(float(entry["write_seconds"]))
-        if isinstance(entry.get("propagation_seconds"), int | float):
-            propagations.append(float(entry["propagation_seconds"]))
-    return writes[-RECENT_WRITES:], propagations[-RECENT_WRITES:]
+# ----------------------------------------------------------------------------- health.json
 
 
 def budget_summary(budget: Budget) -> dict[str, Any]:
     return {"seconds": budget.parts(), "text": budget.text()}
-
-
-# ----------------------------------------------------------------------------- health.json
 
 
 def last_summary(report: Report | None) -> dict[str, Any] | None:
@@ -127,6 +45,44 @@ def last_summary(report: Report | None) -> dict[str, Any] | None:
         "outcome": report.outcome,
         "propagation": report.propagation.summary() if report.propagation else None,
     }
+
+
+def writing_summary(
+    unconfirmed: Mapping[str, Report], flights: list[Flight], now: float
+) -> dict[str, dict[str, Any]]:
+    """Changes in flight and changes not yet confirmed, per service (health.json)."""
+    found: dict[str, dict[str, Any]] = {}
+    for service, report in unconfirmed.items():
+        propagation = report.propagation.summary() if report.propagation else None
+        found[service] = {"kind": "unconfirmed", "change": report.change,
+                          "propagation": propagation}  # fmt: skip
+    for flight in flights:
+        report = flight.payload
+        found[flight.service] = {
+            "kind": flight.kind.value,
+            "change": report.change if isinstance(report, Report) else None,
+            "seconds": round(flight.age(now), 1),
+            "timeout": flight.timeout,
+            "overdue": flight.overdue(now),
+        }
+    return found
+
+
+def status_line(
+    services: list[str],
+    active: Mapping[str, str | None],
+    last: Mapping[str, Report],
+    busy: set[str],
+) -> str:
+    """What systemd shows: `service→instance (event) (writing)` for each service."""
+    parts = []
+    for service in services:
+        report = last.get(service)
+        note = f" ({report.event})" if report and report.event not in ("keep", "none") else ""
+        if service in busy:
+            note += " (writing)"
+        parts.append(f"{service}→{active.get(service) or '?'}{note}")
+    return ", ".join(parts)
 
 
 def instance_summary(health: InstanceHealth) -> dict[str, Any]:
@@ -188,7 +144,7 @@ def service_view(health: Mapping[str, Any] | None, key: str) -> dict[str, Any]:
 
 def status_document(
     config: Config,
-    state: State,
+    state: SavedState,
     health: Mapping[str, Any] | None,
     pid: int | None,
     live: Mapping[str, tuple[RRset | None, str | None, str | None]],

@@ -3,24 +3,31 @@
 It owns the coordinator (coordination/coordinator.py: lease, election, reports, shared state,
 on a thread of its own) and answers the daemon's questions on the controller thread, from the
 coordinator's latest view, never waiting on etcd:
-- `gate(service)`: may this controller write it now? Only the leader, within its renew
-  deadline, and only once it has moved the service's fence to its own token ("fence" first).
-- `health(service, own)`: the quorum of the live sites' reports (health/quorum.py), this
-  site's own verdicts taken fresh from its tracker. A report is JSON, one per site: every
-  service's instances as that site judges them (state, since, passing_since, reason; when it
-  was observed; no secrets, no addresses), published when a state changes. One that does
-  not parse counts as no report, and is logged once.
+- `token` / `may_write()`: the fencing token we lead with (None: following), and whether the
+  lease still covers a write now. Who may write which service when — the fence first — is the
+  per-service record's rule (machine.py); a write checks `may_write()` just before it goes.
+- `health(service, own)`: the quorum (health/quorum.py) of the fresh sites' verdicts
+  (sitereports.py: a site counts while its probing heartbeat moves, by our clock), this site's
+  own taken from its tracker while its own probing moves.
+- `eligible()` (asked by the coordinator before it campaigns): only a site that can do the
+  leader's job campaigns — its DNS path works (reach.py), its probing moves, and after it
+  handed leadership over, its DNS path has worked for `handover_after` again.
+- `consider_handover()` (every tick): a leader that cannot reach its DNS service (or whose own
+  probing stalled) while another fresh site can, resigns — deletes the leader key by its own
+  create revision, keeps its lease and its report — and journals `leadership_handed_over`.
+  The successor moves every fence to its token before its first write, so the old leader's
+  late retries are refused by the DNS server itself.
 - `changed()`: after each coordinator round that saw something new: mirror the shared pins,
-  drains and flips into state.json, audit a change of leadership, forget the fences of a lost
-  one.
+  drains and flips into state.json, journal a change of leadership.
 - `share(report)`: the leader's flips into the shared history; a failover request's outcome
   back to the CLI that waits on it (shared.py).
-Imports config values, health, the coordination package, and the controller's state,
-documents and reconcile values; never the daemon.
+Imports config values, health, the coordination package, and the controller's state, journal,
+report, reach and site report values; never the daemon.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import time
@@ -28,56 +35,21 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from dnsfailover.config.models import Coordination
-from dnsfailover.controller import documents
-from dnsfailover.controller.reconcile import Report
+from dnsfailover.controller import sitereports
+from dnsfailover.controller.journal import Journal, decision_entry
+from dnsfailover.controller.reach import Reach
+from dnsfailover.controller.report import Report
 from dnsfailover.controller.shared import Request, Shared, edit, mirror, request_done, with_flip
+from dnsfailover.controller.sitereports import Sites
 from dnsfailover.controller.state import Flip, StateStore
 from dnsfailover.coordination.coordinator import Coordinator, View
 from dnsfailover.coordination.etcd import Etcd
-from dnsfailover.errors import DnsFailoverError, FencedError
-from dnsfailover.health import HealthSnapshot, InstanceHealth, State
+from dnsfailover.errors import DnsFailoverError
+from dnsfailover.health import HealthSnapshot, InstanceHealth
 from dnsfailover.health.quorum import QuorumHealth, SiteView, combine_sites
-from dnsfailover.policy import Kind
-from dnsfailover.providers import Provider
+from dnsfailover.text import clean
 
 log = logging.getLogger(__name__)
-
-Verdicts = dict[str, dict[str, SiteView]]  # service → instance → one site's verdict
-
-
-def site_report(site: str, snapshot: HealthSnapshot) -> str:
-    """This site's report: what it publishes under its lease."""
-    services = {
-        key: {
-            name: {
-                "state": h.state.value,
-                "since": h.since,
-                "passing_since": h.passing_since,
-                "reason": h.reason,
-            }
-            for name, h in instances.items()
-        }
-        for key, instances in snapshot.services.items()
-    }
-    document = {"site": site, "observed_at": snapshot.at, "services": services}
-    return json.dumps(document, sort_keys=True)
-
-
-def _verdicts(site: str, text: str) -> Verdicts:
-    data = json.loads(text)
-    found: Verdicts = {}
-    for key, instances in data["services"].items():
-        found[key] = {
-            name: SiteView(
-                site,
-                State(v["state"]),
-                v.get("since"),
-                v.get("passing_since"),
-                str(v.get("reason", "")),
-            )
-            for name, v in instances.items()
-        }
-    return found
 
 
 def _own(site: str, instances: Mapping[str, InstanceHealth]) -> dict[str, SiteView]:
@@ -87,81 +59,36 @@ def _own(site: str, instances: Mapping[str, InstanceHealth]) -> dict[str, SiteVi
     }
 
 
-class Quorum:
-    """The quorum health of every service, from the coordinator's latest view."""
-
-    def __init__(self, settings: Coordination) -> None:
-        self.settings = settings
-        self._bad: set[tuple[str, str]] = set()  # (site, text) already logged as unreadable
-        self._parsed: tuple[Mapping[str, str], dict[str, Verdicts]] | None = None
-
-    def reports(self, view: View) -> dict[str, Verdicts]:
-        """Every live, expected site's verdicts (other sites than ours), by site; parsed once
-        per coordinator round (a view's reports never change)."""
-        if self._parsed is not None and self._parsed[0] is view.reports:
-            return self._parsed[1]
-        found: dict[str, Verdicts] = {}
-        for site, text in view.reports.items():
-            if site == self.settings.site:
-                continue
-            if site not in self.settings.sites:
-                if (site, "") not in self._bad:
-                    self._bad.add((site, ""))
-                    log.warning("coordination_unknown_site site=%s: not in sites, ignored", site)
-                continue
-            try:
-                found[site] = _verdicts(site, text)
-            except (ValueError, KeyError, TypeError, AttributeError) as e:
-                if (site, text) not in self._bad:
-                    self._bad.add((site, text))
-                    log.error("coordination_bad_report site=%s error=%s", site, e)
-        self._parsed = (view.reports, found)
-        return found
-
-    def health(
-        self, service: str, own: Mapping[str, InstanceHealth], others: Mapping[str, Verdicts]
-    ) -> dict[str, QuorumHealth]:
-        per_site = {self.settings.site: _own(self.settings.site, own)}
-        for site, verdicts in others.items():
-            per_site[site] = verdicts.get(service, {})
-        return combine_sites(list(own), per_site, self.settings.k)
-
-
-def status(view: View, settings: Coordination) -> dict[str, Any]:
-    """The coordination part of health.json (and `status`)."""
-    now = time.monotonic()
-    return {
-        "site": view.site,
-        "leader": view.leader,
-        "leading": view.leading,
-        "writing_allowed": view.may_write(now),
-        "token": view.token,
-        "etcd": "ok" if view.etcd_ok else "unreachable",
-        "etcd_error": view.error,
-        "etcd_state_for": round(now - view.since, 1) if view.since else None,
-        "sites": sorted(settings.sites),
-        "reporting": sorted(view.reports),
-        "quorum": settings.k,
-    }
-
-
 class Leadership:
     def __init__(
         self,
         settings: Coordination,
         store: StateStore,
+        journal: Journal,
         wake: Callable[[], None],
         clock: Callable[[], float] = time.time,
         coordinator: Coordinator | None = None,
+        stale_after: float = 30.0,
+        handover_after: float = 10.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.site = settings.site
         self.store = store
+        self.journal = journal
         self.clock = clock
-        self.coordinator = coordinator or Coordinator(settings, wake)
-        self.quorum = Quorum(settings)
+        self.monotonic = monotonic
+        self.stale_after = stale_after  # a site's probing heartbeat older than this: stale
+        self.handover_after = handover_after
+        self.reach = Reach(handover_after, monotonic())  # this site's path to its DNS service
+        self.sites = Sites(settings, stale_after)
+        self.coordinator = coordinator or Coordinator(settings, wake, eligible=self.eligible)
         self.token: int | None = None  # our fencing token while we lead
-        self.fenced: dict[str, int] = {}  # service → the token its fence holds (ours)
+        self.heartbeat = 0  # probe results taken in: other sites see our probing move
+        self._beat_at = monotonic()
+        self._resigned = False  # handed over: campaign again only once DNS works steadily
+        self._reader = concurrent.futures.ThreadPoolExecutor(1, "dns-reach")
+        self._reading: concurrent.futures.Future[None] | None = None
         self.shared = Shared()  # pins, drains, requests and flips in etcd (shared.py)
         self._shared_text: str | None = None
         self._handled: set[str] = set()  # failover requests taken on by this controller
@@ -171,6 +98,7 @@ class Leadership:
 
     def stop(self) -> None:
         self.coordinator.stop()
+        self._reader.shutdown(wait=False)
 
     def view(self) -> View:
         return self.coordinator.view()
@@ -178,25 +106,115 @@ class Leadership:
     def may_write(self) -> bool:
         return self.coordinator.may_write()
 
+    def beat(self) -> None:
+        """A probe result was taken in."""
+        self.heartbeat += 1
+        self._beat_at = self.monotonic()
+
+    def probing(self, now: float) -> bool:
+        """Our own probing moves (results came in within `stale_after`)."""
+        return now - self._beat_at <= self.stale_after
+
     def publish(self, snapshot: HealthSnapshot) -> None:
-        self.coordinator.publish(site_report(self.site, snapshot))
+        """Our report (sent by the coordinator's next round, which starts now)."""
+        now = self.monotonic()
+        since = self.reach.since()
+        wall_since = None if since is None else self.clock() - (now - since)
+        text = sitereports.build(self.site, snapshot, self.heartbeat, self.reach.reachable(now),
+                                 wall_since)  # fmt: skip
+        self.coordinator.publish(text)
 
     def health(self, service: str, own: Mapping[str, InstanceHealth]) -> dict[str, QuorumHealth]:
-        return self.quorum.health(service, own, self.quorum.reports(self.view()))
+        """The quorum of the fresh sites' verdicts (ours while our probing moves)."""
+        now = self.monotonic()
+        self.sites.read(self.view().reports, now)
+        per_site = {site: report.verdicts.get(service, {})
+                    for site, report in self.sites.fresh(now).items()}  # fmt: skip
+        if self.probing(now):
+            per_site[self.site] = _own(self.site, own)
+        return combine_sites(list(own), per_site, self.settings.k)
+
+    def eligible(self) -> bool:
+        """May this site campaign? (Asked on the coordinator's thread.)"""
+        now = self.monotonic()
+        if not self.reach.reachable(now) or not self.probing(now):
+            return False
+        if self._resigned:
+            if not self.reach.steady(now):
+                return False
+            self._resigned = False
+        return True
+
+    def consider_handover(self) -> None:
+        """A leader that cannot do its job hands over to a fresh site that can."""
+        view, now = self.view(), self.monotonic()
+        if not view.leading:
+            return
+        if self.reach.reachable(now) and self.probing(now):
+            return
+        self.sites.read(view.reports, now)
+        able = sorted(s for s, r in self.sites.fresh(now).items() if r.dns_reachable)
+        if not able:
+            return  # nobody could do better: keep trying ourselves
+        if not self.reach.reachable(now):
+            why = f"DNS unreachable for {self.handover_after:.0f}s or more: {self.reach.error}"
+        else:
+            why = f"our probing stalled (no result for {self.stale_after:.0f}s)"
+        log.warning("leadership_handed_over site=%s reason=%s able=%s", self.site, why, able)
+        self.coordinator.resign()
+        self._resigned = True
+        self.journal.event("leadership_handed_over", site=self.site, fence=view.token,
+                           reason=why, able=able)  # fmt: skip
+
+    def tick(self, snapshot: HealthSnapshot, read_dns: Callable[[], None]) -> None:
+        """Every tick: read DNS (on our reader thread: is our path to it working?), publish our
+        report (its heartbeat and reachability move), hand over if we cannot lead."""
+        if self._reading is None or self._reading.done():
+            self._reading = self._reader.submit(self._read, read_dns)
+        self.publish(snapshot)
+        self.consider_handover()
+
+    def _read(self, read_dns: Callable[[], None]) -> None:
+        try:
+            read_dns()
+        except DnsFailoverError as e:
+            self.reach.failed(self.monotonic(), clean(str(e)))
+            return
+        except Exception as e:  # a provider's bug: no path we could show working
+            log.exception("dns_read_crashed site=%s", self.site)
+            self.reach.failed(self.monotonic(), type(e).__name__)
+            return
+        self.reach.ok(self.monotonic())
 
     def status(self) -> dict[str, Any]:
-        return status(self.view(), self.settings)
+        """The coordination part of health.json (and `status`)."""
+        view, now = self.view(), self.monotonic()
+        self.sites.read(view.reports, now)
+        since = self.reach.since()
+        return {
+            "site": view.site,
+            "leader": view.leader,
+            "leading": view.leading,
+            "writing_allowed": view.may_write(now),
+            "token": view.token,
+            "etcd": "ok" if view.etcd_ok else "unreachable",
+            "etcd_error": view.error,
+            "etcd_state_for": round(now - view.since, 1) if view.since else None,
+            "sites": sorted(self.settings.sites),
+            "reporting": sorted(view.reports),
+            "fresh": sorted([*self.sites.fresh(now), *([self.site] if self.probing(now) else [])]),
+            "quorum": self.settings.k,
+            "dns": {
+                "reachable": self.reach.reachable(now),
+                "for": None if since is None else round(now - since, 1),
+                "error": self.reach.error,
+            },
+            "probing": "moving" if self.probing(now) else "stalled",
+            "probing_age": round(now - self._beat_at, 1),
+            "others": self.sites.status(now),
+        }
 
-    # ------------------------------------------------------------------ deciding who writes
-
-    def gate(self, service: str, dry_run: bool) -> str:
-        """ "write" (we lead and its fence is ours), "fence" (move it first) or "follow"."""
-        view = self.view()
-        if not view.may_write(time.monotonic()) or self.token is None or view.token != self.token:
-            return "follow"  # not leading, or leading anew since changed() last ran (it is next)
-        if not dry_run and self.fenced.get(service) != self.token:
-            return "fence"
-        return "write"
+    # ------------------------------------------------------------------ each round
 
     def changed(self) -> bool:
         """A round saw something new; True when we lead (the daemon reconciles everything)."""
@@ -206,11 +224,8 @@ class Leadership:
         token = view.token if view.leading else None
         if token != self.token:
             self.token = token
-            self.fenced.clear()
-            self._audit({
-                "event": "leadership_acquired" if view.leading else "leadership_lost",
-                "site": self.site, "leader": view.leader, "fence": view.token, "service": None,
-            })  # fmt: skip
+            event = "leadership_acquired" if view.leading else "leadership_lost"
+            self.journal.event(event, site=self.site, leader=view.leader, fence=view.token)
         return view.leading
 
     def take_request(self, service: str) -> Request | None:
@@ -223,78 +238,32 @@ class Leadership:
         return request
 
     def _mirror(self, text: str | None) -> None:
-        """The shared pins, drains and flips into state.json (the reconciler reads them)."""
+        """The shared pins, drains and flips into state.json (the pipeline reads them). The
+        document comes from outside: whatever is wrong with it is logged and changes nothing."""
         try:
             shared = Shared.parse(text)
             mirror(self.store, shared, self.clock())
-        except DnsFailoverError as e:
-            log.error("shared_state_not_mirrored error=%s", e)
+        except Exception as e:  # anything a writer to the prefix can put there
+            log.error("shared_state_not_mirrored error=%s", type(e).__name__ if
+                      not isinstance(e, DnsFailoverError) else e)  # fmt: skip
             return
         self.shared, self._shared_text = shared, text
-
-    # ------------------------------------------------------------------ the fence
-
-    def fence_work(
-        self, service: str, name: str, provider: Provider
-    ) -> tuple[Report, Callable[[], None]]:
-        """A new leader's first write for a service: move its fence to our token (on a
-        worker: the report, and the work)."""
-        token = self.token
-        assert token is not None
-        report = Report(
-            service, change=f"fence {name} → epoch={token}", site=self.site, fence=token
-        )
-
-        def work() -> None:
-            if not self.may_write():
-                report.error = "not leading any more: fence not moved"
-                return
-            try:
-                before = provider.move_fence(name, token)
-                report.applied = True
-                report.pending = f"epoch={before}" if before is not None else "none"
-            except FencedError as e:
-                report.fenced, report.error = True, str(e)
-            except DnsFailoverError as e:
-                report.error = str(e)
-
-        return report, work
-
-    def fence_landed(self, report: Report) -> bool:
-        """Audit the fence's move; True when the service's fence is ours now."""
-        service, token = report.service, report.fence
-        self._audit({
-            "service": service, "event": "fenced" if report.fenced else "fence",
-            "site": report.site, "fence": token, "before": report.pending,
-            "outcome": "applied" if report.applied else "failed", "error": report.error,
-        })  # fmt: skip
-        if report.applied and token is not None and token == self.token:
-            self.fenced[service] = token
-            log.info("fence_moved service=%s token=%s from=%s", service, token, report.pending)
-            return True
-        log.error("fence_not_moved service=%s token=%s error=%s", service, token, report.error)
-        return False
 
     # ------------------------------------------------------------------ what the leader did
 
     def share(self, report: Report) -> None:
         """The leader's flip into the shared history; a request's outcome to its CLI."""
-        decision, plan, key = report.decision, report.plan, report.service
+        decision, key = report.decision, report.service
         coordinator = self.coordinator
-        if (
-            report.applied
-            and decision is not None
-            and decision.kind is Kind.MOVE
-            and decision.target is not None
-            and not (plan is not None and plan.ttl_only)
-        ):
+        if report.applied and report.is_flip and decision is not None:
+            assert decision.target is not None
             flip = Flip(report.write_acked_at or self.clock(), decision.current, decision.target,
                         decision.rule)  # fmt: skip
             coordinator.submit(lambda etcd: etcd.update(coordinator.state_key,
                                                         edit(with_flip(key, flip))))  # fmt: skip
         if report.request is None:
             return
-        result = json.dumps(documents.audit_entry(report), default=str)
+        result = json.dumps(decision_entry(report), default=str)
         result_key = f"{coordinator.results_prefix}{report.request}"
         request = report.request
 
@@ -303,9 +272,3 @@ class Leadership:
             etcd.update(coordinator.state_key, edit(request_done(key, request)))
 
         coordinator.submit(answer)
-
-    def _audit(self, entry: dict[str, Any]) -> None:
-        try:
-            self.store.audit(entry)
-        except DnsFailoverError as e:
-            log.error("audit_failed error=%s", e)

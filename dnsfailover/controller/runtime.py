@@ -9,6 +9,7 @@ Imports config, probes and providers; never the daemon.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ class ProbeJob:
     timeout: float
     rise: int
     fall: int
+    # No passing result (or still undecided) for this long: UNHEALTHY (`checks.inconclusive_after`,
+    # default the settle window). The daemon registers it with the tracker; one-shot commands
+    # judge one round and leave it out.
+    inconclusive_after: float = math.inf
 
     @property
     def key(self) -> str:
@@ -61,7 +66,11 @@ class Runtime:
             for instance in service.instances:
                 try:
                     probes = build_probes(
-                        instance, clock, service.checks.connect_timeout, service.name.rstrip(".")
+                        instance,
+                        clock,
+                        service.checks.connect_timeout,
+                        service.name.rstrip("."),
+                        service.checks.retry_after_cap,
                     )
                 except DnsFailoverError as e:
                     problems.append(f"services.{key}.instances.{instance.name}: {e}")
@@ -76,6 +85,7 @@ class Runtime:
                         checks.timeout,
                         checks.rise,
                         checks.fall,
+                        checks.inconclusive_bound,
                     )
                     for probe in probes
                 ]

@@ -6,7 +6,9 @@ interval by a hash of their key, as Prometheus spreads scrapes, so a thousand pr
 start in the same second. A probe never runs twice at once: a run that finds the last one
 still going (a target that hangs until the deadline, when the timeout is as long as the
 interval) waits for it, up to one timeout, and then starts at once — dropping it would delay
-detecting a hung instance by a whole interval.
+detecting a hung instance by a whole interval. A probe that raises (a bug: probes return their
+trouble as results) hands on an ERROR result naming the exception, never nothing: a check
+whose probe crashes each time must turn inconclusive, then unhealthy, not freeze.
 Imports the runtime's jobs and result values; knows nothing of health, policy or DNS.
 """
 
@@ -41,8 +43,10 @@ class ProbeScheduler:
         self,
         jobs: Sequence[ProbeJob],
         on_result: Callable[[ProbeJob, ProbeResult], None],
+        clock: Callable[[], float] = time.time,  # the probes' clock: a crashed result's time
     ) -> None:
         self.jobs = list(jobs)
+        self._clock = clock
         self._on_result = on_result
         self._locks: dict[str, threading.Lock] = {j.key: threading.Lock() for j in self.jobs}
         self._scheduler: BackgroundScheduler | None = None
@@ -83,11 +87,14 @@ class ProbeScheduler:
         if not lock.acquire(timeout=job.timeout):
             log.warning("probe_skipped job=%s: the last run has not ended", job.key)
             return
+        started, observed_at = time.monotonic(), self._clock()
         try:
-            result = job.probe.run(time.monotonic() + job.timeout)
-        except Exception:  # a probe bug must not kill its schedule
+            result = job.probe.run(started + job.timeout)
+        except Exception as e:  # a probe bug must not kill its schedule, nor freeze its check
             log.exception("probe_crashed job=%s", job.key)
-            return
+            result = ProbeResult.crashed(
+                job.probe.check, e, observed_at, time.monotonic() - started
+            )
         finally:
             lock.release()
         self._on_result(job, result)

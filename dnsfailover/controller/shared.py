@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dnsfailover.config.models import Coordination
-from dnsfailover.controller.state import FLIP_HISTORY, Drain, Flip, Pin, State, StateStore
+from dnsfailover.controller.state import FLIP_HISTORY, Flip, Pin, SavedState, StateStore
 from dnsfailover.coordination.etcd import Etcd
 from dnsfailover.errors import DnsFailoverError, StateError
 
@@ -39,7 +39,7 @@ class Request:
 
 @dataclass(frozen=True)
 class Shared:
-    state: State = field(default_factory=State)
+    state: SavedState = field(default_factory=SavedState)
     requests: dict[str, Request] = field(default_factory=dict)  # service → request
 
     def to_text(self) -> str:
@@ -54,7 +54,7 @@ class Shared:
             return cls()
         try:
             data = json.loads(text)
-            state = State.from_json({**data, "intents": {}})
+            state = SavedState.from_json({**data, "intents": {}})
             requests = {s: Request(**r) for s, r in data.get("requests", {}).items()}
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             raise StateError(f"the shared state in etcd does not parse: {e}") from None
@@ -110,7 +110,8 @@ def request_done(service: str, request_id: str) -> Callable[[Shared], Shared]:
 
 
 class SharedStore:
-    """The CLI's side: the operator's verbs on the shared state, and waiting for a request."""
+    """The shared document by compare-and-swap (the operator's verbs use it through
+    operator.py), and a failover request with the wait for its outcome."""
 
     def __init__(self, settings: Coordination, etcd: Etcd | None = None) -> None:
         self.settings = settings
@@ -124,42 +125,6 @@ class SharedStore:
 
     def change(self, how: Callable[[Shared], Shared]) -> Shared:
         return Shared.parse(self.etcd.update(self.key, edit(how)))
-
-    def pin(self, service: str, instance: str, reason: str) -> None:
-        pin = Pin(instance, reason, time.time())
-        self.change(
-            lambda s: replace(s, state=replace(s.state, pins={**s.state.pins, service: pin}))
-        )
-
-    def release(self, service: str) -> Pin | None:
-        pin = self.load().state.pins.get(service)
-        self.change(
-            lambda s: replace(
-                s,
-                state=replace(
-                    s.state, pins={k: p for k, p in s.state.pins.items() if k != service}
-                ),
-            )
-        )
-        return pin
-
-    def drain(self, instance: str, reason: str) -> None:
-        drain = Drain(reason, time.time())
-        self.change(
-            lambda s: replace(s, state=replace(s.state, drains={**s.state.drains, instance: drain}))
-        )
-
-    def undrain(self, instance: str) -> bool:
-        found = instance in self.load().state.drains
-        self.change(
-            lambda s: replace(
-                s,
-                state=replace(
-                    s.state, drains={k: d for k, d in s.state.drains.items() if k != instance}
-                ),
-            )
-        )
-        return found
 
     def request_failover(self, service: str, to: str, reason: str) -> Request:
         """Pin the service to `to` and ask the leader to move it there now, in one write."""

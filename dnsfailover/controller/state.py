@@ -4,10 +4,10 @@ in `documents.py`), and the locks shared by the daemon and the CLI.
 
 Writes are atomic (`atomicfile`). Every read-modify-write of state.json holds an exclusive
 flock on `state.lock`, so a CLI `drain` and the daemon never lose each other's change; the
-operator's verbs (pin, release, drain, undrain) and the flip record each do lock → load →
-change → save → audit in one place. A flip is recorded as an intent before its DNS write and
+operator's verbs (operator.py) and the flip record each do lock → load → change → save in one
+place. A flip is recorded as an intent before its DNS write and
 completed after it, so a crash in between cannot leave hold-down unaware of a flip that landed
-(`Reconciler.recover` settles a leftover intent against the live record). The daemon holds
+(`Pipeline.recover` settles a leftover intent against the live record). The daemon holds
 `daemon.lock` for its whole life: `status` can tell whether one runs. A state file that does
 not parse is a StateError and nothing acts on it. Imports errors and the atomic writer only.
 """
@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -29,6 +30,8 @@ from dnsfailover.errors import StateError
 
 VERSION = 1
 FLIP_HISTORY = 86400.0  # seconds of flips kept: enough for the flips-per-hour limit and status
+_APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+_LOCK = os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC  # files made 0600, never through a symlink
 
 
 @dataclass(frozen=True)
@@ -53,18 +56,18 @@ class Flip:
 
 
 @dataclass(frozen=True)
-class State:
+class SavedState:
     pins: dict[str, Pin] = field(default_factory=dict)  # service → pin
     drains: dict[str, Drain] = field(default_factory=dict)  # instance name → drain
     flips: dict[str, tuple[Flip, ...]] = field(default_factory=dict)  # service → recent flips
     intents: dict[str, Flip] = field(default_factory=dict)  # service → flip being written
 
-    def with_flip(self, service: str, flip: Flip) -> State:
+    def with_flip(self, service: str, flip: Flip) -> SavedState:
         kept = tuple(f for f in self.flips.get(service, ()) if flip.at - f.at < FLIP_HISTORY)
         intents = {s: i for s, i in self.intents.items() if s != service}
         return replace(self, flips={**self.flips, service: (*kept, flip)}, intents=intents)
 
-    def with_intent(self, service: str, flip: Flip | None) -> State:
+    def with_intent(self, service: str, flip: Flip | None) -> SavedState:
         intents = {s: i for s, i in self.intents.items() if s != service}
         return replace(self, intents=intents if flip is None else {**intents, service: flip})
 
@@ -81,7 +84,7 @@ class State:
         }
 
     @classmethod
-    def from_json(cls, data: Any) -> State:
+    def from_json(cls, data: Any) -> SavedState:
         if not isinstance(data, dict) or data.get("version") != VERSION:
             raise ValueError(f"not a version {VERSION} state document")
         return cls(
@@ -107,9 +110,31 @@ class StateStore:
 
     def ensure(self) -> None:
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            self.directory.mkdir(mode=0o750, parents=True, exist_ok=True)
         except OSError as e:
             raise self._fail("create it", e) from None
+
+    def check_ownership(self, euid: int | None = None) -> None:
+        """At daemon start: refuse a directory anyone may write to, or one another non-root
+        user owns. Whoever can write there can forge pins, drains, flip history and the audit
+        log, or swap a file for a symlink (docs/security.md)."""
+        self.ensure()
+        euid = os.geteuid() if euid is None else euid
+        try:
+            info = os.stat(self.directory)
+        except OSError as e:
+            raise self._fail("inspect it", e) from None
+        if info.st_mode & stat.S_IWOTH:
+            raise StateError(
+                f"state directory {self.directory} is world-writable "
+                f"(mode {stat.S_IMODE(info.st_mode):04o}): anyone could forge pins, drains "
+                f"and the audit log; chmod o-w {self.directory} (0750 or 0700)"
+            )
+        if info.st_uid not in (euid, 0):
+            raise StateError(
+                f"state directory {self.directory} is owned by uid {info.st_uid}, not by this "
+                f"process (uid {euid}) or root: chown it to the user dnsfailover runs as"
+            )
 
     def clean_leftovers(self) -> list[str]:
         """Remove temporary files a crash left behind mid-write; return their names."""
@@ -122,22 +147,22 @@ class StateStore:
 
     # ------------------------------------------------------------------ state.json
 
-    def load(self) -> State:
+    def load(self) -> SavedState:
         try:
             text = self.state_path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return State()
+            return SavedState()
         except OSError as e:
             raise self._fail(f"read {self.state_path.name}", e) from None
         try:
-            return State.from_json(json.loads(text))
+            return SavedState.from_json(json.loads(text))
         except (ValueError, TypeError, KeyError) as e:
             raise StateError(
                 f"{self.state_path} is corrupt ({e}); no DNS change is made until it is fixed: "
                 "restore it, or move it away to start with no pins, drains or flip history"
             ) from None
 
-    def save(self, state: State) -> None:
+    def save(self, state: SavedState) -> None:
         self.ensure()
         try:
             document = json.dumps(state.to_json(), indent=2).encode()
@@ -150,7 +175,7 @@ class StateStore:
         """Exclusive lock for a read-modify-write of state.json (daemon and CLI alike)."""
         self.ensure()
         try:
-            fd = os.open(self.directory / "state.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(self.directory / "state.lock", _LOCK | os.O_RDWR, 0o600)
         except OSError as e:
             raise self._fail("open state.lock", e) from None
         try:
@@ -159,50 +184,12 @@ class StateStore:
         finally:
             os.close(fd)
 
-    def update(self, change: Callable[[State], State]) -> State:
+    def update(self, change: Callable[[SavedState], SavedState]) -> SavedState:
         """One read-modify-write of state.json under the lock; returns the new state."""
         with self.locked():
             state = change(self.load())
             self.save(state)
         return state
-
-    # ------------------------------------------------------------------ the operator's verbs
-
-    def pin(self, service: str, instance: str, reason: str) -> None:
-        pin = Pin(instance, reason, time.time())
-        self.update(lambda s: replace(s, pins={**s.pins, service: pin}))
-        self.audit({"service": service, "event": "pin", "to": instance, "reason": reason})
-
-    def release(self, service: str) -> Pin | None:
-        """Remove the service's pin; the pin that was removed, or None if there was none."""
-        removed: list[Pin] = []
-
-        def unpin(state: State) -> State:
-            removed.extend(p for k, p in state.pins.items() if k == service)
-            return replace(state, pins={k: p for k, p in state.pins.items() if k != service})
-
-        self.update(unpin)
-        if removed:
-            self.audit({"service": service, "event": "release", "from": removed[0].instance})
-        return removed[0] if removed else None
-
-    def drain(self, instance: str, reason: str) -> None:
-        drain = Drain(reason, time.time())
-        self.update(lambda s: replace(s, drains={**s.drains, instance: drain}))
-        self.audit({"event": "drain", "instance": instance, "reason": reason})
-
-    def undrain(self, instance: str) -> bool:
-        """End a drain; False if the instance was not drained."""
-        found: list[bool] = []
-
-        def end(state: State) -> State:
-            found.append(instance in state.drains)
-            return replace(state, drains={k: d for k, d in state.drains.items() if k != instance})
-
-        self.update(end)
-        if found[0]:
-            self.audit({"event": "undrain", "instance": instance})
-        return found[0]
 
     # ------------------------------------------------------------------ flips
 
@@ -230,7 +217,7 @@ class StateStore:
         """
         self.ensure()
         try:
-            fd = os.open(self.directory / "daemon.lock", os.O_RDONLY | os.O_CREAT, 0o600)
+            fd = os.open(self.directory / "daemon.lock", _LOCK | os.O_RDONLY, 0o600)
         except OSError as e:
             raise self._fail("open daemon.lock", e) from None
         try:
@@ -292,7 +279,9 @@ class StateStore:
         self.ensure()
         line = json.dumps({"time": time.time(), **entry}, default=str, sort_keys=True) + "\n"
         try:
-            with open(self.audit_path, "a", encoding="utf-8") as log:
+            # O_NOFOLLOW: a symlink planted in the directory is refused, never appended to.
+            fd = os.open(self.audit_path, _APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            with open(fd, "a", encoding="utf-8") as log:
                 log.write(line)
                 log.flush()
                 os.fsync(log.fileno())

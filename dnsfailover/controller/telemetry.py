@@ -1,20 +1,25 @@
-"""Metrics from what the controller saw: probe results, health, and reconcile reports.
+"""Metrics from what the controller saw: probe results, health, and the changes' reports.
 
 `metrics.py` owns the metric definitions and knows nothing of the controller's values; this
-module turns those values into samples. Imports values and the metrics; does no I/O.
+module turns those values into samples, and keeps the recent write and propagation times each
+service's convergence budget is computed from. Imports values and the metrics; does no I/O.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from typing import Any
 
-from dnsfailover.controller.reconcile import Report
+from dnsfailover.config.models import Service
+from dnsfailover.controller.journal import RECENT_WRITES
+from dnsfailover.controller.report import Report
 from dnsfailover.controller.runtime import ProbeJob
 from dnsfailover.coordination.coordinator import View
 from dnsfailover.health import InstanceHealth, State
+from dnsfailover.health.quorum import QuorumHealth
 from dnsfailover.metrics import Metrics
-from dnsfailover.plan.budget import Budget
+from dnsfailover.plan.budget import Budget, convergence_budget
 from dnsfailover.results import ProbeResult
 
 
@@ -96,11 +101,62 @@ def record_report(
         m.propagation_seconds.labels(service).observe(report.propagation.seconds)
 
 
-def record_coordination(metrics: Metrics, view: View) -> None:
-    """Leadership, etcd's reachability and the sites reporting, as this controller sees them."""
+def record_coordination(metrics: Metrics, view: View, status: Mapping[str, Any]) -> None:
+    """Leadership, etcd's reachability, the sites reporting, fresh and able to reach DNS, as
+    this controller sees them (`status`: Leadership.status())."""
     site = view.site
     metrics.leader.labels(site).set(view.leading)
     metrics.may_write.labels(site).set(view.may_write(time.monotonic()))
     metrics.etcd_up.labels(site).set(view.etcd_ok)
     metrics.sites_reporting.labels(site).set(len(view.reports))
     metrics.fence_token.labels(site).set(view.token or 0)
+    metrics.dns_reachable.labels(site).set(status["dns"]["reachable"])
+    metrics.report_age.labels(site, site).set(status["probing_age"])
+    for other, seen in status["others"].items():
+        age = seen.get("report_age")
+        metrics.report_age.labels(site, other).set(age if age is not None else 1e9)
+
+
+def record_quorum(metrics: Metrics, service: str, health: Mapping[str, InstanceHealth]) -> None:
+    """Which instances the sites' quorum holds (split, or too few fresh verdicts)."""
+    for name, h in health.items():
+        verdict = h.verdict.value if isinstance(h, QuorumHealth) else ""
+        for kind in ("split", "unknown"):
+            metrics.quorum_held.labels(service, name, kind).set(h.held and verdict == kind)
+
+
+def record_writing(metrics: Metrics, services: Iterable[str], writing: Mapping[str, Any]) -> None:
+    """Each service's change in flight (seconds, overdue) or unconfirmed."""
+    for service in services:
+        entry = writing.get(service, {})
+        metrics.in_flight.labels(service).set(entry.get("seconds", 0.0))
+        metrics.overdue.labels(service).set(bool(entry.get("overdue")))
+        metrics.unconfirmed.labels(service).set(entry.get("kind") == "unconfirmed")
+
+
+class Outcomes:
+    """Each concluded change into the metrics, and the convergence budget it implies."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+        self.measured: dict[str, tuple[list[float], list[float]]] = {}  # writes, propagations
+
+    def start(self, key: str, service: Service, measured: tuple[list[float], list[float]]) -> None:
+        """A service at start or reload: what the audit log remembers of its writes."""
+        self.measured.setdefault(key, measured)
+        record_budget(self.metrics, key, convergence_budget(service, *self.measured[key]))
+
+    def concluded(
+        self, report: Report, service: Service, active: str | None, flips_last_hour: int
+    ) -> None:
+        key = report.service
+        if report.outcome == "applied":
+            writes, propagations = self.measured.setdefault(key, ([], []))
+            if report.write_seconds is not None and report.propagation is not None:
+                writes.append(report.write_seconds)
+                propagations.append(report.propagation.seconds)
+                del writes[:-RECENT_WRITES], propagations[:-RECENT_WRITES]
+            budget = convergence_budget(service, writes, propagations)
+            record_budget(self.metrics, key, budget)
+        names = [i.name for i in service.instances]
+        record_report(self.metrics, report, names, active, report.health, flips_last_hour)

@@ -13,7 +13,8 @@ target, within a bounded window:
 The window is the TTL clients may hold (raised to `resolver_min_ttl`) plus 10 s. The outcome
 goes to the audit log and metrics; a failure raises the alarm and changes nothing by itself
 (policy decides, from health, as always). An instance without an ACME check is not verified.
-Imports probes, config and values; never the daemon or a provider.
+Imports probes, config, values and the authority's address parsing; never the daemon, never a
+provider's writes.
 """
 
 from __future__ import annotations

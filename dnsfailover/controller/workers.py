@@ -1,10 +1,11 @@
-"""Writes off the controller thread: a small pool that runs each service's change.
+"""Steps off the controller thread: a small pool that runs each service's step in flight.
 
-The controller thread only decides and records. A decided change (the compare-and-swap write,
-the wait until every authoritative server serves it) runs here; its outcome comes back through
-`done`, which the daemon turns into a queue item for the controller thread. A service has at
-most one change in flight: its decisions wait for the outcome, while every other service is
-decided and written as if nothing were happening. The threads are daemon threads: a write
+The controller thread only feeds events and records. A step (reading the record and deciding,
+the compare-and-swap write and the wait until every authoritative server serves it, a re-check,
+a fence's move, a client's check) runs here; its outcome comes back through `done`, which the
+daemon turns into a queue item for the controller thread. A pool has at most one flight per
+service: the service's next step waits for the outcome, while every other service is decided
+and written as if nothing were happening. The threads are daemon threads: a write
 still running after the shutdown grace must not keep the process alive (concurrent.futures
 would join it at exit). Nothing here knows about DNS or policy.
 Imports nothing from the package.
@@ -18,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -30,8 +32,8 @@ class Flight:
     """One service's change while it runs: what it is, since when, and for how long it may."""
 
     service: str
-    kind: str  # "write" (write and confirm) or "confirm" (check an unconfirmed change again)
-    payload: Any  # the controller's report of the change
+    kind: Enum  # the step (machine.Do)
+    payload: Any  # the step's report: the one it started with, then the one it returned
     owner: Any  # the runtime whose provider runs it (kept open until the flight lands)
     timeout: float  # seconds it may take (the provider's write and propagation budget)
     started: float = 0.0  # time.monotonic()
@@ -80,7 +82,7 @@ class Workers:
     def _run(self, flight: Flight, work: Callable[[], object]) -> None:
         try:
             work()
-        except Exception:  # execute() does not raise; a bug must still land the flight
+        except Exception:  # steps do not raise; a bug must still land the flight
             log.exception("write_crashed service=%s", flight.service)
         finally:
             flight.finished = True

@@ -4,10 +4,14 @@ One thread per controller, beside the probes and the write workers (a slow DNS w
 delays a renewal). Each round it
 1. renews this controller's lease (or grants a new one once the old is gone),
 2. publishes this site's report under the lease (`<prefix>reports/<site>`), when it changed,
-3. campaigns: one transaction creates `<prefix>leader` bound to the lease only if it does not
-   exist (create_revision == 0), else reads it. The leader is whoever's lease holds the key;
-   the fencing token is the key's create_revision, which only grows,
-4. reads every live site's report (a site whose lease expired has none), and the shared
+3. campaigns — only when the daemon says this site can do the leader's job (`eligible`), and
+   not right after a round failed: one transaction creates `<prefix>leader` bound to the
+   lease only if it does not exist (create_revision == 0), else reads it. The leader is
+   whoever's lease holds the key; the fencing token is the key's create_revision, which only
+   grows. A leader asked to `resign` deletes its own key (by that create_revision) and keeps
+   its lease and its report,
+4. reads every live site's report (bound to a lease: a site whose lease expired has none, a
+   key put without one is ignored), and the shared
    state (`<prefix>state`: the operator's pins, drains and failover requests, and the flip
    history, which every controller mirrors into its own state.json),
 5. runs the etcd actions the daemon queued (`submit`): the leader's flip records, the outcome
@@ -18,7 +22,9 @@ successful renewal (shorter than the lease TTL, as Patroni does): past that it s
 and says so, whatever the reason (etcd away, this thread starved). The fence in the DNS
 (rrset.Fence) covers what a deadline cannot: a process frozen after its check. On a clean stop
 the lease is revoked, so that another controller leads at once. etcd trouble never stops the
-daemon: every error is kept for status and the next round tries again.
+daemon: every error is kept for status and the next round tries again. A round that fails
+after etcd answered (a report etcd refuses, say) never keeps a leader that cannot publish: it
+deletes its leader key and campaigns again only after a round has succeeded.
 Imports config values, errors and its etcd client; never health, policy or plan.
 """
 
@@ -32,7 +38,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from dnsfailover.config.models import Coordination
-from dnsfailover.coordination.etcd import Etcd, EtcdConflict, EtcdError
+from dnsfailover.coordination.etcd import Etcd, EtcdConflict, EtcdError, KeyValue
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +75,16 @@ class Coordinator:
         on_change: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
         etcd: Etcd | None = None,
+        eligible: Callable[[], bool] = lambda: True,
     ) -> None:
         self.settings = settings
         self.site = settings.site
         self.etcd = etcd if etcd is not None else Etcd(settings.etcd)
         self.on_change = on_change
         self.clock = clock
+        self.eligible = eligible  # may this site campaign now (asked every round)
+        self._resign = False  # asked to hand leadership over: delete our key next round
+        self._last_round_ok = True
         prefix = settings.etcd.prefix
         self.leader_key = f"{prefix}leader"
         self.reports_prefix = f"{prefix}reports/"
@@ -110,6 +120,13 @@ class Coordinator:
         """This site's report; sent by the next round, which starts now."""
         with self._lock:
             self._report = report
+        self._wake.set()
+
+    def resign(self) -> None:
+        """Stop leading now (no write from here on) and delete our leader key next round."""
+        with self._lock:
+            self._resign = True
+            self._view = _with(self._view, leading=False)
         self._wake.set()
 
     def submit(self, action: Callable[[Etcd], object]) -> None:
@@ -150,8 +167,12 @@ class Coordinator:
         before = self.view()
         try:
             view = self._round(before)
+            self._last_round_ok = True
         except EtcdError as e:
+            self._last_round_ok = False
             view = self._failed(before, str(e))
+            if view.leading and view.token is not None:
+                view = self._step_down(view)
         if view.etcd_ok != before.etcd_ok:
             view = _with(view, since=self.clock())
         with self._lock:
@@ -176,11 +197,22 @@ class Coordinator:
         if report is not None and report != self._published:
             self.etcd.put(f"{self.reports_prefix}{self.site}", report, self._lease)
             self._published = report
-        _, holder = self.etcd.create_or_get(self.leader_key, self.site, self._lease)
-        leading = holder is not None and holder.lease == self._lease
+        with self._lock:
+            resign, self._resign = self._resign, False
+        holder: KeyValue | None
+        if resign and before.token is not None:
+            self.etcd.delete_if_created(self.leader_key, before.token)
+            log.warning("leadership_resigned site=%s token=%s", self.site, before.token)
+            holder = self.etcd.get(self.leader_key)
+        elif self._last_round_ok and self.eligible():
+            _, holder = self.etcd.create_or_get(self.leader_key, self.site, self._lease)
+        else:
+            holder = self.etcd.get(self.leader_key)
+        leading = holder is not None and holder.lease == self._lease and not self._resign
         reports = {
             kv.key[len(self.reports_prefix) :]: kv.value
             for kv in self.etcd.get_prefix(self.reports_prefix)
+            if kv.lease  # a report lives and dies with its site's lease
         }
         self._run_actions()
         shared = self.etcd.get(self.state_key)
@@ -214,6 +246,18 @@ class Coordinator:
                 log.exception("coordination_action_dropped site=%s", self.site)
             with self._lock:
                 self._actions.pop(0)
+
+    def _step_down(self, view: View) -> View:
+        """A failed round while leading: give the key up if etcd still answers that."""
+        assert view.token is not None
+        try:
+            if self.etcd.delete_if_created(self.leader_key, view.token):
+                log.error("leadership_given_up site=%s: this round failed (%s)",
+                          self.site, view.error)  # fmt: skip
+                return _with(view, leading=False)
+        except EtcdError:
+            pass  # etcd away: the deadline ends our writes, the lease TTL our key
+        return view
 
     def _failed(self, before: View, error: str) -> View:
         """etcd did not answer: keep what we knew, but leadership ends with the deadline, and

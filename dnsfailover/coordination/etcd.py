@@ -214,6 +214,17 @@ class Etcd:
 
         return self._call("create", call)
 
+    def delete_if_created(self, key: str, create_revision: int) -> bool:
+        """Delete `key` only if it is still the one created at `create_revision` (a leader
+        resigning deletes its own key, never a successor's)."""
+        txn = {
+            "compare": [{"key": _b64(key), "result": "EQUAL", "target": "CREATE",
+                         "create_revision": str(create_revision)}],
+            "success": [{"request_delete_range": {"key": _b64(key)}}],
+        }  # fmt: skip
+        answer = self._call("resign", lambda c: c.post(c.get_url("/kv/txn"), json=txn))
+        return bool(answer.get("succeeded", False))
+
     def replace(self, key: str, value: str, mod_revision: int) -> bool:
         """Put `value` only if the key's mod_revision is still `mod_revision` (0: absent)."""
         target = "MOD" if mod_revision else "CREATE"

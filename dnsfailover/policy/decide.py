@@ -15,6 +15,8 @@ order, and an instance that is not HEALTHY is never one:
 | record absent                                     | MOVE to the first healthy candidate       |
 | active drained                                    | MOVE to the first healthy candidate       |
 | active healthy, failback manual                   | KEEP (sticky)                             |
+| active held by the sites' quorum (split, or too   | KEEP (quorum_held): one site's view never |
+|   few fresh verdicts; several controllers only)   |   moves the name                          |
 | active healthy, failback auto, a preferred        | MOVE once it passed every probe for       |
 |   instance steadily healthy long enough           |   failback_after (hold-down, flip limit)  |
 | active not healthy, a healthy candidate           | MOVE at once: never refused; a high flip  |
@@ -150,6 +152,11 @@ def _decide(inp: PolicyInput) -> Decision:
 
     if _healthy(inp, current):
         return _decide_healthy(inp, current, candidates)
+
+    held = inp.health.get(current or "")
+    if held is not None and held.held:
+        return Decision(Kind.KEEP, current, None, "quorum_held",
+                        f"{current} kept: {held.reason}")  # fmt: skip
 
     if not candidates:
         return _all_down(

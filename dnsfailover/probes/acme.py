@@ -16,14 +16,18 @@
 4. `renewal_info` (optional, RFC 9773): GET renewalInfo/<AKI>.<serial> reads the database.
 
 5xx, serverInternal, timeouts and connection errors are unhealthy; 503 rateLimited is
-"overloaded" (alive: honour Retry-After); 429 on the probe's own account means the probe is
-rate limited, which says nothing about the instance. Imports config values, errors, results and
-the probes' own modules; nothing of DNS, health or policy.
+"overloaded" (alive: honour Retry-After, up to `max_retry_after`: an overloaded instance may
+delay its own detection by one detection period, no more); 429 on the probe's own account means
+the probe is rate limited, which says nothing about the instance. A bug of ours that raises is
+an ERROR result naming the exception, never an exception out of `run`.
+Imports config values, errors, results, text and the probes' own modules; nothing of DNS,
+health or policy.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -38,6 +42,9 @@ from dnsfailover.errors import ProbeSetupError
 from dnsfailover.probes import jws
 from dnsfailover.probes.http import HttpClient, ProbeFailed, Response, fail
 from dnsfailover.results import Outcome, ProbeResult
+from dnsfailover.text import clean
+
+log = logging.getLogger(__name__)
 
 DIRECTORY_CAP = 64 * 1024
 SMALL_CAP = 64 * 1024
@@ -45,6 +52,9 @@ REQUIRED = ("newNonce", "newAccount", "newOrder")
 RESOURCES = (*REQUIRED, "revokeCert", "keyChange", "renewalInfo", "newAuthz")
 NONCE = re.compile(r"^[A-Za-z0-9_-]+$")
 PROBLEM = "urn:ietf:params:acme:error:"
+# The default checks' fall x interval (2 x 10s); Runtime.build passes the service's own.
+DEFAULT_MAX_RETRY_AFTER = 20.0
+LONGEST_RETRY_AFTER = 365 * 86400.0  # what a Retry-After can say at most, before the cap
 
 
 def _problem_type(response: Response) -> str:
@@ -53,19 +63,23 @@ def _problem_type(response: Response) -> str:
     except ValueError:
         return ""
     kind = document.get("type", "") if isinstance(document, dict) else ""
-    return str(kind).removeprefix(PROBLEM) if isinstance(kind, str) else ""
+    # What the target sent: printable and short before it goes into any reason.
+    return clean(kind.removeprefix(PROBLEM), 100) if isinstance(kind, str) else ""
 
 
 def retry_after_seconds(value: str | None, now: float) -> float | None:
     """Retry-After as delta-seconds or an HTTP date (RFC 9110 §10.2.3)."""
     if not value:
         return None
-    if value.strip().isdigit():
-        return float(value.strip())
+    value = value.strip()
     try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError):
+        if value.isascii() and value.isdigit():
+            seconds = float(value)
+        else:
+            seconds = max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
+    return min(seconds, LONGEST_RETRY_AFTER)
 
 
 class AcmeProbe:
@@ -78,8 +92,10 @@ class AcmeProbe:
         http: HttpClient | None = None,
         connect_timeout: float | None = None,
         public_name: str | None = None,
+        max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
     ) -> None:
         self.settings = settings
+        self.max_retry_after = max_retry_after
         # The name presented for SNI and Host, and required of the certificate and the URLs.
         self.name = settings.server_name or public_name
         self.required = settings.required
@@ -90,8 +106,11 @@ class AcmeProbe:
         self._ari_id = self._load_ari_id()
         self._last_nonce: str | None = None
         self._quiet_until = 0.0  # honour Retry-After: no traffic before this wall-clock time
-        split = urlsplit(settings.directory)
-        self._expected = (self.name or split.hostname or "", split.port or 443)
+        try:
+            split = urlsplit(settings.directory)
+            self._expected = (self.name or split.hostname or "", split.port or 443)
+        except ValueError as e:  # "https://[": Invalid IPv6 URL; a port that is no number
+            raise ProbeSetupError(f"acme.directory {settings.directory!r}: {e}") from None
         self._directory_what = (
             f"directory (as clients reach {self.name})" if self.name else "directory"
         )
@@ -129,11 +148,19 @@ class AcmeProbe:
             return ProbeResult(
                 self.check,
                 Outcome.OVERLOADED,
-                f"overloaded: waiting {wait:.0f}s more as Retry-After asked",
+                f"overloaded: waiting {wait:.0f}s more as Retry-After asked"
+                f" (honoured up to {self.max_retry_after:.0f}s)",
                 0.0,
                 now,
                 retry_after=wait,
             )
+        try:
+            return self._probe(deadline, start, now)
+        except Exception as e:  # a bug of ours, or a case not foreseen: a result all the same
+            log.warning("probe_crashed check=acme error=%s", type(e).__name__, exc_info=True)
+            return ProbeResult.crashed(self.check, e, now, time.monotonic() - start)
+
+    def _probe(self, deadline: float, start: float, now: float) -> ProbeResult:
         details: dict[str, Any] = {}
         warnings: list[str] = []
         tls_days: list[float] = []
@@ -159,7 +186,8 @@ class AcmeProbe:
             warnings.append(f"TLS certificate expires in {tls_left:.1f} days")
         retry_after = details.get("retry_after")
         if outcome is Outcome.OVERLOADED and retry_after:
-            self._quiet_until = now + retry_after
+            # Honoured up to the cap: "Retry-After: 99999999999" must not end probing.
+            self._quiet_until = now + min(retry_after, self.max_retry_after)
         return ProbeResult(
             self.check,
             outcome,
@@ -256,11 +284,11 @@ class AcmeProbe:
     def _check_url(self, key: str, value: object, warnings: list[str]) -> None:
         if not isinstance(value, str):
             fail(f"directory: {key} is not a URL string")
-        split = urlsplit(value)
         try:
+            split = urlsplit(value)
             port = split.port or 443
-        except ValueError:
-            fail(f"directory: {key} has an invalid port")
+        except ValueError:  # "https://[", a port that is no number
+            fail(f"directory: {key} is not a valid URL: {value!r}")
         if split.scheme != "https":
             fail(f"directory: {key} is {value!r}: ACME is https only (RFC 8555 §6.1)")
         if (split.hostname or "", port) != self._expected:

@@ -3,23 +3,30 @@
 Checks: the issuer name matches; the signature verifies with the issuer's key; thisUpdate is not
 in the future; nextUpdate is at least `min_runway` away; an IssuingDistributionPoint, when
 present, names the URL it was fetched from (Boulder shards carry one). Reports the runway
-(time to nextUpdate) and the number of entries.
-Imports config values, errors, results and the probes' own modules; nothing of DNS, health or
-policy.
+(time to nextUpdate) and the number of entries. The issuer name of a CRL is the target's text,
+read before any signature check: it is cleaned and capped before it goes into a reason. Any
+exception is an ERROR result naming it: `run` never raises.
+Imports config values, errors, results, text and the probes' own modules; nothing of DNS,
+health or policy.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from dnsfailover.config.models import CrlCheck
 from dnsfailover.probes.certs import load_certificate
 from dnsfailover.probes.http import HttpClient, ProbeFailed, fail
 from dnsfailover.results import Outcome, ProbeResult
+from dnsfailover.text import clean
+
+log = logging.getLogger(__name__)
 
 MAX_SKEW = 300.0
 
@@ -49,6 +56,9 @@ class CrlProbe:
             reason = f"{details['entries']} entries, runway {hours:.1f}h"
         except ProbeFailed as e:
             outcome, reason = e.outcome, e.reason
+        except Exception as e:  # a bug of ours, or a case not foreseen: a result all the same
+            log.warning("probe_crashed check=crl error=%s", type(e).__name__, exc_info=True)
+            return ProbeResult.crashed(self.check, e, now, time.monotonic() - start)
         # A short or negative runway is reported even when it is why the check failed.
         runway: float | None = details.get("runway")
         return ProbeResult(
@@ -76,15 +86,20 @@ class CrlProbe:
     ) -> float:
         try:
             if crl.issuer != self.issuer.subject:
-                fail(f"issued by {crl.issuer.rfc4514_string()}, not the configured issuer")
+                issuer = clean(crl.issuer.rfc4514_string(), 120)  # the target's words
+                fail(f"issued by {issuer}, not the configured issuer")
             if not crl.is_signature_valid(self.issuer.public_key()):  # type: ignore[arg-type]
                 fail("the CRL signature does not verify with the issuer's key")
             this_update = crl.last_update_utc.timestamp()
             next_update = crl.next_update_utc
             idp = self._distribution_point(crl)
             entries = len(crl)
+        except UnsupportedAlgorithm as e:  # we cannot check it: says nothing either way
+            raise ProbeFailed(
+                Outcome.ERROR, f"cannot verify the CRL: {clean(str(e), 120)}"
+            ) from None
         except (ValueError, TypeError) as e:
-            fail(f"malformed CRL: {str(e)[:120]}")
+            fail(f"malformed CRL: {clean(str(e), 120)}")
         details.update(entries=entries, this_update=crl.last_update_utc.isoformat())
         if this_update > now + MAX_SKEW:
             fail(f"thisUpdate is {this_update - now:.0f}s in the future")
@@ -98,7 +113,8 @@ class CrlProbe:
                 f"{self.settings.min_runway / 3600:.1f}h"
             )
         if idp is not None and self.settings.url not in idp:
-            fail(f"IssuingDistributionPoint {idp} does not name {self.settings.url}")
+            named = clean(", ".join(idp), 120)  # the target's words
+            fail(f"IssuingDistributionPoint {named} does not name {self.settings.url}")
         return runway
 
     @staticmethod

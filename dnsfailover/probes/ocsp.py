@@ -7,13 +7,16 @@ verifies; the signer is the issuer, or a delegated responder certificate that ca
 id-kp-OCSPSigning, was issued directly by the issuer and is valid now (§4.2.2.2); thisUpdate
 is not in the future (allowing clock skew); nextUpdate, when present, is in the future; an
 echoed nonce matches the one sent. The runway is the time until nextUpdate.
-Imports config values, errors, results and the probes' own modules; nothing of DNS, health or
-policy.
+An answer signed with an algorithm we cannot verify is an ERROR (we cannot tell), and any other
+exception is an ERROR result naming it: `run` never raises.
+Imports config values, errors, results, text and the probes' own modules; nothing of DNS,
+health or policy.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -21,6 +24,7 @@ from typing import Any, NoReturn
 from urllib.parse import quote
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -29,6 +33,9 @@ from dnsfailover.config.models import OcspCheck
 from dnsfailover.probes.certs import issued_by, load_certificate, signature_valid
 from dnsfailover.probes.http import HttpClient, ProbeFailed
 from dnsfailover.results import Outcome, ProbeResult
+from dnsfailover.text import clean
+
+log = logging.getLogger(__name__)
 
 RESPONSE_CAP = 64 * 1024
 GET_LIMIT = 255
@@ -93,6 +100,9 @@ class OcspProbe:
             reason = f"{details['cert_status']}, {freshness}"
         except ProbeFailed as e:
             outcome, reason = e.outcome, e.reason
+        except Exception as e:  # a bug of ours, or a case not foreseen: a result all the same
+            log.warning("probe_crashed check=ocsp error=%s", type(e).__name__, exc_info=True)
+            return ProbeResult.crashed(self.check, e, now, time.monotonic() - start)
         return ProbeResult(
             self.check,
             outcome,
@@ -160,8 +170,10 @@ class OcspProbe:
             ):
                 _reject("the response signature does not verify")
             echoed = self._echoed_nonce(response)
+        except UnsupportedAlgorithm as e:  # we cannot check it: says nothing either way
+            _reject(f"cannot verify the response: {clean(str(e), 120)}", Outcome.ERROR)
         except ValueError as e:  # cryptography raises ValueError on malformed structures
-            _reject(f"malformed OCSP response: {str(e)[:120]}")
+            _reject(f"malformed OCSP response: {clean(str(e), 120)}")
         if nonce is not None and echoed is not None and echoed != nonce:
             _reject("the echoed nonce does not match the one sent")
         skew = self.settings.max_skew

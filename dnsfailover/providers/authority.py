@@ -9,6 +9,7 @@ produced, and the new RRset. Imports errors and values only.
 from __future__ import annotations
 
 import socket
+import struct
 import time
 from collections.abc import Callable, Sequence
 
@@ -20,9 +21,16 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 import dns.serial
+import dns.tsig
 
-from dnsfailover.errors import NotAuthoritativeError, ProviderError, TransientError
+from dnsfailover.errors import (
+    NotAuthoritativeError,
+    ProviderAuthError,
+    ProviderError,
+    TransientError,
+)
 from dnsfailover.providers.base import Propagation, ServerView
+from dnsfailover.providers.tsig import TsigKey
 from dnsfailover.rrset import Change, RRset, describe
 
 Server = tuple[str, int]
@@ -54,16 +62,94 @@ def label(server: Server) -> str:
     return f"{server[0]}:{server[1]}"
 
 
-class Authorities:
-    """Non-recursive queries with a timeout; every failure is a typed ProviderError."""
+def exchange(
+    server: Server, request: dns.message.Message, timeout: float
+) -> tuple[dns.message.Message, bool]:
+    """Send `request` over TCP; the reply, and whether it can be trusted (its TSIG verified,
+    or nothing was signed).
 
-    def __init__(self, timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+    dnspython's `dns.query.tcp` raises FormError on an unsigned reply to a signed request and
+    drops its rcode, yet servers send exactly that for errors about the key or the zone:
+    PowerDNS answers a wrong secret or an unknown key, and Knot a zone it does not have, with
+    an unsigned NOTAUTH (RFC 8945 §5.3.2 leaves BADKEY/BADSIG replies unsigned). So the wire is
+    read here, verified when it is signed, else parsed for its rcode alone: not `trusted`
+    means the caller may use it to explain a refusal, never take it as success. TSIG errors
+    the server reports (dns.tsig.PeerError) propagate."""
+    deadline = time.monotonic() + timeout
+    wire = request.to_wire()
+    try:
+        with socket.create_connection(server, timeout=timeout) as sock:
+            sock.sendall(struct.pack("!H", len(wire)) + wire)
+            (size,) = struct.unpack("!H", _receive(sock, 2, deadline))
+            reply = _receive(sock, size, deadline)
+    except TimeoutError:
+        raise TransientError(f"{label(server)}: no answer in {timeout}s") from None
+    except OSError as e:
+        raise TransientError(f"{label(server)}: TCP exchange failed: {e}") from None
+    try:
+        response = dns.message.from_wire(
+            reply, keyring=request.keyring, request_mac=request.mac or b""
+        )
+        trusted = True
+    except dns.exception.FormError as e:
+        response, trusted = _unsigned(reply, request, server, e), False
+    if not request.is_response(response):
+        raise TransientError(f"{label(server)}: the reply does not answer our request")
+    return response, trusted
+
+
+def _unsigned(
+    reply: bytes, request: dns.message.Message, server: Server, error: Exception
+) -> dns.message.Message:
+    """The reply parsed without verification, when a signed request got it without a TSIG."""
+    try:
+        response = dns.message.from_wire(reply, keyring=False)
+    except dns.exception.DNSException:
+        response = None
+    if request.keyring is None or response is None or response.had_tsig:
+        raise TransientError(f"{label(server)}: malformed reply: {error}") from None
+    return response
+
+
+def _receive(sock: socket.socket, size: int, deadline: float) -> bytes:
+    data = b""
+    while len(data) < size:
+        sock.settimeout(max(deadline - time.monotonic(), 0.001))
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        data += chunk
+    return data
+
+
+class Authorities:
+    """Non-recursive queries with a timeout; every failure is a typed ProviderError.
+
+    With `key`, a query to a server for which `signed(server)` holds is TSIG-signed and its
+    reply verified; `ask(..., sign=False)` asks unsigned where only an explanation is wanted."""
+
+    def __init__(
+        self,
+        timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+        key: TsigKey | None = None,
+        signed: Callable[[Server], bool] = lambda server: False,
+    ) -> None:
         self.timeout = timeout
         self._clock = clock
+        self._key = key
+        self._signed = signed
 
-    def ask(self, server: Server, name: str, rdtype: str) -> dns.message.Message:
+    def signs(self, server: Server) -> bool:
+        return self._key is not None and self._signed(server)
+
+    def ask(
+        self, server: Server, name: str, rdtype: str, sign: bool | None = None
+    ) -> dns.message.Message:
         request = dns.message.make_query(name, rdtype)
         request.flags &= ~dns.flags.RD
+        if self.signs(server) if sign is None else (sign and self._key is not None):
+            return self._ask_signed(server, request)
         try:
             response, _ = dns.query.udp_with_fallback(
                 request, server[0], port=server[1], timeout=self.timeout
@@ -73,6 +159,54 @@ class Authorities:
         except (OSError, dns.exception.DNSException) as e:
             raise TransientError(f"{label(server)}: query failed: {e}") from None
         return response
+
+    def _ask_signed(self, server: Server, request: dns.message.Message) -> dns.message.Message:
+        """The signed query over TCP; only a reply whose TSIG verifies is returned."""
+        assert self._key is not None
+        # The dnspython key is built for each message and never kept: its repr shows the secret.
+        request.use_tsig(self._key.dnspython_key())
+        key = f"{self._key.name} ({self._key.algorithm})"
+        where = f"{label(server)} (signed query for {request.question[0].name})"
+        try:
+            response, trusted = exchange(server, request, self.timeout)
+        except dns.tsig.PeerBadKey:
+            raise ProviderAuthError(
+                f"{where}: rejected TSIG key {key}: BADKEY (the server does not know the key)"
+            ) from None
+        except dns.tsig.PeerBadSignature:
+            raise ProviderAuthError(
+                f"{where}: rejected TSIG key {key}: BADSIG (wrong secret, algorithm or key name)"
+            ) from None
+        except dns.tsig.PeerBadTime:
+            raise ProviderAuthError(
+                f"{where}: rejected the TSIG time: check both clocks (NTP)"
+            ) from None
+        except (dns.tsig.BadSignature, dns.tsig.BadTime, dns.message.UnknownTSIGKey) as e:
+            raise ProviderAuthError(
+                f"{where}: the reply's TSIG does not verify with key {key} "
+                f"({type(e).__name__}): not trusted (a wrong secret, or a forged answer)"
+            ) from None
+        except dns.exception.DNSException as e:
+            raise TransientError(f"{where}: {type(e).__name__}: {e}") from None
+        if trusted:
+            return response
+        rcode = dns.rcode.to_text(response.rcode())
+        if response.rcode() == dns.rcode.NOERROR:
+            raise ProviderAuthError(
+                f"{where}: an unsigned NOERROR reply to a signed query: not trusted (a forged "
+                "answer, or a server that does not sign its answers: use_tsig: false)"
+            )
+        # An unsigned error: Knot's NOTAUTH for a zone it lacks, PowerDNS's for a key it
+        # does not accept. An unsigned query tells the two apart; neither counts as data.
+        unsigned = self.ask(server, str(request.question[0].name), "SOA", sign=False)
+        if unsigned.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) or not (
+            unsigned.flags & dns.flags.AA
+        ):
+            raise NotAuthoritativeError(f"{where}: {rcode} unsigned; not authoritative")
+        raise ProviderAuthError(
+            f"{where}: rejected TSIG key {key}: {rcode} unsigned (wrong secret, algorithm "
+            "or key name, or the server does not know the key)"
+        )
 
     @staticmethod
     def check_authoritative(response: dns.message.Message, server: Server, zone: str) -> None:
@@ -95,13 +229,15 @@ class Authorities:
                 return RRset.of(name, rdtype, rrset.ttl, [rd.to_text() for rd in rrset])
         return None
 
-    def read(self, server: Server, zone: str, name: str, rdtype: str) -> RRset | None:
-        response = self.ask(server, name, rdtype)
+    def read(
+        self, server: Server, zone: str, name: str, rdtype: str, sign: bool | None = None
+    ) -> RRset | None:
+        response = self.ask(server, name, rdtype, sign)
         self.check_authoritative(response, server, zone)
         return self.rrset_of(response, name, rdtype)
 
-    def serial(self, server: Server, zone: str) -> int:
-        response = self.ask(server, zone, "SOA")
+    def serial(self, server: Server, zone: str, sign: bool | None = None) -> int:
+        response = self.ask(server, zone, "SOA", sign)
         self.check_authoritative(response, server, zone)
         for rrset in response.answer:
             if rrset.rdtype == dns.rdatatype.SOA:

@@ -3,8 +3,15 @@
 Read: a non-recursive query to the primary, AA required. Write: one signed UPDATE over TCP
 whose prerequisite is the exact RRset just read (RFC 2136 §2.4.2, "RRset exists, value
 dependent") or its absence (§2.4.3), followed by the replacement; NXRRSET/YXRRSET mean someone
-else changed the record. Propagation: every verify server (or every address of the zone's NS
+else changed the record. The three servers proven in the lab differ where an update is turned
+down (BIND REFUSED, Knot BADKEY, PowerDNS an unsigned REFUSED or NOTAUTH): such answers are
+explained by asking the primary, and a serial an update did not raise is logged with its fix
+(docs/dns-servers.md). Propagation: every verify server (or every address of the zone's NS
 set) answers with AA, a SOA serial at least the primary's (RFC 1982), and the new RRset.
+With a key, reads from the primary (the record, the serial, the fence, the NS set) are signed
+and their replies' TSIG verified (`use_tsig`, on by default), and so are the confirmations
+from the other verify servers with `verify_servers_tsig`. A fence read that is not
+authenticated never stops writes on its own: a signed read must confirm a newer token.
 Imports config values, errors, rrset and the providers' own modules; never health, policy or plan.
 """
 
@@ -18,15 +25,16 @@ import dns.exception
 import dns.flags
 import dns.message
 import dns.name
-import dns.query
 import dns.rcode
 import dns.rdatatype
+import dns.serial
 import dns.tsig
 import dns.update
 
 from dnsfailover.config.models import Rfc2136Settings as Settings
 from dnsfailover.errors import (
     ConflictError,
+    FencedError,
     NotAuthoritativeError,
     ProviderAuthError,
     ProviderError,
@@ -36,6 +44,7 @@ from dnsfailover.errors import (
 from dnsfailover.providers.authority import (
     Authorities,
     Server,
+    exchange,
     label,
     server_address,
     servers_from,
@@ -46,6 +55,12 @@ from dnsfailover.rrset import FENCE_TTL, Change, Fence, RRset
 
 log = logging.getLogger(__name__)
 
+# Where each server grants a key its names and types (docs/dns-servers.md).
+_GRANTS = (
+    "BIND: update-policy; Knot: acl with action: update; PowerDNS: TSIG-ALLOW-DNSUPDATE, "
+    "allow-dnsupdate-from"
+)
+
 _RCODE_ERRORS: dict[int, tuple[type[ProviderError], str]] = {
     dns.rcode.NXRRSET: (ConflictError, "the record no longer holds the value we read"),
     dns.rcode.YXRRSET: (ConflictError, "the record appeared since we read it"),
@@ -53,12 +68,7 @@ _RCODE_ERRORS: dict[int, tuple[type[ProviderError], str]] = {
     dns.rcode.YXDOMAIN: (ConflictError, "the name appeared since we read it"),
     dns.rcode.REFUSED: (
         ProviderRefusedError,
-        "refused: the key is not allowed to change this "
-        "name and type (check update-policy / allow-update)",
-    ),
-    dns.rcode.NOTAUTH: (
-        NotAuthoritativeError,
-        "the server is not authoritative for the zone, or rejected the TSIG signature",
+        f"REFUSED: this key, from this address, is not granted this name and type ({_GRANTS})",
     ),
     dns.rcode.NOTZONE: (NotAuthoritativeError, "the name is outside the zone"),
     dns.rcode.SERVFAIL: (TransientError, "the server failed (SERVFAIL)"),
@@ -81,15 +91,22 @@ class Rfc2136Provider(Provider):
         super().__init__(name, settings.zone, **kwargs)  # type: ignore[arg-type]
         self.settings = settings
         self.propagation_timeout = settings.propagation_timeout
-        self.write_timeout = settings.timeout * 2  # the update, then the SOA read
+        self.write_timeout = settings.timeout * 3  # SOA read, the update, SOA read
         self.key = (
             key
             if key is not None
             else (load_tsig(settings.tsig, f"providers.{name}.tsig") if settings.tsig else None)
         )
-        self._keyring = None if self.key is None else self.key.dnspython_key()
-        self.authorities = Authorities(settings.timeout, clock)
         self.primary = (server_address(settings.server), settings.port)
+        self.reads_signed = self.key is not None and settings.use_tsig is not False
+        self.authorities = Authorities(settings.timeout, clock, self.key, self._signs)
+
+    def _signs(self, server: Server) -> bool:
+        """Which servers' answers are TSIG-signed and verified: the primary's (use_tsig), the
+        other verify servers' too with verify_servers_tsig (they must know the key)."""
+        if server == self.primary:
+            return self.reads_signed
+        return self.settings.verify_servers_tsig
 
     # ------------------------------------------------------------------ DNS plumbing
 
@@ -105,7 +122,10 @@ class Rfc2136Provider(Provider):
         """The zone that holds `name`: ask the primary for an authoritative SOA, label by label."""
         candidate = dns.name.from_text(name)
         while True:
-            response = self._ask(self.primary, candidate.to_text(), "SOA")
+            try:
+                response = self._ask(self.primary, candidate.to_text(), "SOA")
+            except NotAuthoritativeError:  # a signed query outside every zone: go up
+                response = dns.message.make_response(dns.message.make_query(candidate, "SOA"))
             if response.flags & dns.flags.AA:
                 for section in (response.answer, response.authority):
                     for rrset in section:
@@ -119,10 +139,11 @@ class Rfc2136Provider(Provider):
         return self.authorities.read(self.primary, self.zone, name, rdtype)
 
     def _new_update(self) -> dns.update.UpdateMessage:
-        kwargs: dict[str, object] = {}
-        if self._keyring is not None:
-            kwargs = {"keyring": self._keyring}
-        return dns.update.UpdateMessage(self.zone, **kwargs)  # type: ignore[arg-type]
+        # The dnspython key is built for each message and never kept: its repr shows the secret.
+        update = dns.update.UpdateMessage(self.zone)
+        if self.key is not None:
+            update.use_tsig(self.key.dnspython_key())
+        return update
 
     @staticmethod
     def _add_fence(update: dns.update.UpdateMessage, fence: Fence) -> None:
@@ -153,8 +174,23 @@ class Rfc2136Provider(Provider):
         return update
 
     def _write(self, change: Change, fence: Fence | None = None) -> str:
+        before = self._serial(self.primary)
         self._send(self._update_message(change, fence), f"{change.name} {change.rdtype}")
-        return str(self._serial(self.primary))
+        after = self._serial(self.primary)
+        if dns.serial.Serial(after) <= dns.serial.Serial(before):
+            # RFC 2136 §3.7 wants the serial raised. PowerDNS leaves it with SOA-EDIT-DNSUPDATE
+            # NONE and lowers a date-style one with EPOCH: secondaries that follow the serial
+            # never transfer the change. The write stands; wait() checks every RRset.
+            log.warning(
+                "soa_serial_not_raised provider=%s server=%s before=%d after=%d name=%s fix=%s",
+                self.name,
+                label(self.primary),
+                before,
+                after,
+                change.name,
+                "raise the serial on update (PowerDNS: SOA-EDIT-DNSUPDATE INCREASE or DEFAULT)",
+            )
+        return str(after)
 
     def _move_fence(self, fence: Fence) -> None:
         update = self._new_update()
@@ -162,34 +198,106 @@ class Rfc2136Provider(Provider):
         self._send(update, f"{fence.owner} TXT")
 
     def _send(self, update: dns.update.UpdateMessage, what: str) -> None:
+        where = f"{label(self.primary)}: update of {what}"
         try:
-            response = dns.query.tcp(
-                update, self.primary[0], port=self.primary[1], timeout=self.settings.timeout
-            )
-        except (dns.tsig.PeerBadKey, dns.tsig.PeerBadSignature) as e:
+            response, trusted = exchange(self.primary, update, self.settings.timeout)
+        except dns.tsig.PeerBadKey:
+            raise self._explain_refusal(where, "BADKEY") from None
+        except dns.tsig.PeerBadSignature:
             raise ProviderAuthError(
                 f"{label(self.primary)} rejected TSIG key {self._key_label()}: "
-                f"{type(e).__name__} (wrong secret, algorithm or key name)"
+                "PeerBadSignature (wrong secret, algorithm or key name)"
             ) from None
         except dns.tsig.PeerBadTime:
             raise ProviderAuthError(
                 f"{label(self.primary)} rejected the TSIG time: check both clocks (NTP)"
             ) from None
-        except dns.exception.Timeout:
-            raise TransientError(
-                f"{label(self.primary)}: no answer to the update in {self.settings.timeout}s"
-            ) from None
-        except (OSError, EOFError, dns.exception.DNSException) as e:
-            raise TransientError(f"{label(self.primary)}: update failed: {e}") from None
+        except dns.exception.DNSException as e:
+            raise TransientError(f"{where}: {type(e).__name__}: {e}") from None
         rcode = response.rcode()
+        if rcode == dns.rcode.NOERROR and not trusted:
+            # It may have landed: uncertain, so the retry re-reads before calling a conflict.
+            raise TransientError(f"{where}: NOERROR without the TSIG signature: not trusted")
+        if rcode == dns.rcode.NOTAUTH or not trusted:
+            raise self._explain_refusal(where, dns.rcode.to_text(rcode))
         if rcode != dns.rcode.NOERROR:
             kind, why = _RCODE_ERRORS.get(
                 rcode, (ProviderError, f"unexpected rcode {dns.rcode.to_text(rcode)}")
             )
-            raise kind(f"{label(self.primary)}: update of {what}: {why}")
+            raise kind(f"{where}: {why}")
+
+    def _explain_refusal(self, where: str, answer: str) -> ProviderError:
+        """An answer that does not say why the update was turned down: NOTAUTH (signed or
+        not), or BADKEY, which Knot sends for a key it knows but whose ACL grants no update
+        of this name and type, as for a key it does not know. Two questions decide it: is
+        the primary authoritative for the zone, and does it accept our key on a query."""
+        try:
+            self.authorities.serial(self.primary, self.zone, sign=False)  # an explanation only
+        except NotAuthoritativeError as e:
+            return NotAuthoritativeError(f"{where}: {answer}; {e}")
+        except ProviderError:
+            pass
+        if self.key is None:
+            return ProviderRefusedError(f"{where}: {answer} to an unsigned update: set tsig")
+        if self._key_accepted():
+            return ProviderRefusedError(
+                f"{where}: {answer}, though the server accepts key {self._key_label()} on a "
+                f"query: the key is not granted this name and type ({_GRANTS})"
+            )
+        return ProviderAuthError(
+            f"{label(self.primary)} rejected TSIG key {self._key_label()}: {answer} "
+            "(wrong secret, algorithm or key name, or the server does not know the key)"
+        )
+
+    def _key_accepted(self) -> bool:
+        """Does the primary answer a query signed with our key with a verified signature?"""
+        assert self.key is not None
+        query = dns.message.make_query(self.zone, "SOA")
+        query.flags &= ~dns.flags.RD
+        query.use_tsig(self.key.dnspython_key())
+        try:
+            response, trusted = exchange(self.primary, query, self.settings.timeout)
+        except (ProviderError, dns.exception.DNSException):
+            return False
+        return trusted and response.rcode() == dns.rcode.NOERROR
+
+    def _fence_to(self, name: str, token: int) -> Fence:
+        """A newer token seen by an unsigned read (use_tsig: false) stops nothing until a
+        signed read confirms it: a forged answer must not depose a leader. With no key at all
+        nothing is authenticated, the UPDATE included (docs/security.md)."""
+        try:
+            return super()._fence_to(name, token)
+        except FencedError:
+            if self.reads_signed or self.key is None:
+                raise
+        owner = Fence(name, None, 0).owner
+        found = self.authorities.read(self.primary, self.zone, owner, "TXT", sign=True)
+        try:
+            current = Fence.parse(name, None if found is None else found.values)
+        except ValueError as e:
+            raise ProviderError(f"provider {self.name}: {e}") from None
+        if current is not None and current > token:
+            raise FencedError(
+                f"{owner} holds epoch={current} (read signed), newer than ours ({token}): "
+                "another controller leads now; not writing"
+            )
+        log.warning(
+            "fence_read_not_confirmed provider=%s owner=%s signed=%s token=%d",
+            self.name,
+            owner,
+            current,
+            token,
+        )
+        return Fence(name, current, token)
 
     def _token_after_landing(self) -> str:
         return str(self._serial(self.primary))
+
+    def __repr__(self) -> str:
+        return (
+            f"Rfc2136Provider({self.name}, primary={label(self.primary)}, "
+            f"zone={self._zone}, key={self._key_label()})"
+        )
 
     def _key_label(self) -> str:
         return "(none)" if self.key is None else f"{self.key.name} ({self.key.algorithm})"

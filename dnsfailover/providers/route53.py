@@ -23,6 +23,7 @@ import botocore.session
 
 from dnsfailover.config.models import Route53Settings as Settings
 from dnsfailover.errors import (
+    ConfigError,
     ConflictError,
     NotAuthoritativeError,
     ProviderAuthError,
@@ -61,7 +62,12 @@ RETRIES = 5
 
 
 def make_client(settings: Settings, retries: int = RETRIES) -> Any:
-    """A Route 53 client with the retry mode pinned and timeouts bounded."""
+    """A Route 53 client with the retry mode pinned and timeouts bounded.
+
+    A profile that no AWS config file has, or a config file botocore cannot parse, is the
+    operator's config to fix: a ConfigError at build time, so that `check`, `run` and a reload
+    report it like any other (a reload keeps the old config) instead of a botocore exception.
+    """
     session = botocore.session.Session(profile=settings.profile)
     if settings.credentials_file is not None:
         # A shared-credentials file delivered by systemd LoadCredential=.
@@ -71,9 +77,21 @@ def make_client(settings: Settings, retries: int = RETRIES) -> Any:
         connect_timeout=CONNECT_TIMEOUT,
         read_timeout=READ_TIMEOUT,
     )
-    return boto3.Session(botocore_session=session).client(
-        "route53", region_name=settings.region, endpoint_url=settings.endpoint_url, config=config
-    )
+    try:
+        return boto3.Session(botocore_session=session).client(
+            "route53",
+            region_name=settings.region,
+            endpoint_url=settings.endpoint_url,
+            config=config,
+        )
+    except botocore.exceptions.ProfileNotFound:
+        raise ConfigError(
+            f"profile: no AWS profile {settings.profile!r} in the AWS config or credentials "
+            "files this user reads (AWS_CONFIG_FILE, ~/.aws/config, credentials_file): add it, "
+            "or remove `profile` to use the default credential chain"
+        ) from None
+    except botocore.exceptions.BotoCoreError as e:
+        raise ConfigError(f"cannot set up the AWS session: {type(e).__name__}") from None
 
 
 def _decode_name(name: str) -> str:

@@ -163,9 +163,16 @@ def test_an_etcd_user_with_a_password_file(lab: Lab, tmp_path: Path) -> None:
     anonymous.close()
 
 
-def test_a_failover_request_nobody_carries_out_is_withdrawn(etcd: EtcdCluster) -> None:
+def test_a_failover_request_nobody_carries_out_is_withdrawn(
+    etcd: EtcdCluster, tmp_path: Path
+) -> None:
+    from dnsfailover.controller.journal import Journal
+    from dnsfailover.controller.operator import Operator, SharedOverrides
+    from dnsfailover.controller.state import StateStore
+
     shared = SharedStore(settings(etcd, "east"))
-    shared.pin("other", "ca-a", "kept")  # another service's pin stays
+    operator = Operator(SharedOverrides(shared), Journal(StateStore(tmp_path)), "east")
+    operator.pin("other", "ca-a", "kept")  # another service's pin stays
     request = shared.request_failover("acme", "ca-b", "maintenance")
     assert shared.load().requests["acme"] == request
     assert shared.load().state.pins["acme"].instance == "ca-b"

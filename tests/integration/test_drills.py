@@ -25,7 +25,8 @@ import requests
 import yaml
 
 from dnsfailover.config.models import Rfc2136Settings as Settings
-from dnsfailover.controller.reconcile import Reconciler
+from dnsfailover.controller.oneshot import OneShot
+from dnsfailover.controller.runtime import Runtime
 from dnsfailover.controller.state import StateStore
 from dnsfailover.health import InstanceHealth, State
 from dnsfailover.providers.base import Receipt
@@ -240,9 +241,9 @@ def test_a_concurrent_writer_is_a_conflict_and_nothing_is_overwritten(
     provider.key_path = drill.bind.update_key.path
     provider.race_to = race_to
     store = StateStore(tmp_path / "state")
-    report = Reconciler(store).reconcile(
-        "acme", config.services["acme"], provider, _health(State.UNHEALTHY, State.HEALTHY)
-    )
+    runtime = Runtime(config, {"bind": provider}, [])
+    with OneShot(runtime, store, {"acme": _health(State.UNHEALTHY, State.HEALTHY)}) as once:
+        report = once.change("acme")
     assert report.conflicts == 1
     assert not report.applied and report.error is None
     assert drill.bind.primary.rrset(NAME, "CNAME") == {race_to}  # theirs, not overwritten

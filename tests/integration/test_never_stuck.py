@@ -4,7 +4,7 @@ Three instances behind the name: ca-a (active), ca-b (healthy), and a last-prefe
 front of a third Pebble through a fault proxy that makes its check never settle: it always
 answers 429 (the probe's own trouble: inconclusive), or its directory alternates good and 500
 (with rise 2, fall 2 neither streak completes). Killing ca-a must move the name to ca-b within
-detection + the settle window. And a second, independent failure inside hold-down moves the
+detection + the settle window; ca-c is then UNHEALTHY (inconclusive, or unsettled), and says so. And a second, independent failure inside hold-down moves the
 name again at once: hold-down limits moves away from a healthy instance only.
 """
 
@@ -45,11 +45,14 @@ def test_a_standby_that_never_settles_does_not_keep_the_name_on_a_dead_active(
     detection = 2 * 1.0 + 0.8
     wait_for(lambda: all(s.rrset(NAME, "CNAME") == {B} for s in bind.servers),
              detection + window + 3, "the name on ca-b")  # fmt: skip
-    assert _instances(daemon)["ca-c"]["state"] == "unknown"  # it never settled
-    # ... and says so: in health.json (status), the audit and the metrics.
-    wait_for(lambda: "unsettled for" in _instances(daemon)["ca-c"]["reason"], 10, "the reason")
-    wait_for(lambda: any(e["event"] == "unsettled" and e["instance"] == "ca-c"
-                         for e in daemon.audit()), 10, "the unsettled audit entry")  # fmt: skip
+    # Never settled, and past the settle window that is a verdict: unhealthy, and it says why
+    # in health.json (status), the audit and the metrics.
+    why = {"rate_limited": "inconclusive for", "alternate": "unsettled for"}[mode]
+    wait_for(lambda: _instances(daemon)["ca-c"]["state"] == "unhealthy", window + 10, "verdict")
+    assert why in _instances(daemon)["ca-c"]["reason"]
+    event = {"rate_limited": "inconclusive", "alternate": "unsettled"}[mode]
+    wait_for(lambda: any(e["event"] == event and e["instance"] == "ca-c"
+                         for e in daemon.audit()), 10, "the audit entry")  # fmt: skip
     entry = next(e for e in daemon.audit() if e["event"] == "failover")
     assert (entry["from"], entry["to"]) == ("ca-a", "ca-b")
     if mode == "alternate":
@@ -79,3 +82,24 @@ def test_a_second_failure_inside_hold_down_moves_at_once(lab: Lab, tmp_path: Pat
     assert moves == [("ca-a", "ca-b"), ("ca-b", "ca-a")]
     assert not any(e["event"] == "refusal" for e in daemon.audit())
     assert target_of(a) == A
+
+
+def test_an_active_that_answers_429_for_ever_loses_the_name(lab: Lab, tmp_path: Path) -> None:
+    """Overloaded is inconclusive, not healthy: nobody can confirm the active, so after the
+    bound (`inconclusive_after`, default the settle window) it is UNHEALTHY and the name moves
+    to the healthy standby."""
+    a, b = lab.pebble("ca-a"), lab.pebble("ca-b")
+    proxy = lab.fault_proxy(a)
+    bind = lab.bind()
+    config = write_config(tmp_path / "config.yaml", lab, bind, [a, b], {"checks": CHECKS})
+    config.write_text(config.read_text().replace(a.directory_url, proxy.directory_url))
+    daemon = lab.daemon(config)
+    wait_for(lambda: _instances(daemon)["ca-a"]["state"] == "healthy", 10, "ca-a healthy")
+    proxy.mode = "rate_limited"
+    bound = Checks.model_validate(CHECKS).inconclusive_bound
+    wait_for(lambda: all(s.rrset(NAME, "CNAME") == {B} for s in bind.servers),
+             bound + 2 * 1.0 + 0.8 + 3, "the name on ca-b")  # fmt: skip
+    wait_for(lambda: any(e["event"] == "failover" for e in daemon.audit()), 5, "the audit")
+    entry = next(e for e in daemon.audit() if e["event"] == "failover")
+    assert (entry["from"], entry["to"]) == ("ca-a", "ca-b")
+    assert "inconclusive for" in entry["health"]["ca-a"]["reason"]

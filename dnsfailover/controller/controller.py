@@ -1,0 +1,400 @@
+"""What the daemon feeds: health, every service's change, coordination, and what status shows.
+
+`Controller` wires the layers for the daemon, on its controller thread: a probe result goes to
+the health tracker (and a state change to the journal and the hooks, as a recovery); a change
+of health, a tick, an operator's request or a finished step becomes an event for the service's
+record (`Changes`, changes.py), whose actions the carrier runs on the workers. With several
+controllers the coordination rounds come in here too: a change of leadership is a `Lead`
+event for every service, and the leader's decisions are made from the sites' quorum.
+`health.json`, the metrics and systemd's status line are written from here.
+Imports the controller's modules and everything below; the daemon (the shell around it:
+signals, the loop, reload) imports it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from dnsfailover.controller import documents, telemetry
+from dnsfailover.controller.carrier import Flights
+from dnsfailover.controller.changes import Changes, Context
+from dnsfailover.controller.journal import Journal, measurements
+from dnsfailover.controller.leadership import Leadership
+from dnsfailover.controller.machine import Do, Done, Lead, Rules, Tick, Wake
+from dnsfailover.controller.pipeline import Pipeline
+from dnsfailover.controller.report import Intent, Origin, Report
+from dnsfailover.controller.runtime import ProbeJob, Runtime
+from dnsfailover.controller.state import StateStore
+from dnsfailover.controller.workers import Flight
+from dnsfailover.errors import StateError
+from dnsfailover.health import HealthSnapshot, HealthTracker, InstanceHealth, State
+from dnsfailover.metrics import Metrics
+from dnsfailover.notify import Notifications
+from dnsfailover.results import ProbeResult
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF = 30.0  # the longest wait before retrying a service whose change failed
+
+
+class Controller:
+    def __init__(
+        self,
+        runtime: Runtime,
+        dry_run: bool,
+        flights: Flights,
+        wake_coordination: Callable[[], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.runtime = runtime
+        self.clock = clock
+        self.flights = flights
+        self._dry_run_flag = dry_run
+        config = runtime.config
+        self.store = StateStore(config.state_dir)
+        self.tracker = HealthTracker()
+        self.metrics = Metrics()
+        self.outcomes = telemetry.Outcomes(self.metrics)
+        self.notifications = self._notifications()
+        self.journal = Journal(self.store, [self._notify])
+        self.pipeline = Pipeline(self.store, clock, dry_run=dry_run or config.dry_run)
+        # Several controllers (coordination:): only the leader decides and writes, from the
+        # quorum of the sites' reports; it first moves each service's fence to its token.
+        self.leadership = None
+        if config.coordination is not None:
+            self.leadership = Leadership(
+                config.coordination,
+                self.store,
+                self.journal,
+                wake_coordination,
+                clock,
+                stale_after=3 * config.longest_interval,
+                handover_after=config.handover_bound,
+            )
+        leadership = self.leadership
+        context = Context(
+            runtime=lambda: self.runtime,
+            health=self.health,
+            settle_until=lambda key: self.settle_until.get(key, -math.inf),
+            site=leadership.site if leadership else None,
+            may_write=leadership.may_write if leadership else lambda: True,
+            concluded=self._concluded,
+            verified=lambda report: telemetry.record_verification(self.metrics, report),
+        )
+        self.changes = Changes(self.pipeline, self.journal, self._rules, context, flights)
+        self.settle_until: dict[str, float] = {}
+        self.ready = False
+        self._seen_jobs: set[str] = set()
+        self._job_keys: set[str] = set()
+        self._unsettled_told: set[tuple[str, str]] = set()
+        self._retired: list[Runtime] = []  # replaced by a reload, closed once no step uses them
+        self._last_turn = time.monotonic()  # the loop's last turn (silence is judged each turn)
+        self._quiet_until = -math.inf  # after a stall of our own, silence is not judged
+        self._register(runtime)
+
+    def _notifications(self) -> Notifications:
+        failed = self.metrics.notifications_failed
+        return Notifications(self.runtime.config.notify, lambda kind: failed.labels(kind).inc())
+
+    def _notify(self, entry: dict[str, Any]) -> None:
+        """An event from the journal: count refusals, and tell the hooks."""
+        if entry.get("event") in ("refusal", "all_down"):
+            self.metrics.refusals.labels(entry["service"], entry.get("rule") or "").inc()
+        self.notifications.send(entry)
+
+    @property
+    def tick(self) -> float:
+        intervals = [s.checks.interval for s in self.runtime.config.services.values()]
+        return max(1.0, min([10.0, *intervals]))
+
+    def _rules(self, key: str) -> Rules:
+        return Rules(
+            first_backoff=self.tick,
+            max_backoff=MAX_BACKOFF,
+            coordinated=self.leadership is not None,
+            dry_run=self.pipeline.dry_run,
+            verify=self.runtime.config.services[key].client_verify,
+        )
+
+    def _register(self, runtime: Runtime) -> None:
+        """Track the runtime's checks; health of checks that stay carries over a reload. The
+        settle window starts again for every service."""
+        now = self.clock()
+        for job in runtime.jobs:
+            self.tracker.register(job.service, job.instance, job.probe.check, job.probe.required,
+                                  inconclusive_after=job.inconclusive_after, now=now)  # fmt: skip
+        self.tracker.keep_only({(j.service, j.instance, j.probe.check) for j in runtime.jobs})
+        self._job_keys = {j.key for j in runtime.jobs}
+        try:
+            entries, _ = self.store.read_audit()
+        except StateError:
+            entries = []
+        for key, service in runtime.config.services.items():
+            health = self.tracker.instances(key, now)
+            new = key not in self.changes.records
+            telemetry.init_service(self.metrics, key, health, new=new)
+            self.outcomes.start(key, service, measurements(entries, key))
+        self.settle_until = {
+            key: now + service.checks.settle_window
+            for key, service in runtime.config.services.items()
+        }
+        self._unsettled_told.clear()
+
+    # ------------------------------------------------------------------ start, reload, stop
+
+    def start(self) -> None:
+        if self.leadership is not None:
+            self.leadership.start()
+
+    def swap(self, runtime: Runtime) -> None:
+        """A reload: the new runtime in, the old one closed once no step uses it."""
+        old = self.runtime.config
+        if runtime.config.coordination != old.coordination:
+            log.warning("reload: the coordination section changes only at restart; keeping it")
+        if runtime.config.state_dir != old.state_dir:
+            log.warning("reload: state_dir changes only at restart; keeping %s",
+                        self.store.directory)  # fmt: skip
+        self._retired.append(self.runtime)  # its steps in flight finish against it
+        self.runtime = runtime
+        self._close_retired()
+        self._register(runtime)
+        self.notifications.close()
+        self.notifications = self._notifications()
+        self.pipeline.dry_run = self._dry_run_flag or runtime.config.dry_run
+        self.metrics.reloads.labels("ok").inc()
+
+    def reload_failed(self, error: str) -> None:
+        self.metrics.reloads.labels("failed").inc()
+        self.journal.event("reload_failed", error=error)
+
+    def stop(self, left: list[Flight]) -> None:
+        """After the steps in flight had their grace: the ones still writing are abandoned."""
+        self.changes.stopping = True
+        if self.leadership is not None:
+            self.leadership.stop()  # after the writes: the lease covered them
+        for flight in left:
+            report = flight.payload
+            if flight.kind is not Do.WRITE or not isinstance(report, Report):
+                continue
+            report.abandoned = True
+            log.error("write_abandoned service=%s change=%s after=%.1fs (shutdown_grace %s)",
+                      flight.service, report.change, flight.age(time.monotonic()),
+                      self.runtime.config.shutdown_grace)  # fmt: skip
+            self.journal.decision(report)
+        self.notifications.close()
+        self.metrics.close()
+        for runtime in (*self._retired, self.runtime):
+            runtime.close()
+
+    def _close_retired(self) -> None:
+        busy = self.flights.owners()
+        for old in [r for r in self._retired if id(r) not in busy]:
+            old.close()
+            self._retired.remove(old)
+
+    # ------------------------------------------------------------------ events in
+
+    def observe(self, job: ProbeJob, result: ProbeResult, changed: dict[str, float]) -> None:
+        """A probe result: health, metrics; a service whose instance changed state is noted
+        with when that result finished (its change's trigger)."""
+        if job.key not in self._job_keys:
+            return  # a result from before a reload, for a probe that is gone
+        self._seen_jobs.add(job.key)
+        if self.leadership is not None:
+            self.leadership.beat()
+        telemetry.record_probe(self.metrics, job, result)
+        before, after = self.tracker.observe(job.service, job.instance, result, job.rise, job.fall,
+                                             now=self.clock())  # fmt: skip
+        self._health_changed(job.service, before, after, result.observed_at + result.latency,
+                             changed)  # fmt: skip
+
+    def _health_changed(
+        self,
+        service: str,
+        before: InstanceHealth,
+        after: InstanceHealth,
+        at: float,
+        changed: dict[str, float],
+    ) -> None:
+        telemetry.record_health(self.metrics, service, after)
+        if before.state is after.state:
+            return
+        if before.state is State.UNHEALTHY and after.state is State.HEALTHY:
+            self.journal.event("recovery", service, notify=True, instance=after.name,
+                               reason=after.reason)  # fmt: skip
+        log.info("health_changed service=%s instance=%s from=%s to=%s reason=%s", service,
+                 after.name, before.state.value, after.state.value, after.reason)  # fmt: skip
+        changed.setdefault(service, at)
+
+    def silence(self, changed: dict[str, float]) -> None:
+        """Time passed without results: a check with no passing result for its bound turns
+        UNHEALTHY by silence alone. Not right after this loop itself stalled (a gap longer than
+        a tick): for one interval and timeout after that, our own silence is not the
+        instances'."""
+        now, gap = self.clock(), time.monotonic() - self._last_turn
+        self._last_turn = time.monotonic()
+        if gap > 2 * self.tick:
+            checks = [s.checks for s in self.runtime.config.services.values()]
+            self._quiet_until = now + max([0.0, *(c.interval + c.timeout for c in checks)])
+            log.warning("loop_stalled seconds=%.1f: silence is not judged until it has passed",
+                        gap)  # fmt: skip
+        if now < self._quiet_until:
+            return
+        for service, before, after in self.tracker.advance(now):
+            self._health_changed(service, before, after, now, changed)
+
+    def seen_every_probe(self) -> bool:
+        return self._seen_jobs >= self._job_keys
+
+    def land(self, flight: Flight, stopping: bool) -> None:
+        """A step finished on a worker: its outcome back to the service's record."""
+        self.flights.land(flight)
+        self._close_retired()
+        self.changes.stopping = self.changes.stopping or stopping
+        self.changes.feed(flight.service, Done(flight.kind, flight.payload))  # type: ignore[arg-type]
+
+    def wake(self, changed: Mapping[str, float]) -> None:
+        for service in sorted(changed):
+            self.changes.feed(service, Wake(Intent(trigger_at=changed[service])))
+
+    def cycle(self, stopped: Callable[[], bool]) -> None:
+        """Every service's tick (an operator's request first, for a leader); then report. With
+        several controllers: read DNS, publish our report, hand over if we cannot lead."""
+        if self.leadership is not None:
+            self.leadership.tick(self.snapshot(), self._read_dns)
+        for service in self.runtime.config.services:
+            if stopped():
+                return
+            try:
+                self._requests(service)
+                self.changes.feed(service, Tick())
+            except Exception:  # a bug in one service's tick must not stop the others
+                log.exception("cycle_crashed service=%s", service)
+        self._tell_unsettled()
+        self.write_health()
+        self.metrics.last_cycle.set(self.clock())
+
+    def _requests(self, service: str) -> None:
+        """The leader carries out an operator's failover request (from any controller's CLI)."""
+        if self.leadership is None or self.leadership.token is None:
+            return
+        request = self.leadership.take_request(service)
+        if request is not None:
+            intent = Intent(Origin.OPERATOR, request.to, request.reason, request.id)
+            self.changes.feed(service, Wake(intent))
+
+    # ------------------------------------------------------------------ several controllers
+
+    def health(self, service: str) -> Mapping[str, InstanceHealth]:
+        """What the policy decides from: this controller's view, or the sites' quorum."""
+        own = self.tracker.instances(service, self.clock())
+        return own if self.leadership is None else self.leadership.health(service, own)
+
+    def publish(self, changed: Mapping[str, float]) -> None:
+        """This site's report for the other controllers at once when a verdict changed (and
+        every tick: `Leadership.tick`)."""
+        if self.leadership is not None and (changed or not self.ready):
+            self.leadership.publish(self.snapshot())
+
+    def _read_dns(self) -> None:
+        """Read every service's record once (raises the first failure): can this site reach
+        its DNS service? Runs on the leadership's reader thread."""
+        runtime = self.runtime
+        for service in runtime.config.services.values():
+            runtime.provider_for(service).read(service.name, service.type)
+
+    def coordination_changed(self, force: bool = False) -> bool:
+        """A coordination round saw something new: True when we lead (every service is then
+        ticked: a new leader moves each fence first, a new report may change a decision)."""
+        if self.leadership is None:
+            return force
+        before = self.leadership.token
+        leading = self.leadership.changed()
+        if self.leadership.token != before or force:
+            for service in self.runtime.config.services:
+                self.changes.feed(service, Lead(self.leadership.token))
+        if not leading:
+            self.write_health()
+        return leading
+
+    def _concluded(self, report: Report) -> None:
+        if self.leadership is not None and report.fence is not None:
+            self.leadership.share(report)
+            if report.applied:
+                self.leadership.reach.ok(time.monotonic())
+            elif report.transient and report.error is not None:
+                self.leadership.reach.failed(time.monotonic(), report.error)
+        settings = self.runtime.config.services.get(report.service)
+        if settings is not None:
+            active = self.changes.record(report.service).active
+            self.outcomes.concluded(report, settings, active, self._flips_last_hour(report.service))
+
+    def _flips_last_hour(self, service: str) -> int:
+        try:
+            flips = self.store.load().flip_times(service)
+        except StateError:
+            return 0
+        now = self.clock()
+        return sum(1 for t in flips if now - t < 3600)
+
+    # ------------------------------------------------------------------ what status shows
+
+    def snapshot(self) -> HealthSnapshot:
+        return self.tracker.snapshot(self.clock())
+
+    def _tell_unsettled(self) -> None:
+        """Once per settle window: instances undecided after it (flapping: `unsettled`, or with
+        no passing result: `inconclusive`; UNHEALTHY by the tracker's rule) go to the log and
+        the audit."""
+        now = self.clock()
+        for service, until in self.settle_until.items():
+            if now < until:
+                continue
+            for name, health in self.tracker.instances(service, now).items():
+                inconclusive = any(c.inconclusive_for is not None
+                                   for c in health.checks.values() if c.required)  # fmt: skip
+                if health.state is State.HEALTHY or (service, name) in self._unsettled_told:
+                    continue
+                if health.unsettled_for is None and not inconclusive:
+                    continue
+                self._unsettled_told.add((service, name))
+                event = "inconclusive" if inconclusive else "unsettled"
+                log.warning("%s service=%s instance=%s reason=%s",
+                            event, service, name, health.reason)  # fmt: skip
+                self.journal.event(event, service, instance=name, reason=health.reason)
+
+    def status_line(self) -> str:
+        services = list(self.runtime.config.services)
+        busy = {s for s in services if self.flights.busy(s)}
+        return documents.status_line(services, self.changes.active(), self.changes.last(), busy)
+
+    def write_health(self) -> None:
+        services = self.runtime.config.services
+        writing = documents.writing_summary(
+            self.changes.unconfirmed(), self.flights.flights(), time.monotonic()
+        )
+        telemetry.record_writing(self.metrics, services, writing)
+        quorum, coordination = None, None
+        if self.leadership is not None:
+            quorum = {service: self.health(service) for service in services}
+            coordination = self.leadership.status()
+            telemetry.record_coordination(self.metrics, self.leadership.view(), coordination)
+            for service, health in quorum.items():
+                telemetry.record_quorum(self.metrics, service, health)
+        document = documents.health_document(
+            self.snapshot(),
+            self.changes.active(),
+            self.changes.last(),
+            writing,
+            self.settle_until,
+            coordination,
+            quorum,
+        )
+        try:
+            self.store.save_health(document)
+        except StateError as e:
+            log.error("health_not_saved error=%s", e)
