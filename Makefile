@@ -10,9 +10,9 @@ APT_PACKAGES := pebble bind9 bind9-utils bind9-dnsutils openssl iproute2 util-li
 BENCH_PACKAGES := nginx-light prometheus-blackbox-exporter
 LINT_PATHS  := dnsfailover tests lab scripts bench
 PARTS       ?=
-# pytest-xdist workers, each in a network namespace of its own (tests/conftest.py): the tests
-# mostly wait on servers, two cores run two workers; TEST_WORKERS=0 runs in one process.
-TEST_WORKERS ?= 2
+# pytest-xdist workers, each in a network namespace of its own (tests/conftest.py). The tests
+# mostly wait on servers (3 workers keep two cores about half busy); TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 3
 
 .PHONY: test demo bench lint unit deps system-deps clean
 
