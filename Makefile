@@ -14,7 +14,7 @@ PARTS       ?=
 # mostly wait on servers (3 workers keep two cores about half busy); TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 3
 
-.PHONY: test demo bench lint unit deps system-deps clean
+.PHONY: test demo bench lint unit deps system-deps clean dist deb systemd-check
 
 test: deps lint  ## everything: lint, types, unit and integration tests against real servers
 	scripts/isolated $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
@@ -28,6 +28,23 @@ bench: deps  ## benchmarks (about 40 min): bench/results/*.json and bench/RESULT
 
 unit: deps  ## the pure core only, no servers
 	$(PY) -m pytest --ignore=tests/integration
+
+dist: deps  ## sdist and wheel in build/dist/; the wheel and every dependency in build/wheelhouse/
+	rm -rf build/dist
+	$(PY) -m build --outdir build/dist .
+	rm -f build/wheelhouse/dnsfailover-*.whl  # pip wheel keeps a file of the same name
+	$(PY) -m pip wheel --quiet --disable-pip-version-check --wheel-dir build/wheelhouse build/dist/dnsfailover-*.whl
+
+deb: dist  ## build/deb/dnsfailover_*.deb: a venv in /opt/venvs/dnsfailover built from build/wheelhouse
+	@scripts/apt-ensure debhelper dpkg-dev python3-venv
+	rm -rf build/deb && mkdir -p build/deb/src
+	cp -r debian systemd configs docs README.md build/deb/src/
+	cd build/deb/src && WHEELHOUSE=$(CURDIR)/build/wheelhouse dpkg-buildpackage -b --no-sign
+	ls -l build/deb/*.deb
+
+systemd-check: deb  ## the .deb in a Debian 12 container booted by systemd-nspawn: start, failover, reload, watchdog, stop
+	@scripts/apt-ensure systemd-container mmdebstrap
+	scripts/systemd-check.py build/deb/dnsfailover_*.deb
 
 lint: deps
 	$(VENV)/bin/ruff check $(LINT_PATHS)

@@ -74,6 +74,28 @@ def commit() -> str:
     return head + ("-dirty" if changed else "")
 
 
+def previous(part: str) -> dict[str, Any] | None:
+    """The figures a run replaces (commit, date, results without samples), for a report to
+    set next to its own; a quick run replaces nothing, so its predecessor's are kept."""
+    path = RESULTS / f"{part}.json"
+    if not path.exists():
+        return None
+    document = json.loads(path.read_text())
+    if document.get("quick"):
+        return document["results"].get("previous")  # type: ignore[no-any-return]
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in ("samples", "previous")}
+        return value
+
+    return {
+        "commit": document["commit"],
+        "date": document["date"],
+        "results": strip(document["results"]),
+    }
+
+
 def render() -> str:
     lines = [
         "# Benchmark results",
@@ -118,6 +140,7 @@ def main(argv: list[str]) -> int:
         print(f"bench: {part} ...", file=sys.stderr, flush=True)
         started = time.monotonic()
         results = module.run(quick=args.quick)
+        results["previous"] = previous(part)
         document = {
             "part": part,
             "commit": commit(),

@@ -3,9 +3,14 @@
 Checks interval 1 s, timeout 800 ms, rise 2, fall 2; lease_ttl 2 s (renew deadline 1.33 s).
 1. `takeover`: the active CA is killed (a) with one controller alone (no coordination, the
    baseline), (b) with three controllers, the leader alive, (c) with three, and the leader
-   SIGKILLed at the same moment. Measured: kill → the secondary serving the other CA. Target
-   for (c): p99 ≤ p99 of (a) + lease_ttl + 1 s. One cluster per shape; the CA comes back and
-   the next run kills the other one, so that no run waits for a failback.
+   SIGKILLed at the same moment, (d) with three, the leader's site cut from BIND (nftables,
+   its DNS path only) at the same moment: the leader hands over and the successor writes.
+   Measured: kill → the secondary serving the other CA (for (d), written by another site).
+   Target for (b): median ≤ (a)'s + 0.15 s; for (c): p99 ≤ p99 of (a) + lease_ttl + 1 s.
+   (a) and (b) share one cluster, in alternating blocks of runs, so that both see the same
+   load; (c) and (d) have one cluster each. A run starts when every site sees both CAs
+   healthy; the CA comes back and the next run kills the other one, so that no run waits for
+   a failback.
 2. `fencing`: the leader is armed to freeze itself (SIGSTOP) between reading the fence and
    sending its UPDATE; the active CA is killed; once a successor leads and its failover is
    served, the old leader is thawed with its write in flight. Counted: stale writes accepted
@@ -34,9 +39,13 @@ from lab import Lab
 from lab.coordination import A, B, Cluster, is_stopped
 from lab.process import LabError
 from lab.scenario import NAME, wait_for
+from lab.sites import NETWORK
 
 LEASE = 2.0
 DETECTION = 2 * 1.0 + 0.8
+HANDOVER = 2 * 1.0 + 2.0  # handover_after's default: 2 × the interval + the provider's timeout
+BIND = f"{NETWORK}.1"  # the lab's BIND (primary and secondary) on the sites' bridge
+BLOCK = 5  # runs of one shape before the shared cluster switches to the other
 PARTIAL = Path(__file__).resolve().parent / "results" / "coordination.partial.json"
 
 
@@ -44,45 +53,111 @@ def _served_on_secondary(cluster: Cluster) -> set[str]:
     return cluster.bind.secondary.rrset(NAME, "CNAME")
 
 
-def _ready(cluster: Cluster, coordinated: bool) -> None:
+def _healthy(daemon: Any) -> bool:
+    """Both CAs healthy in the daemon's own view, and in its quorum's when it leads."""
+    service = (daemon.health() or {}).get("services", {}).get("acme") or {}
+    views = [service.get("instances") or {}, service.get("quorum") or {}]
+    return len(views[0]) == 2 and all(
+        i["state"] == "healthy" for view in views for i in view.values()
+    )
+
+
+def _ready(cluster: Cluster, coordinated: bool, dns: bool = False) -> None:
+    """Settled: (coordinated) a fenced leader, every site reporting (`dns`: and reaching
+    DNS), and every site sees both CAs healthy."""
     if coordinated:
         leader = cluster.wait_leader(timeout=30)
         cluster.wait_fenced(leader)
         for site in cluster.daemons:
             cluster.wait_reporting(site)
+            if dns:
+                wait_for(lambda s=site: cluster.coordination(s).get("dns", {}).get("reachable"),
+                         HANDOVER + 10, f"{site} reaches DNS")  # fmt: skip
+    for site, daemon in cluster.daemons.items():
+        wait_for(lambda d=daemon: _healthy(d), 20, f"both CAs healthy at {site}")
+
+
+def _start(cluster: Cluster, coordinated: bool) -> None:
+    if coordinated:
+        cluster.start()
     else:
-        daemon = next(iter(cluster.daemons.values()))
-        wait_for(lambda: all(i["state"] == "healthy" for i in
-                             (daemon.health() or {})["services"]["acme"]["instances"].values()),
-                 20, "both CAs healthy")  # fmt: skip
+        cluster.start("east", coordinated=False)
 
 
-def takeover(shape: str, reps: int) -> list[float]:
+def _stop(cluster: Cluster) -> None:
+    for daemon in cluster.daemons.values():
+        daemon.stop()
+    cluster.daemons.clear()
+
+
+def _takeover_once(cluster: Cluster, shape: str) -> tuple[float, str | None]:
+    """Kill the active CA (with the shape's fault); seconds until the secondary serves the
+    other CA, and the site that wrote it (None: one controller alone)."""
     coordinated = shape != "alone"
-    samples = []
+    _ready(cluster, coordinated, dns=shape == "dns_cut")
+    pebbles = {A: cluster.a, B: cluster.b}
+    [active] = _served_on_secondary(cluster)
+    other = B if active == A else A
+    leader = cluster.leader() if coordinated else None
+    before = {site: len(cluster.writes(site)) for site in cluster.daemons}
+    if shape == "dns_cut" and leader is not None:
+        cluster.sites[leader].cut([BIND])  # its DNS path only: etcd and the CAs still answer
+    killed = time.monotonic()
+    pebbles[active].kill()
+    if shape == "leader_killed" and leader is not None:
+        cluster.daemons[leader].kill()
+    wait_for(lambda: _served_on_secondary(cluster) == {other}, 60, "the other CA served")
+    took = time.monotonic() - killed
+    writer = None
+    if coordinated:
+
+        def wrote() -> list[str]:
+            return [s for s, d in cluster.daemons.items()
+                    if d.running() and len(cluster.writes(s)) > before[s]]  # fmt: skip
+
+        wait_for(lambda: bool(wrote()), 10, "the write audited")
+        [writer] = wrote()
+    pebbles[active].start()
+    if shape == "leader_killed" and leader is not None:
+        cluster.restart(leader)
+    if shape == "dns_cut" and leader is not None:
+        cluster.sites[leader].heal()
+        if writer == leader:
+            raise LabError(f"the leader cut from DNS ({leader}) wrote the failover")
+    return took, writer
+
+
+def takeover(shape: str, reps: int) -> dict[str, Any]:
+    samples, writers = [], []
     with Lab() as lab:
         cluster = Cluster(lab, lab.directory / "cluster")
-        if coordinated:
-            cluster.start()
-        else:
-            cluster.start("east", coordinated=False)
-        pebbles = {A: cluster.a, B: cluster.b}
+        _start(cluster, shape != "alone")
         for _ in range(reps):
-            _ready(cluster, coordinated)
-            [active] = _served_on_secondary(cluster)
-            other = B if active == A else A
-            leader = cluster.leader() if coordinated else None
-            killed = time.monotonic()
-            pebbles[active].kill()
-            if shape == "leader_killed" and leader is not None:
-                cluster.daemons[leader].kill()
-            wait_for(lambda o=other: _served_on_secondary(cluster) == {o}, 60,
-                     "the other CA served")  # fmt: skip
-            samples.append(time.monotonic() - killed)
-            pebbles[active].start()
-            if shape == "leader_killed" and leader is not None:
-                cluster.restart(leader)
-    return samples
+            took, writer = _takeover_once(cluster, shape)
+            samples.append(took)
+            writers.append(writer)
+    return {"samples": samples, "writers": writers}
+
+
+def takeover_pair(reps: int) -> dict[str, dict[str, Any]]:
+    """One controller alone and three with a live leader, on one cluster, in alternating
+    blocks of BLOCK runs: the two are compared under the same load."""
+    found: dict[str, dict[str, Any]] = {s: {"samples": [], "writers": []}
+                                        for s in ("alone", "leader_alive")}  # fmt: skip
+    with Lab() as lab:
+        cluster = Cluster(lab, lab.directory / "cluster")
+        while any(len(f["samples"]) < reps for f in found.values()):
+            for shape, f in found.items():
+                runs = min(BLOCK, reps - len(f["samples"]))
+                if not runs:
+                    continue
+                _start(cluster, shape != "alone")
+                for _ in range(runs):
+                    took, writer = _takeover_once(cluster, shape)
+                    f["samples"].append(took)
+                    f["writers"].append(writer)
+                _stop(cluster)
+    return found
 
 
 def _armed(cluster: Cluster, site: str) -> Path:
@@ -284,11 +359,13 @@ def run(quick: bool = False) -> dict[str, Any]:
     sections = os.environ.get("BENCH_SECTIONS", "takeover fencing site_cut member_loss flap")
 
     def takeovers() -> dict[str, Any]:
-        found = {}
-        for shape in ("alone", "leader_alive", "leader_killed"):
-            samples = takeover(shape, reps)
-            found[shape] = {**summary(samples), "p99": percentile(samples, 99), "samples": samples}
-        return found
+        runs = takeover_pair(reps)
+        for shape in ("leader_killed", "dns_cut"):
+            runs[shape] = takeover(shape, reps)
+        return {
+            shape: {**summary(r["samples"]), "p99": percentile(r["samples"], 99), **r}
+            for shape, r in runs.items()
+        }
 
     measures: dict[str, Callable[[], Any]] = {
         "takeover": takeovers,
@@ -299,7 +376,26 @@ def run(quick: bool = False) -> dict[str, Any]:
     }
     for name in sections.split():
         _section(results, name, measures[name])
+    _carry(results, [name for name in measures if name not in sections.split()])
     return results
+
+
+def _carry(results: dict[str, Any], names: list[str]) -> None:
+    """Sections not run this time keep the figures of the run before, marked as such."""
+    path = PARTIAL.with_name("coordination.json")
+    if not names or not path.exists():
+        return
+    document = json.loads(path.read_text())
+    before = document["results"]
+    carried = before.get("carried") or {}
+    for name in names:
+        if name in before:
+            results[name] = before[name]
+            results.setdefault("carried", {})[name] = (
+                carried.get(name) or f"commit `{document['commit']}`, {document['date']}"
+            )
+    if "fencing" in names and before.get("fencing_commit"):
+        results["fencing_commit"] = before["fencing_commit"]
 
 
 def report(results: dict[str, Any]) -> list[str]:
@@ -311,9 +407,34 @@ def report(results: dict[str, Any]) -> list[str]:
     target = t["alone"]["p99"] + LEASE + 1
     killed = t["leader_killed"]
     met = "met" if killed["p99"] <= target else "MISSED"
+    alive_target = t["alone"]["median"] + 0.15
+    alive_met = "met" if t["leader_alive"]["median"] <= alive_target else "MISSED"
     f, c, m, fl = results["fencing"], results["site_cut"], results["member_loss"], results["flap"]
     gap = m["longest_no_writer_seconds"]
     served = f["kill_to_successor_served"]
+    shapes = [
+        ("alone", "one controller, no coordination", "baseline"),
+        (
+            "leader_alive",
+            "three controllers, leader alive (same cluster as the baseline, alternating)",
+            f"median ≤ {alive_target:.2f} (baseline + 0.15 s): {alive_met}",
+        ),
+        (
+            "leader_killed",
+            "three controllers, leader SIGKILLed too",
+            f"p99 ≤ {target:.2f} (baseline p99 + lease_ttl + 1 s): {met}",
+        ),
+    ]
+    if "dns_cut" in t:
+        cut = t["dns_cut"]
+        others = sum(1 for w in cut.get("writers", []) if w is not None)
+        shapes.append(
+            (
+                "dns_cut",
+                "three controllers, the leader's site cut from BIND too (the successor writes)",
+                f"- (written by another site in {others} of {cut['n']})",
+            )
+        )
     return [
         f"{results['settings']['reps']} runs per takeover shape; checks "
         f"{results['settings']['checks']}, lease_ttl {LEASE:.0f} s; seconds, median / p99 / max.",
@@ -323,15 +444,7 @@ def report(results: dict[str, Any]) -> list[str]:
         *(
             f"| CA killed → secondary serves the other CA: {label} "
             f"| {t[k]['median']:.2f} / {t[k]['p99']:.2f} / {t[k]['max']:.2f} | {goal} |"
-            for k, label, goal in (
-                ("alone", "one controller, no coordination", "baseline"),
-                ("leader_alive", "three controllers, leader alive", "-"),
-                (
-                    "leader_killed",
-                    "three controllers, leader SIGKILLed too",
-                    f"p99 ≤ {target:.2f} (baseline p99 + lease_ttl + 1 s): {met}",
-                ),
-            )
+            for k, label, goal in shapes
         ),
         "| leader frozen past its lease, thawed with its write in flight: stale writes accepted "
         + (f"(commit {results['fencing_commit']}) " if results.get("fencing_commit") else "")
@@ -353,4 +466,31 @@ def report(results: dict[str, Any]) -> list[str]:
         f"| active CA frozen 5 s / thawed 5 s for {fl['seconds']:.0f} s: writes / real changes "
         f"| {fl['writes']} / {fl['freezes']}, writers {', '.join(fl['writers'])}, ping-pong "
         f"{fl['ping_pong']}, serial delta {fl['serial_delta']} | writes = changes, 0 ping-pong |",
+        *_notes(results),
     ]
+
+
+def _notes(results: dict[str, Any]) -> list[str]:
+    """The takeover figures this run replaced, and the sections carried from an earlier run."""
+    lines = []
+    previous = (results.get("previous") or {}).get("results", {}).get("takeover")
+    if previous:
+        then = "; ".join(
+            f"{k} {v['median']:.2f} / {v['p99']:.2f}" for k, v in previous.items() if "median" in v
+        )
+        lines += [
+            "",
+            f"Takeover before (commit `{results['previous']['commit']}`, "
+            f"{results['previous']['date']}; median / p99): {then}. That run measured each shape "
+            "in a cluster of its own, one after the other, and started a coordinated run without "
+            "waiting for the CA restarted by the run before to be healthy again.",
+        ]
+    carried = results.get("carried") or {}
+    if carried:
+        lines += [
+            "",
+            "Not re-run here, figures of an earlier run: "
+            + "; ".join(f"{name} ({where})" for name, where in carried.items())
+            + ".",
+        ]
+    return lines

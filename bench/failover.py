@@ -275,6 +275,7 @@ def report(results: dict[str, Any]) -> list[str]:
                 cells.append(f"{_ms(values['median'])} / {_ms(values['p95'])}")
             row = [provider, shape, str(r["total"]["n"]), *cells, target]
             lines.append("| " + " | ".join(row) + " |")
+    lines += _previous(results)
     lines += [
         "",
         "Targets: overhead median ≤ 100 ms and p95 ≤ 250 ms; total median for killed ≤ 2.3 s"
@@ -287,4 +288,31 @@ def report(results: dict[str, Any]) -> list[str]:
         " with timeout = interval a hung probe ends just as its next run is due, and the"
         " scheduler dropped that run, so the second failure came one interval late.",
     ]
+    return lines
+
+
+def _previous(results: dict[str, Any]) -> list[str]:
+    """The figures this run replaced, next to its own (median / p95, ms)."""
+    previous = results.get("previous")
+    if not previous:
+        return []
+    lines = [
+        "",
+        f"Next to the run this one replaced (commit `{previous['commit']}`, {previous['date']}),"
+        " median / p95 in ms:",
+        "",
+        "| provider | shape | overhead then | overhead now | total then | total now |",
+        "|---|---|---|---|---|---|",
+    ]
+    for provider in ("rfc2136", "zonefile", "route53_moto"):
+        for shape, r in results.get(provider, {}).items():
+            then = previous["results"].get(provider, {}).get(shape)
+            if then is None:
+                continue
+            cells = [
+                f"{_ms(x[k]['median'])} / {_ms(x[k]['p95'])}"
+                for k in ("overhead", "total")
+                for x in (then, r)
+            ]
+            lines.append(f"| {provider} | {shape} | " + " | ".join(cells) + " |")
     return lines

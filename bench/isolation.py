@@ -191,17 +191,38 @@ def report(results: dict[str, Any]) -> list[str]:
     stuck = results["stuck_propagation"]["zone_file_flip_seconds"]
     ten = results["ten_services"]
     gap, last = ten["longest_heartbeat_gap_seconds"], ten["last_of_ten_written_seconds"]
+    previous = results.get("previous") or {}
+    then = previous.get("results") or {}
+    then_ten = then.get("ten_services") or {}
+    olds = [
+        (then.get("stuck_propagation") or {}).get("zone_file_flip_seconds"),
+        then_ten.get("longest_heartbeat_gap_seconds"),
+        then_ten.get("last_of_ten_written_seconds"),
+    ]
+
+    def cells(now: dict[str, float], old: dict[str, float] | None) -> str:
+        cell = f"{now['median']:.2f} s ({now['p95']:.2f})"
+        if previous:
+            cell += " | " + (f"{old['median']:.2f} s ({old['p95']:.2f})" if old else "-")
+        return cell
+
     lines = [
-        f"{results['settings']['reps']} repetitions each; median (p95).",
+        f"{results['settings']['reps']} repetitions each; median (p95)"
+        + (
+            f"; next to the run this one replaced (commit `{previous['commit']}`,"
+            f" {previous['date']})."
+            if previous
+            else "."
+        ),
         "",
-        "| measure | result |",
-        "|---|---|",
+        "| measure | result |" + (" then |" if previous else ""),
+        "|---|---|" + ("---|" if previous else ""),
         f"| service B (zone file) failover while A's propagation is stuck (detection ≈ 3 s) "
-        f"| {stuck['median']:.2f} s ({stuck['p95']:.2f}) |",
+        f"| {cells(stuck, olds[0])} |",
         f"| ten services fail over at once (Route 53, GetChange 1 s): controller loop's longest "
         f"pause (heartbeat gap; 0.1 s when the loop turns freely) "
-        f"| {gap['median']:.2f} s ({gap['p95']:.2f}) |",
-        f"| ... kill → the last of the ten written | {last['median']:.2f} s ({last['p95']:.2f}) |",
+        f"| {cells(gap, olds[1])} |",
+        f"| ... kill → the last of the ten written | {cells(last, olds[2])} |",
     ]
     before = results.get("before")
     if before:

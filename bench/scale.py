@@ -279,7 +279,7 @@ def report(results: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|---|---|",
     ]
     for key, r in results.items():
-        if key == "settings":
+        if key in ("settings", "previous"):
             continue
         for prober in ("ours", "blackbox", "blackbox_burst"):
             if prober not in r:

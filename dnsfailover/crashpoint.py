@@ -3,7 +3,8 @@
 `DNSFAILOVER_CRASHPOINT=NAME` makes the process SIGKILL itself when it reaches `crashpoint(NAME)`:
 just before a DNS write, just after one is acknowledged, or in the middle of a state write;
 `NAME:stop` makes it SIGSTOP itself there instead (a leader frozen with a write in flight, for
-the fencing drill in tests/integration/test_coordination.py). With
+the fencing drill in tests/integration/test_coordination.py); `NAME:hang` blocks the thread that
+reaches it for good (a stuck probe scheduler while the rest of the process goes on). With
 `DNSFAILOVER_CRASHPOINT_IF=PATH` as well, only while PATH exists (a benchmark arms one process
 of several, run after run).
 Unset (always, outside the drills) it costs one dictionary lookup. Imports nothing.
@@ -28,6 +29,8 @@ def crashpoint(name: str) -> None:
         return
     if wanted == name:
         os.kill(os.getpid(), signal.SIGKILL)
+    elif wanted == f"{name}:hang":
+        threading.Event().wait()
     elif wanted == f"{name}:stop":
         # To this thread: it takes the stop itself before it returns. Sent to the process,
         # another thread may take it, and this one ran on into the write for a moment.

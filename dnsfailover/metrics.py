@@ -3,14 +3,26 @@
 Names follow Prometheus conventions: base units (`_seconds`), `_total` for counters, labels for
 service, instance and check. The controller records into a `Metrics`; nothing else does.
 Imports nothing from the package: controller/telemetry.py fills the metrics.
+
+The HTTP server is bounded (issue 21): an idle connection costs a socket in one selector, not
+a thread; a connection is handed to a small pool only once its request arrives, and has a
+whole-request deadline there; idle connections past a cap or a timeout are closed. So a
+flood of idle connections cannot grow the daemon's threads, and a scrape still answers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import selectors
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import MetricsHandler
 
 log = logging.getLogger(__name__)
 
@@ -235,14 +247,12 @@ class Metrics:
 
     def serve(self, listen: str) -> None:
         host, _, port = listen.rpartition(":")
-        self._server, _thread = start_http_server(
-            int(port), addr=host.strip("[]"), registry=self.registry
-        )
+        self._server = MetricsServer((host.strip("[]"), int(port)), self.registry)
         log.info("metrics_listening address=%s", listen)
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
+            self._server.close()
             self._server = None
 
     def set_state(self, service: str, instance: str, state: str) -> None:
@@ -252,3 +262,101 @@ class Metrics:
     def set_active(self, service: str, instances: list[str], active: str | None) -> None:
         for name in instances:
             self.active.labels(service, name).set(name == active)
+
+
+class MetricsServer:
+    """Serves the registry over HTTP with a bounded number of threads: one for the selector,
+    `workers` for requests. At most `max_idle` connections wait for their request, each at
+    most `idle_timeout` seconds (the oldest is closed first); a request being served has
+    `request_timeout` per socket operation; beyond `workers` × 4 queued ones, new ones are
+    closed."""
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        registry: CollectorRegistry,
+        workers: int = 2,
+        max_idle: int = 64,
+        idle_timeout: float = 10.0,
+        request_timeout: float = 5.0,
+    ) -> None:
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self._listener = socket.socket(family, socket.SOCK_STREAM)
+        try:  # not socket.create_server: its OSError buries the cause in a longer strerror
+            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._listener.bind(address)
+            self._listener.listen(128)
+        except OSError:
+            self._listener.close()
+            raise
+        self._listener.setblocking(False)
+        self.address = self._listener.getsockname()[:2]
+        self._handler = MetricsHandler.factory(registry)
+        self._pool = ThreadPoolExecutor(workers, thread_name_prefix="metrics")
+        self._slots = threading.BoundedSemaphore(workers * 4)
+        self._max_idle, self._idle_timeout = max_idle, idle_timeout
+        self._request_timeout = request_timeout
+        self._idle: dict[socket.socket, float] = {}  # connection → when it was accepted
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._listener, selectors.EVENT_READ)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="metrics-http", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            for key, _ in self._selector.select(timeout=0.5):
+                if key.fileobj is self._listener:
+                    self._accept()
+                else:
+                    self._ready(key.fileobj)  # type: ignore[arg-type]
+            self._expire(time.monotonic() - self._idle_timeout)
+
+    def _accept(self) -> None:
+        try:
+            conn, _ = self._listener.accept()
+        except OSError:
+            return
+        if len(self._idle) >= self._max_idle:
+            self._drop(next(iter(self._idle)))  # the oldest idle connection makes room
+        self._idle[conn] = time.monotonic()
+        self._selector.register(conn, selectors.EVENT_READ)
+
+    def _ready(self, conn: socket.socket) -> None:
+        self._selector.unregister(conn)
+        del self._idle[conn]
+        if not self._slots.acquire(blocking=False):
+            conn.close()  # every worker busy and the queue full: shed the request
+            return
+        self._pool.submit(self._handle, conn)
+
+    def _handle(self, conn: socket.socket) -> None:
+        try:
+            conn.setblocking(True)
+            conn.settimeout(self._request_timeout)
+            self._handler(conn, conn.getpeername(), self)
+        except Exception as e:  # a client that resets or stalls is its own problem
+            log.debug("metrics_request_failed error=%s", type(e).__name__)
+        finally:
+            with contextlib.suppress(OSError):
+                conn.close()
+            self._slots.release()
+
+    def _expire(self, before: float) -> None:
+        for conn, since in list(self._idle.items()):
+            if since < before:
+                self._drop(conn)
+
+    def _drop(self, conn: socket.socket) -> None:
+        self._selector.unregister(conn)
+        del self._idle[conn]
+        conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for conn in list(self._idle):
+            self._drop(conn)
+        self._selector.close()
+        self._listener.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -177,7 +177,7 @@ class BindPair:
         )
         primary_extra = (
             f"notify explicit; also-notify {{ 127.0.0.1 port {secondary_port}; }}; "
-            f"notify-delay {notify_delay}; allow-transfer {{ key xfr-key; }};"
+            f"notify-delay {notify_delay}; notify-rate 1000; allow-transfer {{ key xfr-key; }};"
         )
         (directory / "primary").mkdir(exist_ok=True)
         (directory / "primary" / "example.test.zone").write_text(zone_text(hosts or {}))
@@ -203,7 +203,7 @@ class BindPair:
                 dir=directory / "secondary",
                 port=secondary_port,
                 listen=listen,
-                extra="allow-notify { 127.0.0.1; }; notify no;",
+                extra="allow-notify { 127.0.0.1; }; notify no; serial-query-rate 1000;",
             )
             + _SECONDARY_ZONE.format(primary_port=primary_port),
         )

@@ -2,11 +2,17 @@
 
 Rules are evaluated every second too. `query()` and `alerts()` use its HTTP API. The first
 scrape comes a few seconds after start (service discovery updates at most every 5 s): wait
-for `up == 1` (`wait_scraping`) before a drill.
+for `up == 1` (`scraping`) before a drill.
+
+`target` is one HOST:PORT, or a list of static configs (`{"targets": [...], "labels": {...}}`)
+for several controllers, each with its `site` as a target label (README, "Monitoring several
+controllers"). `honor_labels` stays true, as the README says: dnsfailover's `instance` label
+names the CA instance.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +24,14 @@ from lab.process import ManagedProcess
 
 
 class Prometheus(ManagedProcess):
-    def __init__(self, directory: Path, target: str, rule_files: list[Path]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        target: str | Sequence[Mapping[str, Any]],
+        rule_files: list[Path],
+    ) -> None:
         directory.mkdir(parents=True, exist_ok=True)
+        static = [{"targets": [target]}] if isinstance(target, str) else [dict(c) for c in target]
         self.port = free_port()
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -29,7 +41,7 @@ class Prometheus(ManagedProcess):
                 {
                     "job_name": "dnsfailover",
                     "honor_labels": True,
-                    "static_configs": [{"targets": [target]}],
+                    "static_configs": static,
                 }
             ],
         }
@@ -69,5 +81,7 @@ class Prometheus(ManagedProcess):
         states = {a["state"] for a in self.alerts() if a["labels"].get("alertname") == name}
         return "firing" if "firing" in states else next(iter(states), None)
 
-    def scraping(self) -> bool:
-        return any(r["value"][1] == "1" for r in self.query('up{job="dnsfailover"}'))
+    def scraping(self, targets: int = 1) -> bool:
+        """At least `targets` targets are up (`up == 1`)."""
+        up = self.query('up{job="dnsfailover"}')
+        return sum(r["value"][1] == "1" for r in up) >= targets

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from dnsfailover.probes.http import HttpClient, _Budget
+from dnsfailover.probes.http import HttpClient
+from dnsfailover.probes.transport import Budget
 
 
 def test_expiry_shuts_down_the_probe_socket() -> None:
     ours, peer = socket.socketpair()
-    budget = _Budget(time.monotonic() + 10)
+    budget = Budget(time.monotonic() + 10)
     budget.track(ours.fileno())
     budget.expire()
     assert peer.recv(1) == b""  # the probe's side was shut down
@@ -27,7 +28,7 @@ def test_expiry_leaves_a_reused_fd_number_alone() -> None:
     """A socket closed during a probe frees its number; another socket may get it."""
     ours, _ = socket.socketpair()
     number = ours.fileno()
-    budget = _Budget(time.monotonic() + 10)
+    budget = Budget(time.monotonic() + 10)
     budget.track(number)
     ours.close()
     other, other_peer = socket.socketpair()

@@ -58,11 +58,12 @@ def health(state: State) -> InstanceHealth:
     return InstanceHealth("a", state, 1.0, MappingProxyType({}), 1.0 if state is Y else None)
 
 
-def report(site: str, state: State, heartbeat: int, dns: bool = True) -> str:
+def report(site: str, state: State, heartbeat: int, dns: bool = True) -> tuple[str, str]:
+    """A site's report and its beat, as it publishes them."""
     snapshot = HealthSnapshot(
         0.0, MappingProxyType({"acme": MappingProxyType({"a": health(state)})})
     )
-    return sitereports.build(site, snapshot, heartbeat, dns, None)
+    return sitereports.build(site, snapshot), sitereports.build_beat(site, heartbeat, dns, None)
 
 
 @pytest.fixture
@@ -80,10 +81,12 @@ def lead(tmp_path: Path) -> Any:
     return leadership, stub, clock, store
 
 
-def with_reports(stub: StubCoordinator, **reports: str) -> None:
+def with_reports(stub: StubCoordinator, **published: tuple[str, str]) -> None:
+    reports = MappingProxyType({site: r for site, (r, _) in published.items()})
+    beats = MappingProxyType({site: b for site, (_, b) in published.items()})
     stub.current = View(stub.current.site, stub.current.leader, stub.current.token,
                         stub.current.leading, stub.current.renewed_at, stub.current.deadline,
-                        True, reports=MappingProxyType(reports))  # fmt: skip
+                        True, reports=reports, beats=beats)  # fmt: skip
 
 
 def test_a_site_whose_heartbeat_stops_stops_counting_by_the_readers_clock(lead: Any) -> None:
@@ -125,15 +128,16 @@ def test_our_own_verdicts_stop_counting_when_our_probing_stalls(lead: Any) -> No
 def test_a_report_that_is_not_one_counts_as_no_report(lead: Any, text: str) -> None:
     leadership, stub, _, _ = lead
     leadership.beat()
-    with_reports(stub, west=text, north=report("north", N, 1))
+    with_reports(stub, west=(text, report("west", N, 1)[1]), north=report("north", N, 1))
     quorum = leadership.health("acme", {"a": health(N)})["a"]
     assert quorum.state is N and [v.site for v in quorum.views] == ["east", "north"]
 
 
 def test_reasons_from_another_site_are_cleaned_and_capped() -> None:
-    document = json.loads(report("west", N, 1))
+    text, beat = report("west", N, 1)
+    document = json.loads(text)
     document["services"]["acme"]["a"]["reason"] = "bad\x00\x1b[31m" + "x" * 100_000
-    parsed = sitereports.parse("west", json.dumps(document))
+    parsed = sitereports.parse("west", json.dumps(document), beat)
     reason = parsed.verdicts["acme"]["a"].reason
     assert "\x00" not in reason and "\x1b" not in reason and len(reason) < 400
 
@@ -143,7 +147,7 @@ def test_a_report_is_kept_within_its_budget() -> None:
     snapshot = HealthSnapshot(0.0, MappingProxyType({
         f"s{i}": MappingProxyType({f"i{j}": long for j in range(40)}) for i in range(40)
     }))  # fmt: skip
-    assert len(sitereports.build("east", snapshot, 1, True, None)) <= sitereports.REPORT_BUDGET
+    assert len(sitereports.build("east", snapshot)) <= sitereports.REPORT_BUDGET
 
 
 # ----------------------------------------------------------------------------- reach
@@ -221,3 +225,27 @@ def test_a_leader_whose_probing_stalled_hands_over(lead: Any) -> None:
     with_reports(stub, west=report("west", Y, 2))
     leadership.consider_handover()
     assert stub.resigned == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 60000,
+        '{"version": 1, "flips": {"acme": [{"at": "now", "source": null, "target": "a",'
+        ' "rule": "x"}]}}',
+        '{"version": 1, "pins": {"acme": {"instance": [], "reason": "r", "at": 1}}}',
+        '{"version": 1, "requests": {"acme": {"id": 1}}}',
+    ],
+    ids=["deep", "time_not_a_number", "instance_not_a_string", "request_incomplete"],
+)
+def test_a_malformed_shared_document_changes_nothing_and_raises_nothing(
+    lead: Any, text: str
+) -> None:
+    """Anyone who can write the etcd prefix writes the shared document: a bad one is refused
+    where it is read, and the daemon goes on with what it had."""
+    leadership, stub, _, store = lead
+    stub.current = View("east", leader="east", token=9, leading=True, renewed_at=100.0,
+                        deadline=1e9, etcd_ok=True, shared=text)  # fmt: skip
+    assert leadership.changed()  # no exception out of the round
+    assert store.load().pins == {} and store.load().flips == {}
+    assert leadership.take_request("acme") is None

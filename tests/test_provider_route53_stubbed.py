@@ -75,7 +75,7 @@ def expected_swap() -> dict[str, Any]:
 def test_the_write_is_one_delete_exact_plus_create_batch(stubbed: Any) -> None:
     dns, stubber, _ = stubbed
     stubber.add_response("change_resource_record_sets", _change(), expected_swap())
-    assert dns.apply(Change(A, B)).token == "/change/C1"
+    assert dns.apply(Change(A, B)).change_id == "/change/C1"
 
 
 def test_invalid_change_batch_is_a_conflict(stubbed: Any) -> None:

@@ -55,7 +55,7 @@ def test_read_and_compare_and_swap(tmp_path: Path) -> None:
     dns = provider(tmp_path)
     assert dns.read(ACME, "CNAME") == EAST
     receipt = dns.apply(Change(EAST, WEST))
-    assert receipt.token == "2026112800"
+    assert receipt.change_id == "2026112800"
     assert dns.read(ACME, "CNAME") == WEST
     assert dns.wait(receipt, timeout=1).complete
 

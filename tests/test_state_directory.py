@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import pytest
 
 from dnsfailover.controller.state import SavedState, StateStore
 from dnsfailover.errors import StateError
+from tests.offline_config import offline_config
 
 
 @pytest.fixture
@@ -98,3 +101,15 @@ def test_an_atomic_write_replaces_a_symlink_instead_of_writing_through_it(
     assert target.read_text() == "untouched\n"
     assert not (store.directory / "state.json").is_symlink()
     assert json.loads((store.directory / "state.json").read_text())["version"] == 1
+
+
+def test_the_daemon_refuses_a_world_writable_state_directory(tmp_path: Path) -> None:
+    """One clear line, an operational failure, and no DNS work started."""
+    config = offline_config(tmp_path)
+    (tmp_path / "state").mkdir()
+    os.chmod(tmp_path / "state", 0o777)
+    done = subprocess.run([sys.executable, "-m", "dnsfailover", "run", "-c", str(config)],
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "world-writable (mode 0777)" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "state" / "audit.jsonl").exists()

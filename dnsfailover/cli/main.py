@@ -123,6 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
         "end maintenance; traffic does not move back by itself",
     )
     undrain.add_argument("instance")
+
+    from dnsfailover.cli import show
+
+    shown = _add(
+        commands,
+        "show",
+        show.cmd_show,
+        "print a file installed with the package: the unit, alert rules, dashboard or a config",
+    )
+    shown.add_argument("what", choices=sorted(show.FILES))
+    shown.add_argument("--path", action="store_true", help="print where it is instead")
     return parser
 
 

@@ -162,6 +162,10 @@ class Controller:
         self.runtime = runtime
         self._close_retired()
         self._register(runtime)
+        if self.leadership is not None:  # a service new with this config leads like the rest
+            for service in runtime.config.services:
+                if self.changes.record(service).token != self.leadership.token:
+                    self.changes.feed(service, Lead(self.leadership.token))
         self.notifications.close()
         self.notifications = self._notifications()
         self.pipeline.dry_run = self._dry_run_flag or runtime.config.dry_run

@@ -32,6 +32,7 @@ from dnsfailover.controller.controller import Controller
 from dnsfailover.controller.runtime import ProbeJob, Runtime
 from dnsfailover.controller.scheduler import ProbeScheduler
 from dnsfailover.controller.workers import Flight
+from dnsfailover.crashpoint import crashpoint
 from dnsfailover.errors import ConfigError, StateError
 from dnsfailover.results import ProbeResult
 from dnsfailover.systemd import Notifier
@@ -157,6 +158,7 @@ class Daemon:
     def _loop(self) -> None:
         next_tick = time.monotonic() + self.controller.tick
         while not self._stop.is_set():
+            crashpoint("loop")  # a loop that stops turning, for the watchdog check; else nothing
             wait = next_tick - time.monotonic()
             if self.notifier.watchdog_interval:
                 wait = min(wait, self.notifier.watchdog_interval / 2)

@@ -120,14 +120,15 @@ class Leadership:
         now = self.monotonic()
         since = self.reach.since()
         wall_since = None if since is None else self.clock() - (now - since)
-        text = sitereports.build(self.site, snapshot, self.heartbeat, self.reach.reachable(now),
-                                 wall_since)  # fmt: skip
-        self.coordinator.publish(text)
+        beat = sitereports.build_beat(self.site, self.heartbeat, self.reach.reachable(now),
+                                      wall_since)  # fmt: skip
+        self.coordinator.publish(sitereports.build(self.site, snapshot), beat)
 
     def health(self, service: str, own: Mapping[str, InstanceHealth]) -> dict[str, QuorumHealth]:
         """The quorum of the fresh sites' verdicts (ours while our probing moves)."""
         now = self.monotonic()
-        self.sites.read(self.view().reports, now)
+        view = self.view()
+        self.sites.read(view.reports, view.beats, now)
         per_site = {site: report.verdicts.get(service, {})
                     for site, report in self.sites.fresh(now).items()}  # fmt: skip
         if self.probing(now):
@@ -152,7 +153,7 @@ class Leadership:
             return
         if self.reach.reachable(now) and self.probing(now):
             return
-        self.sites.read(view.reports, now)
+        self.sites.read(view.reports, view.beats, now)
         able = sorted(s for s, r in self.sites.fresh(now).items() if r.dns_reachable)
         if not able:
             return  # nobody could do better: keep trying ourselves
@@ -189,7 +190,7 @@ class Leadership:
     def status(self) -> dict[str, Any]:
         """The coordination part of health.json (and `status`)."""
         view, now = self.view(), self.monotonic()
-        self.sites.read(view.reports, now)
+        self.sites.read(view.reports, view.beats, now)
         since = self.reach.since()
         return {
             "site": view.site,

@@ -5,11 +5,13 @@ APScheduler runs the probes on a bounded thread pool and hands each result to `o
 interval by a hash of their key, as Prometheus spreads scrapes, so a thousand probes never
 start in the same second. A probe never runs twice at once: a run that finds the last one
 still going (a target that hangs until the deadline, when the timeout is as long as the
-interval) waits for it, up to one timeout, and then starts at once — dropping it would delay
-detecting a hung instance by a whole interval. A probe that raises (a bug: probes return their
+interval) waits up to one timeout for it to end and then starts at once — dropping it would
+delay detecting a hung instance by a whole interval; only a run still blocked after that wait
+is skipped (logged `probe_skipped`). A probe that raises (a bug: probes return their
 trouble as results) hands on an ERROR result naming the exception, never nothing: a check
 whose probe crashes each time must turn inconclusive, then unhealthy, not freeze.
-Imports the runtime's jobs and result values; knows nothing of health, policy or DNS.
+Imports the runtime's jobs, result values and the drills' crashpoint; knows nothing of health,
+policy or DNS.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from dnsfailover.controller.runtime import ProbeJob
+from dnsfailover.crashpoint import crashpoint
 from dnsfailover.results import ProbeResult
 
 log = logging.getLogger(__name__)
@@ -83,6 +86,7 @@ class ProbeScheduler:
 
     def run(self, job: ProbeJob) -> None:
         """On a scheduler thread: probe once, hand the result on."""
+        crashpoint("probe")  # the drills' stuck scheduler (crashpoint.py); nothing otherwise
         lock = self._locks[job.key]
         if not lock.acquire(timeout=job.timeout):
             log.warning("probe_skipped job=%s: the last run has not ended", job.key)

@@ -24,6 +24,7 @@ from dnsfailover.config.models import Coordination
 from dnsfailover.controller.state import FLIP_HISTORY, Flip, Pin, SavedState, StateStore
 from dnsfailover.coordination.etcd import Etcd
 from dnsfailover.errors import DnsFailoverError, StateError
+from dnsfailover.text import clean
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,26 @@ class Shared:
             data = json.loads(text)
             state = SavedState.from_json({**data, "intents": {}})
             requests = {s: Request(**r) for s, r in data.get("requests", {}).items()}
-        except (ValueError, TypeError, KeyError, AttributeError) as e:
-            raise StateError(f"the shared state in etcd does not parse: {e}") from None
+            _check_types(state, requests)
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:
+            detail = clean(str(e)) if not isinstance(e, RecursionError) else "nested too deep"
+            raise StateError(f"the shared state in etcd does not parse: {detail}") from None
         return cls(state, requests)
+
+
+def _check_types(state: SavedState, requests: dict[str, Request]) -> None:
+    """Anyone who can write the prefix writes this document: times are numbers, names and
+    reasons are strings (TypeError otherwise), before anything computes with them."""
+    times = [f.at for flips in state.flips.values() for f in flips]
+    times += [p.at for p in state.pins.values()] + [d.at for d in state.drains.values()]
+    times += [r.at for r in requests.values()]
+    texts = [p.instance for p in state.pins.values()] + [f.target for fs in state.flips.values()
+                                                         for f in fs]  # fmt: skip
+    texts += [r.to for r in requests.values()] + [r.id for r in requests.values()]
+    if not all(isinstance(t, int | float) and not isinstance(t, bool) for t in times):
+        raise TypeError("a time that is not a number")
+    if not all(isinstance(t, str) and len(t) <= 300 for t in texts):
+        raise TypeError("a name that is not a short string")
 
 
 def edit(change: Callable[[Shared], Shared]) -> Callable[[str | None], str]:

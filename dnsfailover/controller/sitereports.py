@@ -2,9 +2,10 @@
 
 A report is JSON, one per site, under its lease (`<prefix>reports/<site>`): each service's
 instances as that site judges them (state, since, passing_since, reason: no secrets, no
-addresses), the site's heartbeat (the probe results it has taken in so far), and whether it can
-do the leader's job (its DNS reachability, reach.py). It is published every round and at once
-when a verdict changes; it is bounded (REPORT_BUDGET) before it is published.
+addresses), published at once when a verdict changes and bounded (REPORT_BUDGET) first. Beside
+it the site's beat (`<prefix>beats/<site>`), put every round: its heartbeat (the probe results
+it has taken in so far) and whether it can do the leader's job (its DNS reachability, reach.py).
+Verdicts wake the leader at once (a watch); beats only say who is alive and able.
 
 The reader trusts nothing in it: a report that does not parse, is over the budget, names
 another site than its key, or comes from a site not in `sites` counts as no report (logged
@@ -40,18 +41,19 @@ Verdicts = dict[str, dict[str, SiteView]]  # service → instance → one site's
 class SiteReport:
     site: str
     verdicts: Verdicts
-    heartbeat: int
-    dns_reachable: bool
+    heartbeat: int = 0
+    dns_reachable: bool = False
     dns_since: float | None = None  # wall clock, as the site saw it (for status only)
 
 
-def build(
-    site: str,
-    snapshot: HealthSnapshot,
-    heartbeat: int,
-    dns_reachable: bool,
-    dns_since: float | None,
-) -> str:
+def build_beat(site: str, heartbeat: int, dns_reachable: bool, dns_since: float | None) -> str:
+    """This site's beat: alive, probing (heartbeat) and able to reach DNS."""
+    document = {"site": site, "heartbeat": heartbeat,
+                "dns": {"reachable": dns_reachable, "since": dns_since}}  # fmt: skip
+    return json.dumps(document, sort_keys=True)
+
+
+def build(site: str, snapshot: HealthSnapshot) -> str:
     """This site's report, at most REPORT_BUDGET bytes (reasons are cut further if needed)."""
     limit = 300
     while True:
@@ -63,13 +65,7 @@ def build(
             }
             for key, instances in snapshot.services.items()
         }  # fmt: skip
-        document = {
-            "site": site,
-            "observed_at": snapshot.at,
-            "heartbeat": heartbeat,
-            "dns": {"reachable": dns_reachable, "since": dns_since},
-            "services": services,
-        }
+        document = {"site": site, "observed_at": snapshot.at, "services": services}
         text = json.dumps(document, sort_keys=True)
         if len(text.encode()) <= REPORT_BUDGET or limit <= 20:
             return text
@@ -84,19 +80,31 @@ def _number(value: Any) -> float | None:
     return float(value)
 
 
-def parse(site: str, text: str) -> SiteReport:
-    """A site's report, checked; ValueError when it is not one."""
+def _document(site: str, text: str) -> dict[str, Any]:
     if len(text.encode()) > REPORT_BUDGET:
         raise ValueError(f"{len(text.encode())} bytes, over the {REPORT_BUDGET} budget")
     data = json.loads(text)
     if not isinstance(data, dict) or data.get("site") != site:
         raise ValueError("not this site's report")
+    return data
+
+
+def parse_beat(site: str, text: str) -> tuple[int, bool, float | None]:
+    """A site's beat, checked: (heartbeat, DNS reachable, since); ValueError when not one."""
+    data = _document(site, text)
     heartbeat = data.get("heartbeat", 0)
     if isinstance(heartbeat, bool) or not isinstance(heartbeat, int) or heartbeat < 0:
         raise ValueError("heartbeat is not a count")
     dns = data.get("dns") or {}
     if not isinstance(dns, dict) or not isinstance(dns.get("reachable", False), bool):
         raise ValueError("dns is not {reachable, since}")
+    return heartbeat, dns.get("reachable", False), _number(dns.get("since"))
+
+
+def parse(site: str, text: str, beat: str | None = None) -> SiteReport:
+    """A site's report (and its beat), checked; ValueError when it is not one."""
+    data = _document(site, text)
+    heartbeat, dns_reachable, dns_since = parse_beat(site, beat) if beat else (0, False, None)
     services = data.get("services")
     if not isinstance(services, dict):
         raise ValueError("services is not a mapping")
@@ -114,8 +122,7 @@ def parse(site: str, text: str) -> SiteReport:
             )
             for name, v in instances.items()
         }
-    return SiteReport(site, verdicts, heartbeat, dns.get("reachable", False),
-                      _number(dns.get("since")))  # fmt: skip
+    return SiteReport(site, verdicts, heartbeat, dns_reachable, dns_since)
 
 
 class Sites:
@@ -125,15 +132,15 @@ class Sites:
         self.settings = settings
         self.stale_after = stale_after
         self._bad: set[tuple[str, str]] = set()  # (site, text) already logged as unreadable
-        self._seen: Mapping[str, str] | None = None
+        self._seen: tuple[Mapping[str, str], Mapping[str, str]] | None = None
         self._reports: dict[str, SiteReport] = {}
         self._beats: dict[str, tuple[int, float]] = {}  # site → heartbeat, when it last moved
 
-    def read(self, reports: Mapping[str, str], now: float) -> None:
-        """A coordinator round's reports (a view's never change: parsed once per view)."""
-        if reports is self._seen:
+    def read(self, reports: Mapping[str, str], beats: Mapping[str, str], now: float) -> None:
+        """A coordinator round's reports and beats (a view's never change: parsed once)."""
+        if self._seen is not None and reports is self._seen[0] and beats is self._seen[1]:
             return
-        self._seen = reports
+        self._seen = (reports, beats)
         found: dict[str, SiteReport] = {}
         for site, text in reports.items():
             if site == self.settings.site:
@@ -141,8 +148,11 @@ class Sites:
             if site not in self.settings.sites:
                 self._once(site, "", "coordination_unknown_site site=%s: not in sites, ignored")
                 continue
+            beat_text = beats.get(site)
+            if beat_text is None:
+                continue  # no beat: not alive as far as we know
             try:
-                found[site] = parse(site, text)
+                found[site] = parse(site, text, beat_text)
             except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
                 self._once(site, text, f"coordination_bad_report site=%s error={clean(str(e))}")
         for site, report in found.items():

@@ -3,21 +3,27 @@
 One thread per controller, beside the probes and the write workers (a slow DNS write never
 delays a renewal). Each round it
 1. renews this controller's lease (or grants a new one once the old is gone),
-2. publishes this site's report under the lease (`<prefix>reports/<site>`), when it changed,
+2. publishes this site's report under the lease (`<prefix>reports/<site>`: its verdicts, when
+   they changed) and its beat (`<prefix>beats/<site>`: its probing heartbeat and DNS
+   reachability, every round),
 3. campaigns — only when the daemon says this site can do the leader's job (`eligible`), and
    not right after a round failed: one transaction creates `<prefix>leader` bound to the
    lease only if it does not exist (create_revision == 0), else reads it. The leader is
    whoever's lease holds the key; the fencing token is the key's create_revision, which only
    grows. A leader asked to `resign` deletes its own key (by that create_revision) and keeps
    its lease and its report,
-4. reads every live site's report (bound to a lease: a site whose lease expired has none, a
-   key put without one is ignored), and the shared
+4. reads every live site's report and beat (bound to a lease: a site whose lease expired has
+   none, a key put without one is ignored), and the shared
    state (`<prefix>state`: the operator's pins, drains and failover requests, and the flip
    history, which every controller mirrors into its own state.json),
 5. runs the etcd actions the daemon queued (`submit`): the leader's flip records, the outcome
    of a failover request.
-A round runs every third of the renew deadline, and at once when the controller publishes a
-new report. The leader may write only until `deadline` after the send time of its last
+A round runs every third of the renew deadline, at once when the controller publishes a new
+report, and at once when any site's report changes (a watch on `<prefix>reports/`, on a thread
+of its own, restarted every WATCH_LIFETIME; if it dies, the next round polls all the same: a
+dead watch costs one round, never a decision). Beats change every round and wake nothing: the
+daemon hears of a round only when leadership, a report or the shared state changed.
+The leader may write only until `deadline` after the send time of its last
 successful renewal (shorter than the lease TTL, as Patroni does): past that it stops writing
 and says so, whatever the reason (etcd away, this thread starved). The fence in the DNS
 (rrset.Fence) covers what a deadline cannot: a process frozen after its check. On a clean stop
@@ -42,6 +48,8 @@ from dnsfailover.coordination.etcd import Etcd, EtcdConflict, EtcdError, KeyValu
 
 log = logging.getLogger(__name__)
 
+WATCH_LIFETIME = 30.0  # seconds one report watch lives before a fresh one replaces it
+
 
 @dataclass(frozen=True)
 class View:
@@ -57,6 +65,7 @@ class View:
     error: str | None = None
     since: float = 0.0  # monotonic: when etcd_ok last changed
     reports: Mapping[str, str] = field(default_factory=dict)  # live site → its report (JSON)
+    beats: Mapping[str, str] = field(default_factory=dict)  # live site → its beat (JSON)
     shared: str | None = None  # the shared state document (JSON), as last read
 
     def may_write(self, now: float) -> bool:
@@ -88,6 +97,7 @@ class Coordinator:
         prefix = settings.etcd.prefix
         self.leader_key = f"{prefix}leader"
         self.reports_prefix = f"{prefix}reports/"
+        self.beats_prefix = f"{prefix}beats/"
         self.state_key = f"{prefix}state"
         self.results_prefix = f"{prefix}results/"
         self.deadline = settings.etcd.deadline
@@ -96,6 +106,7 @@ class Coordinator:
         self._lease_at = -float("inf")
         self._report: str | None = None  # what this site wants published
         self._published: str | None = None
+        self._beat: str | None = None  # this site's beat, put every round
         self._actions: list[Callable[[Etcd], object]] = []  # etcd writes queued by the daemon
         self._view = View(self.site, deadline=self.deadline)
         self._lock = threading.Lock()
@@ -108,6 +119,8 @@ class Coordinator:
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="coordination", daemon=True)
         self._thread.start()
+        watcher = threading.Thread(target=self._watch, name="coordination-watch", daemon=True)
+        watcher.start()
 
     def view(self) -> View:
         with self._lock:
@@ -116,11 +129,16 @@ class Coordinator:
     def may_write(self) -> bool:
         return self.view().may_write(self.clock())
 
-    def publish(self, report: str) -> None:
-        """This site's report; sent by the next round, which starts now."""
+    def publish(self, report: str, beat: str | None = None) -> None:
+        """This site's report (sent by the next round, which starts now when it changed) and
+        its beat (sent every round)."""
         with self._lock:
+            changed = report != self._report
             self._report = report
-        self._wake.set()
+            if beat is not None:
+                self._beat = beat
+        if changed:
+            self._wake.set()
 
     def resign(self) -> None:
         """Stop leading now (no write from here on) and delete our leader key next round."""
@@ -151,6 +169,16 @@ class Coordinator:
         self.etcd.close()
 
     # ------------------------------------------------------------------ the rounds
+
+    def _watch(self) -> None:
+        """Wake a round at once when any site's report changes."""
+        while not self._stop.is_set():
+            try:
+                for _ in self.etcd.watch(self.reports_prefix, WATCH_LIFETIME, self._stop):
+                    self._wake.set()
+            except EtcdError as e:
+                log.debug("coordination_watch_failed site=%s error=%s", self.site, e)
+                self._stop.wait(self.round)  # the rounds poll meanwhile
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -193,10 +221,12 @@ class Coordinator:
             log.info("coordination_lease site=%s ttl=%ss", self.site, granted)
         self._lease_at = sent
         with self._lock:
-            report = self._report
+            report, beat = self._report, self._beat
         if report is not None and report != self._published:
             self.etcd.put(f"{self.reports_prefix}{self.site}", report, self._lease)
             self._published = report
+        if beat is not None:
+            self.etcd.put(f"{self.beats_prefix}{self.site}", beat, self._lease)
         with self._lock:
             resign, self._resign = self._resign, False
         holder: KeyValue | None
@@ -209,11 +239,8 @@ class Coordinator:
         else:
             holder = self.etcd.get(self.leader_key)
         leading = holder is not None and holder.lease == self._lease and not self._resign
-        reports = {
-            kv.key[len(self.reports_prefix) :]: kv.value
-            for kv in self.etcd.get_prefix(self.reports_prefix)
-            if kv.lease  # a report lives and dies with its site's lease
-        }
+        reports = self._live(self.reports_prefix)
+        beats = self._live(self.beats_prefix)
         self._run_actions()
         shared = self.etcd.get(self.state_key)
         return View(
@@ -226,8 +253,13 @@ class Coordinator:
             etcd_ok=True,
             since=before.since,
             reports=MappingProxyType(reports),
+            beats=MappingProxyType(beats),
             shared=shared.value if shared else None,
         )
+
+    def _live(self, prefix: str) -> dict[str, str]:
+        """Every site's key under `prefix` that lives and dies with its site's lease."""
+        return {kv.key[len(prefix) :]: kv.value for kv in self.etcd.get_prefix(prefix) if kv.lease}
 
     def _run_actions(self) -> None:
         while True:

@@ -12,9 +12,12 @@ Imports config values and errors only.
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import math
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -213,6 +216,38 @@ class Etcd:
             return False, _kv(kvs[0]) if kvs else None
 
         return self._call("create", call)
+
+    def watch(self, prefix: str, lifetime: float, stop: threading.Event) -> Iterator[int]:
+        """Changes under `prefix`: yields the number of events of each batch, from one endpoint
+        (the first that answers), for at most about `lifetime` seconds; raises EtcdError when
+        no endpoint streams. The gRPC gateway's watch is a streaming POST that it cannot cancel
+        (etcd #12333) and etcd3gw's has no timeout nor reconnect: ours has its own connection,
+        a read timeout of `lifetime`, and ends with it — the caller starts a new one."""
+        errors = []
+        body = {"create_request": {"key": _b64(prefix), "range_end": _b64(_range_end(prefix))}}
+        for i in range(len(self._clients)):
+            index = (self._current + i) % len(self._clients)
+            client = self._client(self.settings.endpoints[index])
+            try:
+                self._authenticate(client)
+                url, limits = client.get_url("/watch"), (self.settings.timeout, lifetime)
+                with client.session.post(url, json=body, stream=True, timeout=limits) as answer:
+                    answer.raise_for_status()
+                    deadline = time.monotonic() + lifetime
+                    for line in answer.iter_lines():
+                        if stop.is_set() or time.monotonic() > deadline:
+                            return
+                        events = json.loads(line).get("result", {}).get("events") if line else None
+                        if events:
+                            yield len(events)
+                    return
+            except requests.ReadTimeout:
+                return  # quiet for a whole lifetime: a new watch, the same as after one
+            except (requests.RequestException, ValueError, DnsFailoverError, Etcd3Exception) as e:
+                errors.append(f"{self.settings.endpoints[index]}: {type(e).__name__}")
+            finally:
+                client.session.close()
+        raise EtcdError("etcd watch: " + "; ".join(errors))
 
     def delete_if_created(self, key: str, create_revision: int) -> bool:
         """Delete `key` only if it is still the one created at `create_revision` (a leader

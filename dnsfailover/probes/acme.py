@@ -46,7 +46,6 @@ from dnsfailover.text import clean
 
 log = logging.getLogger(__name__)
 
-DIRECTORY_CAP = 64 * 1024
 SMALL_CAP = 64 * 1024
 REQUIRED = ("newNonce", "newAccount", "newOrder")
 RESOURCES = (*REQUIRED, "revokeCert", "keyChange", "renewalInfo", "newAuthz")

@@ -16,25 +16,22 @@ over its cap) is translated once, in `HttpClient.fetch`, into `ProbeFailed`: the
 every probe uses, carrying the outcome and a reason an operator reads. A probe catches it and
 returns it as its result; it never leaves the probe.
 
-TLS is always verified. The SSLContext (trust anchors loaded once) is shared by every client
-with the same CA bundle file and the same hostname mode, and rebuilt when the file changes;
-urllib3 would otherwise build a context and parse the whole bundle for every connection. The
-environment is ignored (REQUESTS_CA_BUNDLE would override a session's verify). Imports only the
-result values.
+The deadline machinery and TLS contexts are transport.py's. TLS is always verified. The
+SSLContext (trust anchors loaded once) is shared by every client with the same CA bundle file
+and the same hostname mode, and rebuilt when the file changes; urllib3 would otherwise build a
+context and parse the whole bundle for every connection. The environment is ignored
+(REQUESTS_CA_BUNDLE would override a session's verify). Imports the transport and the result
+values.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
-import heapq
 import os
-import socket
 import ssl
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NoReturn
 from urllib.parse import urljoin, urlsplit
 
@@ -42,8 +39,19 @@ import requests
 import urllib3.connection
 import urllib3.connectionpool
 from cryptography import x509
-from requests.adapters import HTTPAdapter
 
+from dnsfailover.probes.transport import (
+    WATCHDOG,
+    Adapter,
+    BodyTooLarge,
+    Budget,
+    ProbeTimeout,
+    RedirectRefused,
+    Scope,
+    current_budget,
+    current_scope,
+    ssl_context,
+)
 from dnsfailover.results import Outcome
 
 SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -61,216 +69,6 @@ class ProbeFailed(Exception):
 def fail(reason: str, **details: Any) -> NoReturn:
     """The target is unhealthy, for `reason`."""
     raise ProbeFailed(Outcome.UNHEALTHY, reason, **details)
-
-
-class ProbeTimeout(Exception):
-    """The deadline passed."""
-
-
-class BodyTooLarge(Exception):
-    """The body is larger than the cap."""
-
-
-class RedirectRefused(Exception):
-    """A redirect to another host, or too many redirects."""
-
-
-@dataclass
-class _Budget:
-    deadline: float  # time.monotonic()
-    # (fd, inode) of each socket: a socket closed during the probe frees its fd number for
-    # any other socket of the process; the inode tells whether the fd is still ours.
-    fds: list[tuple[int, int]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    done: bool = False
-    expired: bool = False
-    peer_cert: bytes | None = None
-
-    def remaining(self) -> float:
-        return self.deadline - time.monotonic()
-
-    def track(self, fd: int) -> None:
-        with self.lock:
-            if self.expired:
-                raise ProbeTimeout
-            self.fds.append((fd, os.fstat(fd).st_ino))
-
-    def expire(self) -> None:
-        with self.lock:
-            if self.done:
-                return
-            self.expired = True
-            for fd, inode in self.fds:
-                with contextlib.suppress(OSError):
-                    if os.fstat(fd).st_ino != inode:
-                        continue  # closed, and the number reused by a socket not ours
-                    sock = socket.socket(fileno=fd)
-                    try:
-                        sock.shutdown(socket.SHUT_RDWR)
-                    finally:
-                        sock.detach()  # the owner closes it
-
-    def finish(self) -> None:
-        with self.lock:
-            self.done = True
-            self.fds.clear()
-
-
-_budget: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("budget", default=None)
-
-
-@dataclass
-class _Scope:
-    budget: _Budget
-    session: requests.Session
-
-
-_scope: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("scope", default=None)
-
-_contexts: dict[tuple[str, int, int, bool], ssl.SSLContext] = {}
-_contexts_lock = threading.Lock()
-
-
-def _ssl_context(bundle: str, pinned_name: bool) -> ssl.SSLContext | None:
-    """One verifying context per (CA bundle as it is on disk now, hostname mode).
-
-    With a pinned server name urllib3 checks the name itself and turns the context's
-    check_hostname off; such contexts are made with it off, so urllib3 never changes a context
-    another client relies on. None when the bundle cannot be read or parsed now: the client
-    then loads it for each connection, and each probe reports why it fails.
-    """
-    try:
-        st = os.stat(bundle)
-    except OSError:
-        return None
-    key = (bundle, st.st_mtime_ns, st.st_size, pinned_name)
-    with _contexts_lock:
-        context = _contexts.get(key)
-        if context is None:
-            try:
-                context = ssl.create_default_context(
-                    cafile=None if os.path.isdir(bundle) else bundle,
-                    capath=bundle if os.path.isdir(bundle) else None,
-                )
-            except (OSError, ssl.SSLError):
-                return None
-            if pinned_name:
-                context.check_hostname = False
-            for stale in [k for k in _contexts if k[0] == bundle and k[3] == pinned_name]:
-                del _contexts[stale]
-            _contexts[key] = context
-        return context
-
-
-class _Watchdog:
-    """One thread for every probe: expires budgets whose deadline passed."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, _Budget]] = []
-        self._cv = threading.Condition()
-        self._count = 0
-        self._thread: threading.Thread | None = None
-        self._pid = 0
-
-    def watch(self, budget: _Budget) -> None:
-        with self._cv:
-            if self._thread is None or self._pid != os.getpid():
-                self._heap, self._pid = [], os.getpid()
-                self._thread = threading.Thread(
-                    target=self._run, name="probe-watchdog", daemon=True
-                )
-                self._thread.start()
-            self._count += 1
-            heapq.heappush(self._heap, (budget.deadline, self._count, budget))
-            self._cv.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cv:
-                while not self._heap:
-                    self._cv.wait()
-                deadline, _, budget = self._heap[0]
-                wait = deadline - time.monotonic()
-                if wait > 0:
-                    self._cv.wait(wait)
-                    continue
-                heapq.heappop(self._heap)
-            budget.expire()
-
-
-_WATCHDOG = _Watchdog()
-
-
-def _track_socket(sock: socket.socket) -> None:
-    budget = _budget.get()
-    if budget is not None:
-        budget.track(sock.fileno())
-
-
-class _HTTPConnection(urllib3.connection.HTTPConnection):
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        _track_socket(sock)
-        return sock
-
-
-class _HTTPSConnection(urllib3.connection.HTTPSConnection):
-    def _new_conn(self) -> socket.socket:
-        sock = super()._new_conn()
-        _track_socket(sock)
-        return sock
-
-    def connect(self) -> None:
-        super().connect()
-        budget = _budget.get()
-        if budget is not None and self.sock is not None:
-            getpeercert = getattr(self.sock, "getpeercert", None)
-            if getpeercert is not None:
-                budget.peer_cert = getpeercert(binary_form=True)
-
-
-class _HTTPPool(urllib3.connectionpool.HTTPConnectionPool):
-    ConnectionCls = _HTTPConnection
-
-
-class _HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
-    ConnectionCls = _HTTPSConnection
-
-
-class _Adapter(HTTPAdapter):
-    """Deadline-aware pools on a shared verifying SSLContext; SNI and certificate name can be
-    pinned to a public name."""
-
-    def __init__(self, server_name: str | None, context: ssl.SSLContext | None) -> None:
-        self._server_name = server_name
-        self._context = context
-        super().__init__(pool_connections=1, pool_maxsize=4, max_retries=0)
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        if self._server_name:
-            kwargs["server_hostname"] = self._server_name
-            kwargs["assert_hostname"] = self._server_name
-        if self._context is not None:
-            kwargs["ssl_context"] = self._context
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-
-    def build_connection_pool_key_attributes(
-        self, request: requests.PreparedRequest, verify: bool | str, cert: Any = None
-    ) -> Any:
-        # The trust anchors are in the shared context: no per-pool bundle path to load again.
-        shared = self._context is not None and verify is not False
-        return super().build_connection_pool_key_attributes(
-            request, True if shared else verify, cert
-        )
-
-    def cert_verify(self, conn: Any, url: str, verify: bool | str, cert: Any) -> None:
-        if self._context is None or verify is False:
-            super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
-            return
-        conn.cert_reqs = "CERT_REQUIRED"  # verified against the shared context's anchors
-        conn.ca_certs = None
-        conn.ca_cert_dir = None
 
 
 @dataclass(frozen=True)
@@ -302,7 +100,7 @@ class HttpClient:
         # the handshake is done): a frozen host completes TCP in its kernel, then hangs in TLS.
         self.connect_timeout = connect_timeout
         self._context = (
-            _ssl_context(self.verify, server_name is not None)
+            ssl_context(self.verify, server_name is not None)
             if isinstance(self.verify, str)
             else None
         )
@@ -310,7 +108,7 @@ class HttpClient:
     def _new_session(self) -> requests.Session:
         session = requests.Session()
         session.trust_env = False
-        adapter = _Adapter(self.server_name, self._context)
+        adapter = Adapter(self.server_name, self._context)
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         return session
@@ -319,16 +117,16 @@ class HttpClient:
     def scope(self, deadline: float) -> Iterator[None]:
         """The requests of one probe: one deadline over all of them, one connection pool that
         keeps a connection alive between them and is closed at the end."""
-        budget = _Budget(deadline)
+        budget = Budget(deadline)
         session = self._new_session()
-        token, budget_token = _scope.set(_Scope(budget, session)), _budget.set(budget)
-        _WATCHDOG.watch(budget)
+        token, budget_token = current_scope.set(Scope(budget, session)), current_budget.set(budget)
+        WATCHDOG.watch(budget)
         try:
             yield
         finally:
             budget.finish()
-            _budget.reset(budget_token)
-            _scope.reset(token)
+            current_budget.reset(budget_token)
+            current_scope.reset(token)
             session.close()
 
     def fetch(
@@ -367,7 +165,7 @@ class HttpClient:
         max_redirects: int = 2,
     ) -> Response:
         """One exchange (following same-host redirects), all of it before `deadline`."""
-        scope = _scope.get()
+        scope = current_scope.get()
         if scope is None:  # not inside a probe's scope: a scope of its own
             with self.scope(deadline):
                 return self.request(method, url, deadline, max_bytes, headers, data, max_redirects)
@@ -387,7 +185,7 @@ class HttpClient:
 
     def _once(
         self,
-        scope: _Scope,
+        scope: Scope,
         method: str,
         url: str,
         deadline: float,
@@ -428,7 +226,7 @@ class HttpClient:
         return Response(status, response_headers, body, url, cert)
 
     @staticmethod
-    def _read(raw: requests.Response, budget: _Budget, max_bytes: int) -> bytes:
+    def _read(raw: requests.Response, budget: Budget, max_bytes: int) -> bytes:
         declared = raw.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > max_bytes:
             raise BodyTooLarge(f"body of {declared} bytes is over the {max_bytes}-byte cap")

@@ -31,10 +31,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Receipt:
-    """What a write returns, for `wait()`: the change and the provider's token for it."""
+    """What a write returns, for `wait()`: the change and how the provider names it."""
 
     change: Change
-    token: str = ""  # Route 53 change id; RFC 2136 / zone file: the new SOA serial
+    change_id: str = ""  # Route 53 change id; RFC 2136 / zone file: the new SOA serial
     attempts: int = 1
 
 
@@ -72,8 +72,6 @@ class RetryPolicy:
 
 class Provider(ABC):
     """One zone at one DNS service."""
-
-    kind = "provider"
 
     def __init__(
         self,
@@ -134,14 +132,14 @@ class Provider(ABC):
             try:
                 moved = None if fence is None else self._fence_to(change.name, fence)
                 crashpoint("fenced_write")  # between the fence's read and the write (drills)
-                token = self._write(change, moved)
-                return Receipt(change, token, attempt)
+                change_id = self._write(change, moved)
+                return Receipt(change, change_id, attempt)
             except ConflictError as e:
                 if fence is not None:
                     self._refused_for_fence(change.name, fence, e)
                 if uncertain and change.after.same_data(self._read(change.name, change.rdtype)):
                     log.info("write_landed_earlier name=%s attempt=%d", change.name, attempt)
-                    return Receipt(change, self._token_after_landing(), attempt)
+                    return Receipt(change, self._change_id_after_landing(), attempt)
                 raise
             except TransientError as e:
                 uncertain = True
@@ -222,7 +220,7 @@ class Provider(ABC):
     def _discover_zone(self, name: str) -> str:
         raise ProviderError(f"provider {self.name}: no zone configured for {name}")
 
-    def _token_after_landing(self) -> str:
+    def _change_id_after_landing(self) -> str:
         return ""
 
     @abstractmethod

@@ -78,8 +78,6 @@ _RCODE_ERRORS: dict[int, tuple[type[ProviderError], str]] = {
 
 
 class Rfc2136Provider(Provider):
-    kind = "rfc2136"
-
     def __init__(
         self,
         name: str,
@@ -290,7 +288,7 @@ class Rfc2136Provider(Provider):
         )
         return Fence(name, current, token)
 
-    def _token_after_landing(self) -> str:
+    def _change_id_after_landing(self) -> str:
         return str(self._serial(self.primary))
 
     def __repr__(self) -> str:
@@ -315,7 +313,7 @@ class Rfc2136Provider(Provider):
         return sorted(set(servers))
 
     def _wait(self, receipt: Receipt, timeout: float) -> Propagation:
-        want = int(receipt.token) if receipt.token else None
+        want = int(receipt.change_id) if receipt.change_id else None
         servers = self.verify_servers()
         return self.authorities.wait(servers, self.zone, receipt.change, want, timeout)
 

@@ -137,8 +137,6 @@ def change_batch(change: Change, fence: Fence | None = None) -> dict[str, Any]:
 
 
 class Route53Provider(Provider):
-    kind = "route53"
-
     def __init__(
         self,
         name: str,
@@ -266,14 +264,14 @@ class Route53Provider(Provider):
         start = self._clock()
         status = "unknown"
         while True:
-            if receipt.token:
-                status = str(self._call("get_change", Id=receipt.token)["ChangeInfo"]["Status"])
+            if receipt.change_id:
+                status = str(self._call("get_change", Id=receipt.change_id)["ChangeInfo"]["Status"])
             elapsed = self._clock() - start
-            if status == "INSYNC" or not receipt.token or elapsed >= timeout:
+            if status == "INSYNC" or not receipt.change_id or elapsed >= timeout:
                 break
             time.sleep(min(self.settings.poll_interval, max(timeout - elapsed, 0)))
         ok = status == "INSYNC"
-        view = ServerView(f"route53 {receipt.token or 'change'}", ok, status, elapsed)
+        view = ServerView(f"route53 {receipt.change_id or 'change'}", ok, status, elapsed)
         return Propagation(ok, elapsed, (view,))
 
     def _render(self, change: Change) -> str:

@@ -189,11 +189,11 @@ def test_compare_and_swap_is_confirmed_served_by_every_server(served: Served) ->
     serial = served.primary.soa_serial()
     assert serial is not None
     receipt = dns.apply(Change(dns.read(ACME, "CNAME"), cname("ca-b.example.test.")))
-    assert int(receipt.token) > serial  # the server raised the serial (RFC 2136 §3.7)
+    assert int(receipt.change_id) > serial  # the server raised the serial (RFC 2136 §3.7)
     propagation = dns.wait(receipt, timeout=5)
     assert propagation.complete, propagation.summary()
     assert [v.server for v in propagation.servers] == served.verify_servers
-    assert all(v.ok and v.detail == f"serial {receipt.token}" for v in propagation.servers)
+    assert all(v.ok and v.detail == f"serial {receipt.change_id}" for v in propagation.servers)
     assert served.primary.rrset(ACME, "CNAME") == {"ca-b.example.test."}
 
 
@@ -439,7 +439,7 @@ def test_pdns_soa_edit_dnsupdate_that_does_not_raise_the_serial(
         served = Served("pdns", pdns, pdns.update_key, pdns.other_key, pdns.verify_servers)
         writer = provider(served)
         receipt = writer.apply(A_TO_B)
-        assert receipt.token == str(pdns.soa_serial()) == (serial or receipt.token)
+        assert receipt.change_id == str(pdns.soa_serial()) == (serial or receipt.change_id)
         assert writer.wait(receipt, timeout=5).complete
         assert "soa_serial_not_raised" in caplog.text and "SOA-EDIT-DNSUPDATE" in caplog.text
     finally:

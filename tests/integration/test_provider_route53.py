@@ -63,7 +63,7 @@ def test_create_read_swap_and_insync(
     assert dns.read(ACME, "CNAME") == cname("ca-a.example.test.")
     assert dns.zone_id == zone_id
     receipt = dns.apply(Change(cname("ca-a.example.test."), cname("ca-b.example.test.")))
-    assert receipt.token
+    assert receipt.change_id
     propagation = dns.wait(receipt, timeout=5)
     assert propagation.complete and propagation.servers[0].detail == "INSYNC"
     assert dns.read(ACME, "CNAME") == cname("ca-b.example.test.")

@@ -42,6 +42,32 @@ def test_unit_verifies(tmp_path: Path) -> None:
     assert "dnsfailover.service" not in done.stderr, done.stderr
 
 
+def test_unit_limits_resources_and_shows_the_templates() -> None:
+    """Issue 21: memory and task limits set; the network allow-list and the zone-file's
+    ReadWritePaths= are templates each deployment fills in (commented out)."""
+    lines = UNIT.read_text().splitlines()
+    assert "MemoryMax=512M" in lines and "TasksMax=256" in lines
+    for template in ("#IPAddressDeny=any", "#ReadWritePaths=", "#SocketBindAllow="):
+        assert any(line.startswith(template) for line in lines), template
+    assert not any(line.startswith(("IPAddressDeny", "ReadWritePaths")) for line in lines)
+
+
+def test_unit_with_its_templates_filled_in_verifies(tmp_path: Path) -> None:
+    """What an operator gets by uncommenting the templates is still a valid unit."""
+    unit = _unit_for_this_machine(tmp_path)
+    filled = re.sub(
+        r"^#((?:IPAddress|SocketBind)\w+=.*|ReadWritePaths=.*)$",
+        r"\1",
+        unit.read_text(),
+        flags=re.MULTILINE,
+    )
+    assert "\nIPAddressDeny=any" in filled and "\nReadWritePaths=" in filled
+    unit.write_text(filled)
+    done = _analyze("verify", str(unit))
+    assert done.returncode == 0, done.stderr
+    assert "dnsfailover.service" not in done.stderr, done.stderr
+
+
 def test_unit_exposure_is_at_most_2(tmp_path: Path) -> None:
     done = _analyze("security", "--offline=true", str(_unit_for_this_machine(tmp_path)))
     match = re.search(r"Overall exposure level for dnsfailover.service: ([0-9.]+)", done.stdout)
