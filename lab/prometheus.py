@@ -5,9 +5,9 @@ scrape comes a few seconds after start (service discovery updates at most every 
 for `up == 1` (`scraping`) before a drill.
 
 `target` is one HOST:PORT, or a list of static configs (`{"targets": [...], "labels": {...}}`)
-for several controllers, each with its `site` as a target label (README, "Monitoring several
-controllers"). `honor_labels` stays true, as the README says: dnsfailover's `instance` label
-names the CA instance.
+for several controllers, each with its `site` as a target label (docs/several-sites.md,
+"Monitoring several controllers"). `honor_labels` stays true, as the docs say: dnsfailover's
+`instance` label names the CA instance.
 """
 
 from __future__ import annotations

@@ -569,9 +569,11 @@ def check_watchdog(c: Container, pid: int) -> int:
     say("== the watchdog: the controller loop hangs (crashpoint loop:hang), WatchdogSec=6s")
     c.must("touch /etc/dnsfailover/hang")
     start = time.monotonic()
-    wait_for("a restart", lambda: c.show("NRestarts")["NRestarts"] not in ("", "0"), 40)
+    # Disarm while systemd waits RestartSec= (5s) after the kill, before the next process starts.
+    wait_for("the watchdog's kill", lambda: c.show("Result")["Result"] == "watchdog", 40)
     seconds = time.monotonic() - start
     c.must("rm -f /etc/dnsfailover/hang")
+    wait_for("a restart", lambda: c.show("NRestarts")["NRestarts"] not in ("", "0"), 30)
     wait_for("active again", lambda: c.show("ActiveState")["ActiveState"] == "active", 60)
     state = c.show("MainPID", "NRestarts")
     log = c.must("journalctl -u dnsfailover -o cat --no-pager")

@@ -1,4 +1,4 @@
-"""Exit codes, the same for every command (DESIGN.md, README "Exit codes")."""
+"""Exit codes, the same for every command (docs/safety.md, "Exit codes")."""
 
 OK = 0
 FAILURE = 1  # operational failure: a probe, a provider or the state could not do its job

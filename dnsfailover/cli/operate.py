@@ -270,7 +270,7 @@ def _not_coordinated(config: Config, what: str) -> None:
     if config.coordination is not None:
         raise RefusedError(
             f"{what}: coordination is on, so only the leading daemon writes DNS "
-            "(README, 'Running in several sites')"
+            "(docs/several-sites.md)"
         )
 
 

@@ -3,8 +3,9 @@
 The wheel carries the systemd unit, the example and minimal configs, the alert rules and the
 Grafana dashboard as data files under `<prefix>/share/dnsfailover/` (pyproject.toml's
 `data-files`; the repository keeps one copy of each, in systemd/ and configs/). They are found
-through the installed distribution's RECORD, so a venv, `--prefix /usr/local`, `--user` and an
-editable install all answer the same way.
+through the installed distribution's RECORD, so a venv, `--prefix /usr/local` and `--user` all
+answer the same way; an editable install (setuptools installs no data files for it) answers from
+the checkout it points at.
 """
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from pathlib import Path
 
 from dnsfailover.cli import exitcodes
 
+# What → where the repository keeps it; installed as share/dnsfailover/[grafana/]BASENAME.
 FILES = {
-    "unit": "dnsfailover.service",
-    "alerts": "alerts.yaml",
-    "dashboard": "dnsfailover.json",
-    "example-config": "example.yaml",
-    "minimal-config": "minimal.yaml",
+    "unit": "systemd/dnsfailover.service",
+    "alerts": "configs/alerts.yaml",
+    "dashboard": "configs/grafana/dnsfailover.json",
+    "example-config": "configs/example.yaml",
+    "minimal-config": "configs/minimal.yaml",
 }
+CHECKOUT = Path(__file__).resolve().parents[2]  # meaningful only for an editable install
 
 
 def shared_file(name: str) -> Path | None:
@@ -39,8 +42,11 @@ def shared_file(name: str) -> Path | None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    name = FILES[args.what]
+    source = FILES[args.what]
+    name = Path(source).name
     path = shared_file(name)
+    if path is None and (CHECKOUT / "pyproject.toml").is_file():
+        path = CHECKOUT / source
     if path is None or not path.is_file():
         print(
             f"error: {name} is not installed with this copy of dnsfailover "

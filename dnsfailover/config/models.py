@@ -334,7 +334,7 @@ class EtcdSettings(Model):
 
 
 class Coordination(Model):
-    """Several controllers, one writer (README "Running in several sites")."""
+    """Several controllers, one writer (docs/several-sites.md)."""
 
     site: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     sites: tuple[str, ...] = Field(min_length=1)

@@ -1,7 +1,7 @@
 """Rise/fall hysteresis (as in HAProxy and anycast-healthchecker), and health that cannot freeze.
 
-A check's verdict, from its results at this site (the table of DESIGN.md, "Health, one table
-for one controller and for many"):
+A check's verdict, from its results at this site (the table in docs/health.md, "From results to
+a verdict"):
 
 | a check's results                                              | verdict                     |
 |----------------------------------------------------------------|-----------------------------|

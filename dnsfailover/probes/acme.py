@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 SMALL_CAP = 64 * 1024
 REQUIRED = ("newNonce", "newAccount", "newOrder")
 RESOURCES = (*REQUIRED, "revokeCert", "keyChange", "renewalInfo", "newAuthz")
-NONCE = re.compile(r"^[A-Za-z0-9_-]+$")
+NONCE = re.compile(r"[A-Za-z0-9_-]+")  # base64url (RFC 8555 §6.5.1), whole header: fullmatch
 PROBLEM = "urn:ietf:params:acme:error:"
 # The default checks' fall x interval (2 x 10s); Runtime.build passes the service's own.
 DEFAULT_MAX_RETRY_AFTER = 20.0
@@ -312,7 +312,7 @@ class AcmeProbe:
         if response.status != 200:
             fail(f"newNonce: HEAD answered {response.status}, not 200", status=response.status)
         nonce = response.header("Replay-Nonce") or ""
-        if not NONCE.match(nonce):
+        if not NONCE.fullmatch(nonce):  # `$` would let a trailing newline through
             fail("newNonce: no well-formed Replay-Nonce header")
         if nonce == self._last_nonce:
             fail("newNonce: the same nonce twice in a row")

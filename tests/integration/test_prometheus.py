@@ -8,7 +8,7 @@ pending, then firing. Every PromQL expression of the dashboard's per-service pan
 return data.
 
 With several controllers (the coordination lab: three sites, each daemon's metrics on its
-site's address), Prometheus scrapes all three as the README's "Monitoring several
+site's address), Prometheus scrapes all three as docs/several-sites.md's "Monitoring several
 controllers" says (one static config per target with its `site` as a target label,
 `honor_labels: true`), and every expression of the dashboard's coordination row must give
 the lab's truth: one leader, three sites reporting and fresh, DNS reachable everywhere.
