@@ -117,6 +117,15 @@ def render() -> str:
             "",
             f"Commit `{document['commit']}`, {document['date']}, {m['cpu']}, {m['cores']} cores, "
             f"Python {m['python']}; {document['seconds']:.0f} s.",
+            *(
+                [
+                    f"Load average (1 min) at start / end: {document['load'][0]:.1f} / "
+                    f"{document['load'][1]:.1f}"
+                    + (f"; {document['note']}" if "note" in document else ".")
+                ]
+                if "load" in document
+                else []
+            ),
             "",
             *module.report(document["results"]),
         ]
@@ -139,6 +148,7 @@ def main(argv: list[str]) -> int:
         module = importlib.import_module(f"bench.{part}")
         print(f"bench: {part} ...", file=sys.stderr, flush=True)
         started = time.monotonic()
+        load = os.getloadavg()[0]
         results = module.run(quick=args.quick)
         results["previous"] = previous(part)
         document = {
@@ -148,6 +158,7 @@ def main(argv: list[str]) -> int:
             "machine": machine(),
             "quick": args.quick,
             "seconds": time.monotonic() - started,
+            "load": [load, os.getloadavg()[0]],
             "results": results,
         }
         (RESULTS / f"{part}.json").write_text(json.dumps(document, indent=1) + "\n")

@@ -276,6 +276,7 @@ def report(results: dict[str, Any]) -> list[str]:
             row = [provider, shape, str(r["total"]["n"]), *cells, target]
             lines.append("| " + " | ".join(row) + " |")
     lines += _previous(results)
+    lines += _same_time(results)
     lines += [
         "",
         "Targets: overhead median ≤ 100 ms and p95 ≤ 250 ms; total median for killed ≤ 2.3 s"
@@ -315,4 +316,30 @@ def _previous(results: dict[str, Any]) -> list[str]:
                 for x in (then, r)
             ]
             lines.append(f"| {provider} | {shape} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _same_time(results: dict[str, Any]) -> list[str]:
+    """Runs of rfc2136/killed, one commit after the other in one window (added by hand from
+    /tmp scripts that reuse `_measure`), when the load made the previous run no yardstick."""
+    runs = results.get("same_time")
+    if not runs:
+        return []
+    lines = [
+        "",
+        "rfc2136 / killed, the commit before the rebuild and the one measured, in one window"
+        " (10 runs each, in the order shown; median / p95 in ms):",
+        "",
+        "| order | commit | load at start / end | decision → ack | overhead | total |",
+        "|---|---|---|---|---|---|",
+    ]
+    for i, r in enumerate(runs, 1):
+        cells = [
+            f"{_ms(r[k]['median'])} / {_ms(r[k]['p95'])}"
+            for k in ("decision_to_write_ack", "overhead", "total")
+        ]
+        load = f"{r['load'][0]:.1f} / {r['load'][1]:.1f}"
+        lines.append(f"| {i} | `{r['commit']}` | {load} | " + " | ".join(cells) + " |")
+    if results.get("same_time_text"):
+        lines += ["", results["same_time_text"]]
     return lines

@@ -85,6 +85,7 @@ def write_config(directory: Path, lab: Lab, nginx: NginxTargets, count: int) -> 
     config = directory / "config.yaml"
     document = {
         "state_dir": str(directory / "state"),
+        "control_socket": str(directory / "control"),
         "dry_run": True,
         "providers": {"zone": {"type": "zonefile", "path": str(zone), "zone": "example.test."}},
         "services": services,

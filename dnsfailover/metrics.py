@@ -180,6 +180,30 @@ class Metrics:
             "When the last full reconcile cycle completed.",
             registry=r,
         )
+        self.practice_runs = Counter(
+            "dnsfailover_practice_runs_total",
+            "Practice runs ended, by outcome (SUCCEEDED, FAILED, INTERRUPTED, CANCELLED, REFUSED).",
+            ["service", "outcome"],
+            registry=r,
+        )
+        self.practice_in_progress = Gauge(
+            "dnsfailover_practice_in_progress",
+            "1 while a practice run is on.",
+            ["service"],
+            registry=r,
+        )
+        self.practice_last_success = Gauge(
+            "dnsfailover_practice_last_success_timestamp_seconds",
+            "When the last SUCCEEDED practice run ended (the daemon's start if none did yet).",
+            ["service"],
+            registry=r,
+        )
+        self.practice_schedule = Gauge(
+            "dnsfailover_practice_schedule_seconds",
+            "The service's practice schedule (`practice.every`); 0 when none is set.",
+            ["service"],
+            registry=r,
+        )
         self.reloads = Counter(
             "dnsfailover_config_reloads_total", "Config reloads by result.", ["result"], registry=r
         )

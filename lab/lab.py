@@ -188,12 +188,13 @@ class Lab:
         *extra: str,
         env: dict[str, str] | None = None,
         site: Site | None = None,
+        user: str | None = None,
     ) -> DaemonProcess:
-        """`dnsfailover run` against `config` (inside `site`'s namespace when given), stopped
-        by its PID when the lab closes."""
+        """`dnsfailover run` against `config` (inside `site`'s namespace when given; as `user`
+        when given), stopped by its PID when the lab closes."""
         from lab.scenario import DaemonProcess
 
-        process = self._own(DaemonProcess(config, *extra, env=env, site=site))
+        process = self._own(DaemonProcess(config, *extra, env=env, site=site, user=user))
         process.start()
         return process
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import pwd
 import sys
 import time
 from pathlib import Path
@@ -41,6 +42,7 @@ def write_config(
     `provider` replaces the BIND provider (Route 53 on moto, a zone file)."""
     settings: dict[str, Any] = {
         "state_dir": str(path.parent / "state"),
+        "control_socket": str(path.with_name(path.stem + ".control")),
         "providers": {
             "bind": provider
             or {
@@ -91,6 +93,7 @@ class DaemonProcess(ManagedProcess):
         verbose: bool = True,
         start_timeout: float = 30.0,
         site: Site | None = None,
+        user: str | None = None,
     ) -> None:
         self.config = config
         self.start_timeout = start_timeout
@@ -98,6 +101,10 @@ class DaemonProcess(ManagedProcess):
         self.started_at = math.inf  # wall-clock time of the latest start (health.json's clock)
         argv = [sys.executable, "-m", "dnsfailover", *(["-v"] if verbose else [])]
         argv += ["run", "-c", str(config), *extra]
+        if user is not None:  # an unprivileged daemon, as under the unit's DynamicUser=
+            found = pwd.getpwnam(user)
+            argv = ["setpriv", f"--reuid={found.pw_uid}", f"--regid={found.pw_gid}",
+                    "--clear-groups", *argv]  # fmt: skip
         if site is not None:
             argv = site.command(argv)
         super().__init__(

@@ -134,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     shown.add_argument("what", choices=sorted(show.FILES))
     shown.add_argument("--path", action="store_true", help="print where it is instead")
+
+    from dnsfailover.cli import drill
+
+    drill.add_parser(commands, _add)
     return parser
 
 

@@ -1,34 +1,37 @@
 """The operator's commands: run, status, plan, failover, release, drain, undrain.
 
-Thin: each builds what it needs from the config and calls the controller: the operator's
-verbs (operator.py, on the state directory's state.json, or on etcd's shared document with
-coordination), and the change path of the one-shot commands (oneshot.py: `OneShot`,
-`run_once`, `preview`). They work with or without a running daemon; the daemon reads pins and
-drains every tick.
+Thin. `failover`, `release`, `drain`, `undrain` and `status` go through the daemon's control
+socket when a daemon runs (door.py carries them out with its own state files and secrets; the
+CLI needs neither, and prints the daemon's answer with its exit code). Without a daemon they
+act alone, as one-shot commands (operator.py on state.json, oneshot.py for a change) — one
+controller only, and never into a state directory another user owns (the daemon could not read
+what root writes there). `plan` and `run --once` always act alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import pwd
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
+from dnsfailover.cli import exitcodes
 from dnsfailover.config import load_config
 from dnsfailover.config.models import Config, Service, ZoneFileSettings
-from dnsfailover.controller import documents
-from dnsfailover.controller.journal import Journal, measurements
+from dnsfailover.controller import control
+from dnsfailover.controller.journal import Journal
 from dnsfailover.controller.oneshot import OneShot, one_round_health, preview, probe_once, run_once
-from dnsfailover.controller.operator import LocalOverrides, Operator, SharedOverrides
+from dnsfailover.controller.operator import LocalOverrides, Operator
+from dnsfailover.controller.replies import budgets, report_lines, status_document
 from dnsfailover.controller.report import Intent, Origin, Report
 from dnsfailover.controller.runtime import Runtime
-from dnsfailover.controller.shared import SharedStore
 from dnsfailover.controller.state import StateStore
 from dnsfailover.errors import ConfigError, ConflictError, DnsFailoverError, RefusedError
 from dnsfailover.health import State
-from dnsfailover.plan import owner_of
-from dnsfailover.plan.budget import Budget, convergence_budget
 from dnsfailover.providers import Provider
 
 
@@ -39,24 +42,87 @@ def _runtime(args: argparse.Namespace) -> tuple[Config, Runtime, StateStore]:
 
 def _print_reports(reports: list[Report]) -> int:
     for report in reports:
-        decision = report.decision
-        what = report.change or "no change"
-        reason = decision.reason if decision else ""
-        tail = f" (error: {report.error})" if report.error else ""
-        mode = " [dry-run: not written]" if report.dry_run else ""
-        print(f"{report.service}: {what}{mode} — {reason}{tail}")
-        if decision is not None and decision.warning:
-            print(f"  warning: {decision.warning}")
-        if report.propagation is not None:
-            print(
-                f"  propagation {report.propagation.seconds:.3f}s: {report.propagation.summary()}"
-            )
-        v = report.verification
-        if v is not None:
-            seen = f"({v.through}{', ' + v.address if v.address else ''}): {v.reason}"
-            verdict = f"clients get through {seen}" if v.ok else f"ALARM: clients fail {seen}"
-            print(f"  {verdict}, after {v.seconds:.2f}s")
+        for line in report_lines(report):
+            print(line)
     return 1 if any(r.error for r in reports) else 0
+
+
+# ----------------------------------------------------------------------------- the daemon's door
+
+ANSWER_TIMEOUT = 600.0  # the daemon bounds each change itself; this only guards a hung one
+PREFIX = {exitcodes.CONFLICT: "conflict", exitcodes.REFUSED: "refused"}
+
+
+def ask_daemon(config: Config, request: dict[str, Any]) -> control.Answer | None:
+    """The running daemon's answer, or None when no daemon runs here."""
+    path = config.control_socket
+    try:
+        return control.ask(path, request, ANSWER_TIMEOUT)
+    except control.Unreachable:
+        pid = StateStore(config.state_dir).daemon_pid()
+        if pid is not None:
+            raise DnsFailoverError(
+                f"the daemon (pid {pid}) runs but does not answer on its control socket {path} "
+                "(control_socket in the config it runs with?): nothing done"
+            ) from None
+        return None
+    except PermissionError:
+        raise ConfigError(
+            f"control socket {path}: permission denied: run as root, as the daemon's user, or "
+            f"as a member of group {control.GROUP}"
+        ) from None
+    except (OSError, ValueError) as e:
+        raise DnsFailoverError(f"control socket {path}: no answer from the daemon: {e}") from None
+
+
+def finish(answer: control.Answer) -> int:
+    """Print the daemon's answer as it is; its exit code is ours."""
+    for line in answer.lines:
+        print(line)
+    if answer.error is not None:
+        print(f"{PREFIX.get(answer.exit, 'error')}: {answer.error}", file=sys.stderr)
+    return answer.exit
+
+
+def config_for_door(args: argparse.Namespace) -> Config:
+    """The config as far as finding the daemon needs it: no file it names is opened."""
+    return load_config(args.config, files=False).config
+
+
+def _alone(config: Config, what: str) -> None:
+    """No daemon runs here: act alone, if that is safe."""
+    if config.coordination is not None:
+        raise RefusedError(
+            f"{what}: coordination is on and no daemon runs here (none answers on "
+            f"{config.control_socket}): run it on a host whose dnsfailover daemon runs; that "
+            "daemon relays it into etcd for the leader"
+        )
+    _own_state_directory(config.state_dir, what)
+
+
+def _own_state_directory(directory: Path, what: str) -> None:
+    """Files written into another user's state directory would be ours, and the daemon
+    could not read them (it would then make no decision at all): refuse."""
+    try:
+        owner = directory.stat().st_uid
+    except OSError:
+        return  # not there yet (created as ours) or not ours to see: the write says why
+    me = os.geteuid()
+    if owner == me:
+        return
+    try:
+        name = f"user {pwd.getpwuid(owner).pw_name!r} (uid {owner})"
+    except KeyError:
+        name = f"uid {owner} (no user has it now: a DynamicUser= exists while its unit runs)"
+    raise ConfigError(
+        f"{what}: the state directory {directory} belongs to {name}, not to you (uid {me}), "
+        "and no daemon runs to do it: what you wrote would be yours and the daemon could not "
+        "read it. Start the daemon (`systemctl start dnsfailover`) and run this again, or run "
+        "it as that user (`sudo -u USER dnsfailover ...`), or under systemd as the unit's "
+        "user: `systemd-run --pipe --wait --property=DynamicUser=yes --property=User=dnsfailover "
+        "--property=StateDirectory=dnsfailover --property=LoadCredential=tsig:/etc/dnsfailover/"
+        "tsig.key dnsfailover ...`"
+    )
 
 
 # ----------------------------------------------------------------------------- run
@@ -68,6 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             if not args.dry_run:
                 _not_coordinated(config, "run --once")
+                _own_state_directory(config.state_dir, "run --once")
             return _print_reports(run_once(runtime, store, args.dry_run))
         finally:
             runtime.close()
@@ -79,37 +146,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- status
 
 
-def _budgets(config: Config, store: StateStore) -> dict[str, Budget]:
-    entries, _ = store.read_audit()
-    return {
-        key: convergence_budget(service, *measurements(entries, key))
-        for key, service in config.services.items()
-    }
-
-
-def status_document(config: Config, runtime: Runtime, store: StateStore) -> dict[str, Any]:
-    live: dict[str, tuple[Any, str | None, str | None]] = {}
-    for key, service in config.services.items():
-        try:
-            record = runtime.provider_for(service).read(service.name, service.type)
-            live[key] = (record, owner_of(service, record), None)
-        except DnsFailoverError as e:
-            live[key] = (None, None, str(e))
-    return documents.status_document(
-        config, store.load(), store.load_health(), store.daemon_pid(), live, _budgets(config, store)
-    )
-
-
 def _ago(when: float | None) -> str:
     return "-" if when is None else f"{time.time() - when:.0f}s ago"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    config, runtime, store = _runtime(args)
-    try:
-        document = status_document(config, runtime, store)
-    finally:
-        runtime.close()
+    answer = ask_daemon(config_for_door(args), {"verb": "status"})
+    if answer is not None and not answer.ok:
+        return finish(answer)
+    if answer is not None:
+        document = answer.result
+    else:
+        config, runtime, store = _runtime(args)
+        try:
+            document = status_document(config, runtime, store)
+        finally:
+            runtime.close()
     if args.json:
         json.dump(document, sys.stdout, indent=2, default=str)
         print()
@@ -188,7 +240,20 @@ def _service_lines(entry: dict[str, Any]) -> list[str]:
             f"flip {_ago(flip['at'])}: {flip['source']} → {flip['target']} ({flip['rule']})"
         )
     lines.append(f"convergence budget: {entry['budget']['text']}")
+    practice = entry.get("practice") or {}
+    on, last = practice.get("on"), practice.get("last")
+    if on is not None:
+        lines.append(f"PRACTICE RUN {on['id']} on: {on['origin']} → {on['target']}, "
+                     f"{on['phase']}; returns {_in(on.get('ends_at'))}")  # fmt: skip
+    if last is not None and (on is None or last["id"] != on["id"]):
+        why = f" — {last['why']}" if last.get("why") else ""
+        lines.append(f"last practice run {_ago(last.get('ended_at'))}: {last['origin']} → "
+                     f"{last['target']}: {last['outcome']}{why}")  # fmt: skip
     return lines
+
+
+def _in(when: float | None) -> str:
+    return "when its move is served" if when is None else f"in {max(0, when - time.time()):.0f}s"
 
 
 # ----------------------------------------------------------------------------- plan
@@ -229,10 +294,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     try:
         assumed = _assumptions(args.assume, config)
         zone_file = _zone_file_provider(args.zone_file, args.zone) if args.zone_file else None
-        budgets = _budgets(config, store)
+        found = budgets(config, store)
         for report, provider in preview(runtime, store, assumed, zone_file):
             _print_plan(report, provider)
-            print(f"  convergence budget: {budgets[report.service].text()}")
+            print(f"  convergence budget: {found[report.service].text()}")
     finally:
         runtime.close()
     return 0
@@ -274,57 +339,19 @@ def _not_coordinated(config: Config, what: str) -> None:
         )
 
 
-def _failover_coordinated(
-    args: argparse.Namespace, config: Config, runtime: Runtime, store: StateStore
-) -> int:
-    """Ask the leader: pin and request in etcd, wait for its outcome, then for the record on
-    every authoritative server (bounded)."""
-    assert config.coordination is not None
-    service = config.services[args.service]
-    with SharedStore(config.coordination) as shared:
-        drains = shared.load().state.drains
-        if args.to in drains and not args.force:
-            raise RefusedError(
-                f"{args.to} is drained ({drains[args.to].reason}): undrain it or use --force"
-            )
-        reason = args.reason or f"manual failover to {args.to}"
-        request = shared.request_failover(args.service, args.to, reason)
-        Journal(store).event("failover_requested", args.service, to=args.to, reason=reason,
-                             request=request.id, site=config.coordination.site)  # fmt: skip
-        provider = runtime.provider_for(service)
-        lease = config.coordination.etcd.lease_ttl
-        result = shared.wait_result(args.service, request, 2 * lease + provider.change_timeout + 5)
-    print(
-        f"{args.service}: {result.get('change') or 'no change'} — {result.get('outcome')} by "
-        f"{result.get('site')} (fence {result.get('fence')})"
-        + (f" (error: {result['error']})" if result.get("error") else "")
-    )
-    if result.get("error"):
-        raise (ConflictError if result.get("event") == "conflict" else DnsFailoverError)(
-            str(result["error"])
-        )
-    # The leader waited until every authoritative server served it ("applied"); from here,
-    # the record as the authority holds it must name the target.
-    if owner_of(service, provider.read(service.name, service.type)) != args.to:
-        raise DnsFailoverError(f"{service.name} does not point at {args.to} after the write")
-    if result.get("outcome") == "applied":
-        print(f"  served: {result.get('propagation')}")
-    elif result.get("outcome") == "applied_unconfirmed":
-        print(f"  written, NOT served everywhere yet: {result.get('propagation')}")
-    print(
-        f"{args.service} is pinned to {args.to} on every controller; "
-        f"`dnsfailover release {args.service}` lets automatic policy act again"
-    )
-    return 1 if result.get("outcome") == "applied_unconfirmed" else 0
-
-
 def cmd_failover(args: argparse.Namespace) -> int:
+    request = {"verb": "failover", "service": args.service, "to": args.to,
+               "reason": args.reason, "force": args.force}  # fmt: skip
+    answer = ask_daemon(config_for_door(args), request)
+    if answer is not None:
+        return finish(answer)
     config, runtime, store = _runtime(args)
     try:
         service = _service(config, args.service)
         names = [i.name for i in service.instances]
         if args.to not in names:
             raise ConfigError(f"{args.service} has no instance {args.to!r} ({', '.join(names)})")
+        _alone(config, "failover")
         state = store.load()
         jobs = [j for j in runtime.jobs if j.service == args.service and j.instance == args.to]
         health = one_round_health(probe_once(jobs)).get(args.service, {})
@@ -336,8 +363,6 @@ def cmd_failover(args: argparse.Namespace) -> int:
                     f"{args.to} is not healthy now ({why}): use --force to move anyway"
                 )
             print(f"warning: --force: moving to {args.to} although it is not healthy ({why})")
-        if config.coordination is not None:
-            return _failover_coordinated(args, config, runtime, store)
         if args.to in state.drains and not args.force:
             raise RefusedError(
                 f"{args.to} is drained ({state.drains[args.to].reason}): undrain it or use --force"
@@ -358,25 +383,16 @@ def cmd_failover(args: argparse.Namespace) -> int:
     return code or (1 if report.verification and not report.verification.ok else 0)
 
 
-def _operator(config: Config, store: StateStore) -> tuple[Operator, SharedStore | None]:
-    """The operator's verbs on this controller's state.json, or on etcd's shared document
-    with coordination (then close the returned store)."""
-    journal = Journal(store)
-    if config.coordination is None:
-        return Operator(LocalOverrides(store), journal), None
-    shared = SharedStore(config.coordination)
-    return Operator(SharedOverrides(shared), journal, config.coordination.site), shared
-
-
 def cmd_release(args: argparse.Namespace) -> int:
-    config = load_config(args.config).config
+    config = config_for_door(args)
     _service(config, args.service)
-    operator, shared = _operator(config, StateStore(config.state_dir))
-    try:
-        pin = operator.release(args.service)
-    finally:
-        if shared is not None:
-            shared.close()
+    answer = ask_daemon(config, {"verb": "release", "service": args.service})
+    if answer is not None:
+        return finish(answer)
+    config = load_config(args.config).config
+    _alone(config, "release")
+    store = StateStore(config.state_dir)
+    pin = Operator(LocalOverrides(store), Journal(store)).release(args.service)
     if pin is None:
         print(f"{args.service} is not pinned")
         return 0
@@ -395,24 +411,18 @@ def _instance_known(config: Config, name: str) -> list[str]:
 
 
 def cmd_drain(args: argparse.Namespace) -> int:
+    config = config_for_door(args)
+    _instance_known(config, args.instance)
+    request = {"verb": "drain", "instance": args.instance, "reason": args.reason}
+    answer = ask_daemon(config, request)
+    if answer is not None:
+        return finish(answer)
     config = load_config(args.config).config
     services = _instance_known(config, args.instance)
+    _alone(config, "drain")
     store = StateStore(config.state_dir)
-    operator, shared = _operator(config, store)
-    try:
-        operator.drain(args.instance, args.reason)
-    finally:
-        if shared is not None:
-            shared.close()
-    if shared is not None:
-        print(f"{args.instance} drained on every controller ({args.reason}); services: "
-              f"{', '.join(services)}; the leader moves traffic away within one round")  # fmt: skip
-        return 0
+    Operator(LocalOverrides(store), Journal(store)).drain(args.instance, args.reason)
     print(f"{args.instance} drained ({args.reason}); services: {', '.join(services)}")
-    pid = store.daemon_pid()
-    if pid is not None:
-        print(f"the daemon (pid {pid}) moves traffic away within one tick")
-        return 0
     runtime = Runtime.build(config)
     try:
         return _print_reports(run_once(runtime, store, dry_run=False, services=services))
@@ -421,15 +431,15 @@ def cmd_drain(args: argparse.Namespace) -> int:
 
 
 def cmd_undrain(args: argparse.Namespace) -> int:
-    config = load_config(args.config).config
+    config = config_for_door(args)
     _instance_known(config, args.instance)
-    operator, shared = _operator(config, StateStore(config.state_dir))
-    try:
-        found = operator.undrain(args.instance)
-    finally:
-        if shared is not None:
-            shared.close()
-    if not found:
+    answer = ask_daemon(config, {"verb": "undrain", "instance": args.instance})
+    if answer is not None:
+        return finish(answer)
+    config = load_config(args.config).config
+    _alone(config, "undrain")
+    store = StateStore(config.state_dir)
+    if not Operator(LocalOverrides(store), Journal(store)).undrain(args.instance):
         print(f"{args.instance} is not drained")
         return 0
     print(f"{args.instance} undrained; traffic does not move back by itself (sticky)")

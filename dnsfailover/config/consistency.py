@@ -181,6 +181,12 @@ def check_service(
             errors.append((at, "an instance needs at least one check: acme, ocsp or crl"))
         elif not any(c.required for c in checks):
             errors.append((at, "every check is `required: false`: one must decide health"))
+    practice = service.practice
+    names = [i.name for i in service.instances]
+    if practice is not None and practice.to is not None and practice.to not in names:
+        errors.append(
+            ((*here, "practice", "to"), f"no instance {practice.to!r} ({', '.join(names)})")
+        )
     if service.ttl > service.hold_down:
         warnings.append(
             (

@@ -7,6 +7,7 @@ credentials or query (`shown_url`). Imports nothing above config.
 from __future__ import annotations
 
 import ipaddress
+import os
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -80,6 +81,12 @@ def _host_port(value: str) -> str:
     return value
 
 
+def _socket_path(value: Path) -> Path:
+    if len(os.fsencode(value)) > 107:  # sun_path holds 108 bytes, the last a NUL
+        raise ValueError("a Unix socket path is at most 107 bytes: choose a shorter one")
+    return value
+
+
 def _env_name(value: str) -> str:
     if not value.replace("_", "a").isalnum() or not value.isascii() or value[0].isdigit():
         raise ValueError("not an environment variable name (letters, digits, _)")
@@ -89,6 +96,7 @@ def _env_name(value: str) -> str:
 
 
 ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
+SocketPath = Annotated[Path, AfterValidator(_resolve_path), AfterValidator(_socket_path)]
 Fqdn = Annotated[str, AfterValidator(_fqdn)]
 Url = Annotated[str, AfterValidator(_url)]
 HttpsUrl = Annotated[str, AfterValidator(_https_url)]

@@ -25,6 +25,7 @@ from dnsfailover.config.consistency import (
     check_secret_files,
     check_service,
 )
+from dnsfailover.config.files import check_coordination_timing, check_referenced_files
 from dnsfailover.config.models import Config, Coordination, ProviderSettings, Service
 from dnsfailover.config.yamlsource import MAX_BYTES, Path_, Source, dotted, parse
 from dnsfailover.errors import ConfigError
@@ -46,8 +47,10 @@ class LoadedConfig:
     warnings: tuple[str, ...]
 
 
-def load_config(path: Path | str) -> LoadedConfig:
-    """Read, validate and cross-check a config file; raise ConfigError listing every problem."""
+def load_config(path: Path | str, files: bool = True) -> LoadedConfig:
+    """Read, validate and cross-check a config file; raise ConfigError listing every problem.
+    `files=False`: the files it names are not opened (a CLI that only talks to the daemon
+    needs none of them, and may not be allowed to read the secrets)."""
     path = Path(path)
     try:
         with path.open("rb") as f:
@@ -62,10 +65,12 @@ def load_config(path: Path | str) -> LoadedConfig:
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         raise ConfigError(f"{path}:{line}: the config is not UTF-8 text") from None
-    return load_text(text, str(path), base_dir=path.resolve().parent)
+    return load_text(text, str(path), base_dir=path.resolve().parent, files=files)
 
 
-def load_text(text: str, filename: str, base_dir: Path | None = None) -> LoadedConfig:
+def load_text(
+    text: str, filename: str, base_dir: Path | None = None, files: bool = True
+) -> LoadedConfig:
     source = parse(text, filename)
     if source.problems and source.data is None:
         raise ConfigError(source.problems)
@@ -79,8 +84,14 @@ def load_text(text: str, filename: str, base_dir: Path | None = None) -> LoadedC
         config = Config.model_validate(data, context=context)
     except ValidationError as e:
         findings.extend(_findings(source, e))
-    errors, warnings = _consistency(data, context)
+    errors, warnings = _consistency(data, context, files)
     findings.extend(errors)
+    if config is not None:
+        warnings.extend(check_coordination_timing(config))
+        if files:
+            errors, noted = check_referenced_files(config)
+            findings.extend(errors)
+            warnings.extend(noted)
     if source.problems or findings or config is None:
         raise ConfigError(source.problems + _render(source, findings))
     return LoadedConfig(config, Path(filename), tuple(_render(source, warnings)))
@@ -104,12 +115,22 @@ def _inherit_defaults(source: Source) -> dict[str, Any]:
             if name not in service:
                 service[name] = copy.deepcopy(value)
                 _copy_lines(source, ("defaults", name), here)
-            elif name == "checks" and isinstance(value, dict) and isinstance(service[name], dict):
+            elif (
+                name in ("checks", "practice")
+                and isinstance(value, dict)
+                and isinstance(service[name], dict)
+            ):
                 for sub, subvalue in value.items():
-                    if sub not in service[name]:
+                    if sub not in service[name] and not _window_set(service[name], sub):
                         service[name][sub] = subvalue
                         _copy_lines(source, ("defaults", name, sub), (*here, sub))
     return data  # type: ignore[no-any-return]
+
+
+def _window_set(practice: dict[str, Any], key: str) -> bool:
+    """A service that sets one kind of practice window inherits neither kind."""
+    windows = ("allowed_windows", "blocked_windows")
+    return key in windows and any(w in practice for w in windows)
 
 
 def _copy_lines(source: Source, origin: Path_, target: Path_) -> None:
@@ -119,7 +140,7 @@ def _copy_lines(source: Source, origin: Path_, target: Path_) -> None:
 
 
 def _consistency(
-    data: dict[str, Any], context: dict[str, Any]
+    data: dict[str, Any], context: dict[str, Any], files: bool = True
 ) -> tuple[list[tuple[Path_, str]], list[tuple[Path_, str]]]:
     """Cross-check every service that is valid on its own, even if others are not."""
     raw_providers = data.get("providers")
@@ -132,12 +153,12 @@ def _consistency(
             providers[name] = _PROVIDER.validate_python(raw, context=context)
     errors: list[tuple[Path_, str]] = []
     warnings: list[tuple[Path_, str]] = []
-    for name, provider in providers.items():
+    for name, provider in providers.items() if files else ():
         found, noted = check_secret_files(str(name), provider)
         errors.extend(found)
         warnings.extend(noted)
     raw_coordination = data.get("coordination")
-    if isinstance(raw_coordination, dict):
+    if isinstance(raw_coordination, dict) and files:
         with contextlib.suppress(ValidationError):  # reported by the whole-config validation
             coordination = Coordination.model_validate(raw_coordination, context=context)
             found, noted = check_coordination_files(coordination)

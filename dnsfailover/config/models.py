@@ -25,8 +25,10 @@ from dnsfailover.config.fields import (
     HttpsUrl,
     IpAddress,
     Model,
+    SocketPath,
     Url,
 )
+from dnsfailover.config.windows import BlockedDate, WindowText
 
 # ----------------------------------------------------------------------------- providers
 
@@ -232,6 +234,40 @@ class Instance(Model):
     crl: CrlCheck | None = None
 
 
+class PracticeCommand(Model):
+    """An operator's own command for a practice run (a smoke test, a blocking check): it
+    passes when it exits 0 within `timeout`; it is killed at its timeout."""
+
+    argv: tuple[str, ...] = Field(min_length=1)
+    timeout: Duration = 120.0
+    # The daemon's environment variables the command also gets, by name (as ExecHook).
+    env: tuple[EnvName, ...] = ()
+
+
+class PracticeSettings(Model):
+    """Practice runs (docs/practice-runs.md): move the name to `to` on purpose for `duration`,
+    then back; on a schedule (`every`) inside the windows, or on demand (`drill`)."""
+
+    every: Duration | None = None  # None: on demand only
+    duration: Duration = 1800.0
+    to: str | None = None  # default: the next healthy instance in preference order
+    allowed_windows: tuple[WindowText, ...] = ()  # UTC, Mon:10:00-Mon:12:00
+    blocked_windows: tuple[WindowText, ...] = ()
+    blocked_dates: tuple[BlockedDate, ...] = ()  # UTC, YYYY-MM-DD
+    outcome_command: PracticeCommand | None = None  # after the move, and before the return
+    blocking_command: PracticeCommand | None = None  # must pass to start (and to keep going)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PracticeSettings:
+        if self.allowed_windows and self.blocked_windows:
+            raise ValueError("give allowed_windows or blocked_windows, not both")
+        if self.duration < 1:
+            raise ValueError("duration must be at least 1s")
+        if self.every is not None and self.every <= self.duration:
+            raise ValueError("every must be longer than duration")
+        return self
+
+
 class ServiceDefaults(Model):
     """Settings a service inherits when it does not set them itself."""
 
@@ -257,6 +293,7 @@ class ServiceDefaults(Model):
     # public name as these resolvers answer it. Default: none (through the written record).
     verify_resolvers: tuple[str, ...] | None = None
     client_verify: bool = True  # verify every flip as a client would (see above)
+    practice: PracticeSettings | None = None  # practice runs (none unless set)
 
     @model_validator(mode="after")
     def _degraded_below_ttl(self) -> ServiceDefaults:
@@ -364,6 +401,8 @@ class Coordination(Model):
 
 class Config(Model):
     state_dir: ConfigPath = Path("/var/lib/dnsfailover")
+    # The daemon's control socket (the CLI's way in; under the unit's RuntimeDirectory=).
+    control_socket: SocketPath = Path("/run/dnsfailover/control")
     metrics_listen: HostPort | None = None
     dry_run: bool = False
     # On SIGTERM, how long to wait for DNS writes in flight before stopping anyway (keep it

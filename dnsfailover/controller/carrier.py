@@ -18,6 +18,7 @@ from dnsfailover.controller.report import Report
 from dnsfailover.controller.workers import Flight, Workers
 
 log = logging.getLogger(__name__)
+BESIDE = (Do.VERIFY, Do.CHECK)  # steps that write nothing, beside the service's change
 
 
 class Flights:
@@ -37,15 +38,16 @@ class Flights:
                 report.error = f"{action.do.value} crashed: {type(e).__name__}"
                 flight.payload = report
 
-        pool = self.checks if action.do is Do.VERIFY else self.steps
+        pool = self.checks if action.do in BESIDE else self.steps
         pool.submit(flight, carry)
 
     def land(self, flight: Flight) -> None:
-        (self.checks if flight.kind is Do.VERIFY else self.steps).land(flight)
+        (self.checks if flight.kind in BESIDE else self.steps).land(flight)
 
     def busy(self, service: str) -> bool:
-        """A step of the service's change runs now (a client's check does not count)."""
-        return self.steps.busy(service)
+        """The service's change is being written now: a write, a re-check or a fence's move
+        (deciding and a client's check do not count)."""
+        return any(f.service == service and f.kind is not Do.PREPARE for f in self.flights())
 
     def flights(self) -> list[Flight]:
         return self.steps.flights()

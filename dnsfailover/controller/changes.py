@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from dnsfailover.controller.journal import Journal
@@ -31,6 +31,7 @@ from dnsfailover.controller.machine import (
     step,
 )
 from dnsfailover.controller.pipeline import Pipeline
+from dnsfailover.controller.practice import Phase, Run
 from dnsfailover.controller.report import Report
 from dnsfailover.controller.runtime import Runtime
 from dnsfailover.controller.verify import window as verify_window
@@ -58,6 +59,7 @@ class Context:
     may_write: Callable[[], bool] = lambda: True  # several controllers: leading, in time
     concluded: Callable[[Report], None] = lambda report: None  # metrics, shared history
     verified: Callable[[Report], None] = lambda report: None  # metrics
+    practiced: Callable[[str, Run], None] = lambda service, run: None  # metrics
 
 
 class Changes:
@@ -79,6 +81,24 @@ class Changes:
         self.records: dict[str, ServiceRecord] = {}
         self.stopping = False  # the daemon stops: outcomes are journaled, no step starts
 
+    def resume(self) -> dict[str, Run]:
+        """Runs a previous daemon left on (practice/<service>.json): back in their records,
+        to end on time. One whose move was not known to be written is taken as on: its
+        return reads the record and finds where the name is."""
+        resumed: dict[str, Run] = {}
+        for service in self.context.runtime().config.services:
+            run = self.journal.runs.current(service)
+            if run is None or self.record(service).run is not None:
+                continue
+            if run.phase is not Phase.ON:
+                ends_at = run.ends_at or run.requested_at + run.duration
+                run = replace(run, phase=Phase.ON, ends_at=ends_at)
+            self.records[service] = replace(self.record(service), run=run)
+            log.warning("practice_resumed service=%s run=%s to=%s ends_at=%s", service, run.id,
+                        run.target, run.ends_at)  # fmt: skip
+            resumed[service] = run
+        return resumed
+
     def record(self, service: str) -> ServiceRecord:
         return self.records.get(service, ServiceRecord())
 
@@ -94,7 +114,7 @@ class Changes:
 
     def _carry(self, service: str, action: Action) -> None:
         if action.do is Do.JOURNAL:
-            self._journal(action)
+            self._journal(service, action)
             return
         if self.stopping:
             return
@@ -102,12 +122,20 @@ class Changes:
         settings = runtime.config.services[service]
         if action.do is Do.VERIFY:
             timeout = verify_window(settings)
+        elif action.do is Do.CHECK:
+            command = settings.practice.blocking_command if settings.practice else None
+            timeout = (command.timeout if command else 0.0) + 5.0
         else:
             timeout = runtime.provider_for(settings).change_timeout
         self.carrier.run(service, action, self._work(service, action), timeout, runtime)
 
-    def _journal(self, action: Action) -> None:
+    def _journal(self, service: str, action: Action) -> None:
         report, entry = action.report, action.entry
+        if entry is Entry.PRACTICE:
+            assert action.run is not None
+            self.journal.practice(service, action.run, action.event)
+            self.context.practiced(service, action.run)
+            return
         assert report is not None
         if entry is Entry.DECISION:
             self.journal.decision(report)
@@ -130,14 +158,22 @@ class Changes:
         if action.do is Do.PREPARE:
             assert action.intent is not None
             intent, health = action.intent, context.health(service)
-            settle_until, token = context.settle_until(service), self.record(service).token
+            record = self.record(service)
+            settle_until, token = context.settle_until(service), record.token
+            run = record.run
+            practice = run.target if run is not None and run.phase is Phase.ON else None
 
             def prepare() -> Report:
-                found = pipeline.prepare(service, settings, provider, health, intent, settle_until)
+                found = pipeline.prepare(service, settings, provider, health, intent, settle_until,
+                                         practice=practice)  # fmt: skip
                 found.site, found.fence = context.site, token
                 return found
 
             return prepare
+        if action.do is Do.CHECK:
+            assert action.intent is not None
+            check = action.intent
+            return lambda: pipeline.check(service, settings, check)
         if action.do is Do.FENCE:
             assert action.token is not None
             token = action.token
@@ -169,6 +205,10 @@ class Changes:
 
     def unconfirmed(self) -> dict[str, Report]:
         return {s: r.unconfirmed for s, r in self.records.items() if r.unconfirmed is not None}
+
+    def runs(self) -> dict[str, Run]:
+        """The practice runs on now."""
+        return {s: r.run for s, r in self.records.items() if r.run is not None}
 
 
 class Inline:

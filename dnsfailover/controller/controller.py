@@ -22,10 +22,12 @@ from typing import Any
 from dnsfailover.controller import documents, telemetry
 from dnsfailover.controller.carrier import Flights
 from dnsfailover.controller.changes import Changes, Context
+from dnsfailover.controller.drills import Drills
 from dnsfailover.controller.journal import Journal, measurements
 from dnsfailover.controller.leadership import Leadership
 from dnsfailover.controller.machine import Do, Done, Lead, Rules, Tick, Wake
 from dnsfailover.controller.pipeline import Pipeline
+from dnsfailover.controller.practice import Run
 from dnsfailover.controller.report import Intent, Origin, Report
 from dnsfailover.controller.runtime import ProbeJob, Runtime
 from dnsfailover.controller.state import StateStore
@@ -83,9 +85,22 @@ class Controller:
             site=leadership.site if leadership else None,
             may_write=leadership.may_write if leadership else lambda: True,
             concluded=self._concluded,
-            verified=lambda report: telemetry.record_verification(self.metrics, report),
+            verified=self._verified,
+            practiced=self._practiced,
         )
-        self.changes = Changes(self.pipeline, self.journal, self._rules, context, flights)
+        # The control socket (door.py) waits for the changes it asked for: told here when one
+        # concludes and when its flip is verified, on this thread.
+        self.on_concluded: list[Callable[[Report], None]] = []
+        self.on_verified: list[Callable[[Report], None]] = []
+        # On the wall clock (as the pipeline): a practice run's end is saved, and must mean
+        # the same instant to the daemon that finds it after a restart.
+        self.changes = Changes(self.pipeline, self.journal, self._rules, context, flights,
+                               clock=clock)  # fmt: skip
+        self.runs = self.journal.runs
+        self.drills = Drills(self.runs, self.metrics)  # practice runs asked for, or due
+        self.changes.resume()
+        if self.leadership is not None:
+            self.leadership.services = lambda: list(self.runtime.config.services)
         self.settle_until: dict[str, float] = {}
         self.ready = False
         self._seen_jobs: set[str] = set()
@@ -138,11 +153,22 @@ class Controller:
             new = key not in self.changes.records
             telemetry.init_service(self.metrics, key, health, new=new)
             self.outcomes.start(key, service, measurements(entries, key))
+            on = key in self.changes.records and self.changes.record(key).run is not None
+            self.drills.start(key, service, now, on)
         self.settle_until = {
             key: now + service.checks.settle_window
             for key, service in runtime.config.services.items()
         }
         self._unsettled_told.clear()
+
+    def _practiced(self, service: str, run: Run) -> None:
+        current = self.changes.record(service).run
+        share = None
+        # With several controllers the run on lives in etcd too: a new leader ends it.
+        if self.leadership is not None and self.leadership.token is not None:
+            leadership = self.leadership
+            share = lambda: leadership.share_run(service, current.to_json() if current else None)  # noqa: E731
+        self.drills.practiced(service, run, current, share)
 
     # ------------------------------------------------------------------ start, reload, stop
 
@@ -155,6 +181,9 @@ class Controller:
         old = self.runtime.config
         if runtime.config.coordination != old.coordination:
             log.warning("reload: the coordination section changes only at restart; keeping it")
+        if runtime.config.control_socket != old.control_socket:  # the door listens on, as is
+            log.warning("reload: control_socket changes only at restart; keeping %s",
+                        old.control_socket)  # fmt: skip
         if runtime.config.state_dir != old.state_dir:
             log.warning("reload: state_dir changes only at restart; keeping %s",
                         self.store.directory)  # fmt: skip
@@ -275,6 +304,7 @@ class Controller:
                 return
             try:
                 self._requests(service)
+                self._drills(service)
                 self.changes.feed(service, Tick())
             except Exception:  # a bug in one service's tick must not stop the others
                 log.exception("cycle_crashed service=%s", service)
@@ -289,6 +319,25 @@ class Controller:
         request = self.leadership.take_request(service)
         if request is not None:
             intent = Intent(Origin.OPERATOR, request.to, request.reason, request.id)
+            self.changes.feed(service, Wake(intent))
+
+    def _resumed(self, service: str, run: Run) -> None:
+        """A run the last leader left on, taken over with the lead: audited, ended on time."""
+        site = self.leadership.site if self.leadership is not None else None
+        self.journal.event("practice_resumed", service, run=run.id, to=run.target,
+                           ends_at=run.ends_at, site=site)  # fmt: skip
+        self.drills.resumed(service, run)
+
+    def _drills(self, service: str) -> None:
+        """A practice run asked for (the CLI) or due (the schedule): an intent for the record
+        (which refuses it when following)."""
+        now = self.clock()
+        leading = self.leadership is None or self.leadership.token is not None
+        settled = self.ready and now >= self.settle_until.get(service, -math.inf)
+        idle = self.changes.record(service).run is None
+        settings = self.runtime.config.services[service]
+        intent = self.drills.intent(service, settings, leading and settled and idle, now)
+        if intent is not None:
             self.changes.feed(service, Wake(intent))
 
     # ------------------------------------------------------------------ several controllers
@@ -321,6 +370,9 @@ class Controller:
         if self.leadership.token != before or force:
             for service in self.runtime.config.services:
                 self.changes.feed(service, Lead(self.leadership.token))
+            if self.leadership.token is not None:  # a run the last leader left on: ours now
+                for service, run in self.changes.resume().items():
+                    self._resumed(service, run)
         if not leading:
             self.write_health()
         return leading
@@ -336,6 +388,13 @@ class Controller:
         if settings is not None:
             active = self.changes.record(report.service).active
             self.outcomes.concluded(report, settings, active, self._flips_last_hour(report.service))
+        for hook in self.on_concluded:
+            hook(report)
+
+    def _verified(self, report: Report) -> None:
+        telemetry.record_verification(self.metrics, report)
+        for hook in self.on_verified:
+            hook(report)
 
     def _flips_last_hour(self, service: str) -> int:
         try:

@@ -29,8 +29,10 @@ from types import FrameType
 from dnsfailover.config import load_config
 from dnsfailover.controller.carrier import Flights
 from dnsfailover.controller.controller import Controller
+from dnsfailover.controller.door import Door
 from dnsfailover.controller.runtime import ProbeJob, Runtime
 from dnsfailover.controller.scheduler import ProbeScheduler
+from dnsfailover.controller.waiting import Call
 from dnsfailover.controller.workers import Flight
 from dnsfailover.crashpoint import crashpoint
 from dnsfailover.errors import ConfigError, StateError
@@ -40,7 +42,8 @@ from dnsfailover.systemd import Notifier
 log = logging.getLogger(__name__)
 
 COORDINATION = "coordination"  # the coordinator saw something new (leadership, reports)
-Item = tuple[ProbeJob, ProbeResult] | Flight | str | None  # None: wake up (a signal)
+# None: wake up (a signal); a Call: a control-socket request's part for this thread (door.py)
+Item = tuple[ProbeJob, ProbeResult] | Flight | Call | str | None
 
 
 class Daemon:
@@ -62,6 +65,7 @@ class Daemon:
         self.controller = Controller(
             runtime, dry_run, self.flights, lambda: self.queue.put(COORDINATION), clock
         )
+        self.door = Door(self.controller, self.queue.put)  # the control socket's requests
         self._stop = threading.Event()
         self._reload = False
         self._scheduler: ProbeScheduler | None = None
@@ -96,6 +100,7 @@ class Daemon:
             self._check_state_directory()
             self.install_signal_handlers()
             self._serve_metrics()
+            self._open_door()
             self.controller.start()
             self._start_probes()
             log.info(
@@ -118,6 +123,17 @@ class Daemon:
         except OSError as e:
             raise ConfigError(
                 f"metrics_listen {listen}: cannot listen there: {e.strerror or e}"
+            ) from None
+
+    def _open_door(self) -> None:
+        path = self.runtime.config.control_socket
+        try:
+            self.door.open(path)
+        except OSError as e:
+            raise ConfigError(
+                f"control_socket {path}: cannot listen there: {e.strerror or e} (under the unit, "
+                "RuntimeDirectory=dnsfailover makes /run/dnsfailover; by hand, set control_socket "
+                "to a path this user may create)"
             ) from None
 
     def _check_state_directory(self) -> None:
@@ -146,6 +162,7 @@ class Daemon:
 
     def _shut_down(self) -> None:
         self.notifier.stopping()
+        self.door.close()
         self._stop_probes()
         left = self.flights.drain(self.runtime.config.shutdown_grace)
         self._drain_queue(timeout=0.0)  # the outcomes that came in while we waited
@@ -189,10 +206,13 @@ class Daemon:
         controller = self.controller
         changed: dict[str, float] = {}  # service → when its first health-changing result ended
         landed: list[Flight] = []
+        calls: list[Call] = []
         coordination = False
         while item is not None:
             if isinstance(item, Flight):
                 landed.append(item)
+            elif isinstance(item, Call):
+                calls.append(item)
             elif isinstance(item, str):
                 coordination = True
             else:
@@ -204,6 +224,8 @@ class Daemon:
         stopping = self._stop.is_set()
         for flight in landed:
             controller.land(flight, stopping)
+        for call in calls:  # the control socket's requests, on this thread (door.py)
+            call.run(controller, stopping)
         controller.publish(changed)
         if not controller.ready and controller.seen_every_probe():
             controller.ready = True

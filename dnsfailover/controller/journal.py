@@ -18,7 +18,9 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from dnsfailover.controller.practice import Run
 from dnsfailover.controller.report import Report
+from dnsfailover.controller.runs import RunStore
 from dnsfailover.controller.state import StateStore
 from dnsfailover.errors import DnsFailoverError
 from dnsfailover.health import InstanceHealth
@@ -26,7 +28,7 @@ from dnsfailover.rrset import describe
 
 log = logging.getLogger(__name__)
 
-QUIET_RULES = {"sticky", "pinned", "unknown", "failback_wait"}
+QUIET_RULES = {"sticky", "pinned", "unknown", "failback_wait", "practice"}
 RECENT_WRITES = 20  # measurements the convergence budget's p95 is taken over
 Sink = Callable[[dict[str, Any]], None]
 
@@ -110,6 +112,24 @@ def fence_entry(report: Report) -> dict[str, Any]:
     }
 
 
+def practice_entry(service: str, run: Run, event: str) -> dict[str, Any]:
+    """A practice run started, refused or ended (its report is in practice/reports/)."""
+    return {
+        "service": service,
+        "event": event,
+        "run": run.id,
+        "from": run.origin,
+        "to": run.target,
+        "reason": run.reason,
+        "scheduled": run.scheduled,
+        "duration": run.duration,
+        "outcome": run.outcome.value,
+        "why": run.why or None,
+        "checks": [c.summary() for c in run.checks],
+        "timeline": {step: at for step, at in run.timeline},
+    }
+
+
 def measurements(
     entries: Iterable[dict[str, Any]], service: str
 ) -> tuple[list[float], list[float]]:
@@ -131,6 +151,7 @@ class Journal:
         self.store = store
         self.sinks = list(sinks)  # fed every entry that is an event (notifications, counters)
         self._last: dict[str, tuple[str, str, str]] = {}  # service → last decision audited
+        self.runs = RunStore(store.directory)
 
     def write(self, entry: dict[str, Any], notify: bool = False) -> dict[str, Any]:
         """Append one entry (never raises: a failure is logged); an event for the hooks goes
@@ -186,6 +207,20 @@ class Journal:
             log.error("client_verify_failed service=%s to=%s reason=%s",
                       report.service, entry["to"], verification.reason)  # fmt: skip
         return self.write(entry, notify=not verification.ok)
+
+    def practice(self, service: str, run: Run, event: str | None) -> dict[str, Any] | None:
+        """A practice run's progress: its report saved (before its first write, and after
+        each step); an entry when it started, was refused or ended."""
+        try:
+            self.runs.save(service, run)
+        except DnsFailoverError as e:
+            log.error("practice_not_saved service=%s run=%s error=%s", service, run.id, e)
+        if event is None:
+            return None
+        level = logging.INFO if run.outcome.value in ("PENDING", "SUCCEEDED") else logging.WARNING
+        log.log(level, "%s service=%s run=%s to=%s outcome=%s why=%s", event, service, run.id,
+                run.target, run.outcome.value, run.why)  # fmt: skip
+        return self.write(practice_entry(service, run, event), notify=event == "practice_ended")
 
     def fence(self, report: Report) -> dict[str, Any]:
         if report.applied:

@@ -39,7 +39,16 @@ from dnsfailover.controller import sitereports
 from dnsfailover.controller.journal import Journal, decision_entry
 from dnsfailover.controller.reach import Reach
 from dnsfailover.controller.report import Report
-from dnsfailover.controller.shared import Request, Shared, edit, mirror, request_done, with_flip
+from dnsfailover.controller.runs import RunStore
+from dnsfailover.controller.shared import (
+    Request,
+    Shared,
+    edit,
+    mirror,
+    request_done,
+    with_flip,
+    with_run,
+)
 from dnsfailover.controller.sitereports import Sites
 from dnsfailover.controller.state import Flip, StateStore
 from dnsfailover.coordination.coordinator import Coordinator, View
@@ -92,6 +101,7 @@ class Leadership:
         self.shared = Shared()  # pins, drains, requests and flips in etcd (shared.py)
         self._shared_text: str | None = None
         self._handled: set[str] = set()  # failover requests taken on by this controller
+        self.services: Callable[[], list[str]] = list  # the configured services (the daemon's)
 
     def start(self) -> None:
         self.coordinator.start()
@@ -221,7 +231,7 @@ class Leadership:
         """A round saw something new; True when we lead (the daemon reconciles everything)."""
         view = self.view()
         if view.shared != self._shared_text:
-            self._mirror(view.shared)
+            self._mirror(view.shared, view.leading)
         token = view.token if view.leading else None
         if token != self.token:
             self.token = token
@@ -238,12 +248,15 @@ class Leadership:
         log.info("failover_request service=%s to=%s from=%s", service, request.to, request.origin)
         return request
 
-    def _mirror(self, text: str | None) -> None:
-        """The shared pins, drains and flips into state.json (the pipeline reads them). The
+    def _mirror(self, text: str | None, leading: bool = False) -> None:
+        """The shared pins, drains and flips into state.json (the pipeline reads them), and,
+        on a follower, the leader's practice runs (a new leader ends them on time). The
         document comes from outside: whatever is wrong with it is logged and changes nothing."""
         try:
             shared = Shared.parse(text)
             mirror(self.store, shared, self.clock())
+            if not leading:
+                RunStore(self.store.directory).mirror(shared.runs, self.services())
         except Exception as e:  # anything a writer to the prefix can put there
             log.error("shared_state_not_mirrored error=%s", type(e).__name__ if
                       not isinstance(e, DnsFailoverError) else e)  # fmt: skip
@@ -251,6 +264,12 @@ class Leadership:
         self.shared, self._shared_text = shared, text
 
     # ------------------------------------------------------------------ what the leader did
+
+    def share_run(self, service: str, run: dict[str, Any] | None) -> None:
+        """The leader's practice run on now (None: ended) into the shared document."""
+        coordinator = self.coordinator
+        coordinator.submit(lambda etcd: etcd.update(coordinator.state_key,
+                                                    edit(with_run(service, run))))  # fmt: skip
 
     def share(self, report: Report) -> None:
         """The leader's flip into the shared history; a request's outcome to its CLI."""

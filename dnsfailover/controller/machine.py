@@ -27,147 +27,85 @@ out inline (`changes.py`). Time is a parameter: tests drive the rules on a simul
 | Done(FENCE) | not moved | JOURNAL(fence); back off |
 | Lead(token) / Lead(None) | any | leading with `token` (fences to move again) / following |
 
+A practice run (practice.py) lives in the record (`run`); its transitions are practicing.py's,
+called from `step`, and its moves are intents started here like any other.
+
 An operator's intent is never retried blindly after a conflict or a hard error (the pin decides
 from there); after a transient error it is, like any other. `give_up_after` bounds the retries
 of the one-shot commands (the daemon retries for ever, backing off).
-Imports the report values only.
+Imports the record's values (record.py, re-exported here), a practice run's transitions
+(practicing.py) and the report values.
 """
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
+from dnsfailover.controller import practicing
+from dnsfailover.controller.practice import Outcome, Phase
+from dnsfailover.controller.record import (
+    Action,
+    Backoff,
+    Do,
+    Done,
+    Entry,
+    Event,
+    Lead,
+    Rules,
+    ServiceRecord,
+    Step,
+    Tick,
+    Wake,
+)
 from dnsfailover.controller.report import Intent, Origin, Report
 from dnsfailover.policy import Kind
 
-
-class Do(enum.Enum):
-    FENCE = "fence"  # move the service's fence to our token (a new leader's first write)
-    PREPARE = "prepare"  # read the record, decide, plan
-    WRITE = "write"  # compare-and-swap (fenced when coordinated), then confirm
-    CONFIRM = "confirm"  # check an applied change again until every authority serves it
-    VERIFY = "verify"  # the flip as a client sees it
-    JOURNAL = "journal"  # audit, metrics, notification, the shared history
-
-
-class Entry(enum.Enum):
-    """What the journal records for a JOURNAL action."""
-
-    DECISION = "decision"
-    CONFIRMATION = "confirmation"
-    VERIFICATION = "verification"
-    FENCE = "fence"
-
-
-@dataclass(frozen=True)
-class Action:
-    do: Do
-    report: Report | None = None  # WRITE, CONFIRM, VERIFY, JOURNAL
-    intent: Intent | None = None  # PREPARE
-    token: int | None = None  # FENCE
-    entry: Entry | None = None  # JOURNAL
-
-
-@dataclass(frozen=True)
-class Wake:
-    """Decide now: health changed, or an operator asked."""
-
-    intent: Intent = field(default_factory=Intent)
-
-
-@dataclass(frozen=True)
-class Tick:
-    """Time passed: retries and re-checks that are due."""
-
-
-@dataclass(frozen=True)
-class Done:
-    """A step finished on a worker (or inline); its report says how."""
-
-    do: Do
-    report: Report
-
-
-@dataclass(frozen=True)
-class Lead:
-    """Leadership changed: leading with this fencing token, or following (None)."""
-
-    token: int | None
-
-
-Event = Wake | Tick | Done | Lead
-
-
-@dataclass(frozen=True)
-class Rules:
-    first_backoff: float  # the daemon: its tick
-    max_backoff: float = 30.0
-    max_conflicts: int = 3  # conflicts in a row re-read at once; then at the pace of ticks
-    coordinated: bool = False  # only a leader with its fence writes
-    dry_run: bool = False  # no write happens: no fence to move either
-    verify: bool = True  # check each flip as a client (`client_verify`)
-    give_up_after: int | None = None  # retries after a failure (None: for ever)
-    retry_only_transient: bool = False  # the one-shot commands: a hard error is the answer
-
-
-@dataclass(frozen=True)
-class Backoff:
-    at: float | None = None  # not before this time (None: not backing off)
-    delay: float = 0.0
-    tries: int = 0
-
-    def failed(self, now: float, rules: Rules) -> Backoff:
-        delay = min(max(rules.first_backoff, self.delay * 2), rules.max_backoff)
-        return Backoff(now + delay, delay, self.tries + 1)
-
-    def due(self, now: float) -> bool:
-        return self.at is None or now >= self.at
-
-
-@dataclass(frozen=True)
-class ServiceRecord:
-    busy: Do | None = None  # the step in flight (at most one; VERIFY runs beside it)
-    waiting: Intent | None = None  # asked for while busy (or while the fence moves)
-    retry: Backoff = Backoff()  # after a failed step
-    retry_intent: Intent | None = None  # what the retry is for (an operator's move stays one)
-    unconfirmed: Report | None = None  # applied, not yet served everywhere
-    confirm: Backoff = Backoff()
-    conflicts: int = 0  # in a row
-    verifying: bool = False
-    last: Report | None = None  # the last concluded change
-    active: str | None = None  # the instance the record points at, as far as we know
-    token: int | None = None  # coordinated: leading with this token (None: following)
-    fence: int | None = None  # coordinated: the token this service's fence holds (ours)
-
-    @property
-    def idle(self) -> bool:
-        return self.busy is None
-
-    @property
-    def gave_up(self) -> bool:
-        return self.retry.at is None and self.retry.tries > 0
-
-
-Step = tuple[ServiceRecord, list[Action]]
+__all__ = [  # the record's values, for the machine's callers
+    "Action", "Backoff", "Do", "Done", "Entry", "Event", "Lead", "Rules", "ServiceRecord", "Step",
+    "Tick", "Wake", "step",
+]  # fmt: skip
 
 
 def step(record: ServiceRecord, event: Event, now: float, rules: Rules) -> Step:
     if isinstance(event, Wake):
+        if event.intent.practice is not None:
+            return practicing.asked(record, event.intent, now, rules, _start)
         return _start(record, event.intent, rules)
     if isinstance(event, Tick):
         return _tick(record, now, rules)
     if isinstance(event, Lead):
-        return replace(record, token=event.token, fence=None), []
+        # A follower drops its practice run: the leader carries it (etcd's shared document
+        # has it, and each follower a copy, to end it on time if it leads next).
+        run = record.run if event.token is not None else None
+        return replace(record, token=event.token, fence=None, run=run), []
     if event.do is Do.PREPARE:
-        return _prepared(record, event.report, now, rules)
-    if event.do is Do.WRITE:
-        return _written(record, event.report, now, rules)
-    if event.do is Do.CONFIRM:
-        return _confirmed(record, event.report, now, rules)
-    if event.do is Do.FENCE:
+        after = _prepared(record, event.report, now, rules)
+    elif event.do is Do.WRITE:
+        after = _written(record, event.report, now, rules)
+    elif event.do is Do.CONFIRM:
+        after = _confirmed(record, event.report, now, rules)
+    elif event.do is Do.FENCE:
         return _fenced(record, event.report, now, rules)
-    return replace(record, verifying=False), [_journal(event.report, Entry.VERIFICATION)]
+    elif event.do is Do.CHECK:
+        return practicing.checked(replace(record, checking=False), event.report, now, rules,
+                                 _start)  # fmt: skip
+    else:
+        after = replace(record, verifying=False), [_journal(event.report, Entry.VERIFICATION)]
+    if record.run is None:
+        return after
+    record, actions = practicing.follows(after, event, now, rules, _start)
+    run = record.run
+    if (
+        run is not None
+        and run.phase is Phase.ON
+        and record.idle
+        and practicing.return_due(record, now)
+    ):
+        record, more = practicing.back(
+            record, rules, _start
+        )  # a failure or a cancel met a step in flight
+        actions = [*actions, *more]
+    return record, actions
 
 
 def _journal(report: Report, entry: Entry = Entry.DECISION) -> Action:
@@ -196,12 +134,26 @@ def _stronger(waiting: Intent | None, intent: Intent) -> Intent:
     if waiting.origin is Origin.OPERATOR:
         return waiting
     triggers = [t for t in (waiting.trigger_at, intent.trigger_at) if t is not None]
-    return replace(waiting, trigger_at=min(triggers) if triggers else None)
+    # The newest id: a control request waits for the change that starts after it asked.
+    return replace(waiting, trigger_at=min(triggers) if triggers else None,
+                   id=intent.id or waiting.id)  # fmt: skip
 
 
 def _tick(record: ServiceRecord, now: float, rules: Rules) -> Step:
+    if practicing.check_due(record, now) and not practicing.return_due(record, now):
+        check = Action(Do.CHECK, intent=practicing.check_intent(record))
+        record, actions = _tick(practicing.checking(record, now), now, rules)
+        return record, [check, *actions]
     if not record.idle:
         return record, []
+    if practicing.return_due(record, now):
+        return practicing.back(record, rules, _start)
+    if practicing.start_lost(record):  # its start waited for a fence that did not move
+        assert record.run is not None
+        run = record.run.end(Outcome.FAILED, "the move could not be started (fence)", now)
+        record, actions = practicing.ended(record, [], run)
+        more_record, more = _tick(record, now, rules)
+        return more_record, [*actions, *more]
     if record.unconfirmed is not None and record.confirm.due(now):
         confirm = Action(Do.CONFIRM, report=record.unconfirmed)
         return replace(record, busy=Do.CONFIRM), [confirm]
@@ -263,7 +215,7 @@ def _written(record: ServiceRecord, report: Report, now: float, rules: Rules) ->
     actions = [_journal(report)]
     if report.applied and not report.served:
         record = replace(record, unconfirmed=report, confirm=Backoff().failed(now, rules))
-    if report.flipped and rules.verify and not record.verifying:
+    if report.flipped and _verifies(report, rules) and not record.verifying:
         record = replace(record, verifying=True)
         actions.append(Action(Do.VERIFY, report=report))
     if report.conflict:
@@ -287,7 +239,7 @@ def _confirmed(record: ServiceRecord, report: Report, now: float, rules: Rules) 
         return _then(record, actions, rules)  # superseded by a newer change meanwhile
     if report.served:
         record = replace(record, unconfirmed=None, confirm=Backoff())
-        if report.flipped and rules.verify and not record.verifying:
+        if report.flipped and _verifies(report, rules) and not record.verifying:
             record = replace(record, verifying=True)
             actions.append(Action(Do.VERIFY, report=report))
     else:
@@ -304,3 +256,9 @@ def _fenced(record: ServiceRecord, report: Report, now: float, rules: Rules) -> 
         return record, [*actions, *more]
     record = replace(record, retry=record.retry.failed(now, rules))
     return record, actions
+
+
+def _verifies(report: Report, rules: Rules) -> bool:
+    """A flip is checked as a client (`client_verify`); a practice run's, always (its outcome
+    command runs in that step, and its timeline wants the mark)."""
+    return rules.verify or report.intent.origin is Origin.PRACTICE

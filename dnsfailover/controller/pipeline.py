@@ -9,7 +9,13 @@
   compare-and-swap through the provider, fenced with the leader's token when coordinated; a
   conflict, a fence's refusal or an error is an outcome in the report, never an exception.
 - `confirm`: wait until every authoritative server serves the change.
-- `verify`: the flip as a client sees it (verify.py).
+- `verify`: the flip as a client sees it (verify.py); after a practice run's move, the
+  operator's outcome command too.
+
+A practice run's intents (practice.py) take the same steps: its start is decided by the gates
+(and the blocking command), its return runs the outcome command once more first and moves
+back only to a healthy instance; while a run is on, the policy honours its target
+(`PolicyInput.practice`, not a pin).
 - `move_fence`: a new leader's first write for a service, before its first change.
 
 The daemon runs each step on a worker, the one-shot commands inline; which step comes next is
@@ -27,14 +33,17 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 
-from dnsfailover.config.models import Service
-from dnsfailover.controller.report import Intent, Report
+from dnsfailover.config.models import PracticeCommand, Service
+from dnsfailover.controller import practice as drills
+from dnsfailover.controller.commands import run_command
+from dnsfailover.controller.practice import Ask, CommandResult, GateInput
+from dnsfailover.controller.report import Intent, Origin, Report
 from dnsfailover.controller.state import Flip, SavedState, StateStore
 from dnsfailover.controller.verify import ClientVerifier
 from dnsfailover.controller.verify import window as verify_window
 from dnsfailover.crashpoint import crashpoint
 from dnsfailover.errors import ConflictError, DnsFailoverError, FencedError, TransientError
-from dnsfailover.health import InstanceHealth
+from dnsfailover.health import InstanceHealth, State
 from dnsfailover.plan import drift_reason, make_plan, owner_of, record_ttl
 from dnsfailover.policy import Decision, Kind, PolicyInput, decide
 from dnsfailover.providers import Propagation, Provider, ServerView
@@ -52,6 +61,7 @@ class Pipeline:
         self.dry_run = dry_run
         self._last_live: dict[str, RRset | None] = {}  # the record at the last good read
         self._writing: set[str] = set()  # services whose write runs now, in this process
+        self.run_command = run_command  # a practice run's operator commands (tests replace it)
 
     # ------------------------------------------------------------------ prepare
 
@@ -64,8 +74,10 @@ class Pipeline:
         intent: Intent | None = None,
         settle_until: float = -math.inf,
         preview: bool = False,
+        practice: str | None = None,
     ) -> Report:
-        """Read, decide, plan. `preview` (`plan`): a dry run that settles nothing."""
+        """Read, decide, plan. `preview` (`plan`): a dry run that settles nothing. `practice`:
+        the target of the practice run on now (the policy honours it)."""
         intent = intent or Intent()
         report = Report(key, intent, health)
         report.dry_run = self.dry_run or preview
@@ -90,8 +102,10 @@ class Pipeline:
             return report
         if manual is not None:
             decision = replace(manual, current=owner)
+        elif intent.origin is Origin.PRACTICE:
+            decision = self._practice(report, service, owner, state)
         else:
-            decision = self._decide(key, service, health, owner, state, settle_until)
+            decision = self._decide(key, service, health, owner, state, settle_until, practice)
         report.decision = decision
         ttl = record_ttl(service, decision, health, state.flip_times(key), self.clock())
         try:
@@ -113,6 +127,7 @@ class Pipeline:
         owner: str | None,
         state: SavedState,
         settle_until: float,
+        practice: str | None = None,
     ) -> Decision:
         pin = state.pins.get(key)
         return decide(
@@ -125,8 +140,62 @@ class Pipeline:
                 state.flip_times(key),
                 self.clock(),
                 settle_until,
+                practice,
             )
         )
+
+    def _practice(
+        self,
+        report: Report,
+        service: Service,
+        owner: str | None,
+        state: SavedState,
+    ) -> Decision:
+        """A practice run's start (its gates, then the blocking command) or its return (the
+        outcome command, then back only to a healthy instance)."""
+        intent, health = report.intent, report.health
+        assert intent.practice is not None
+        settings = service.practice
+        if intent.practice.ask is Ask.RETURN:
+            if intent.practice.check and settings and settings.outcome_command:
+                report.checks.append(self._command(report, settings.outcome_command,
+                                                   "outcome_command", "before_return"))  # fmt: skip
+            origin = intent.to or ""
+            healthy = origin in health and health[origin].state is State.HEALTHY
+            if owner == origin or (healthy and origin not in state.drains):
+                return Decision(Kind.MOVE, owner, origin, "practice_return", intent.reason)
+            why = health[origin].reason if origin in health else "no health known"
+            stays = f"{origin} is not healthy ({why}): the name stays on {owner}"
+            return Decision(Kind.KEEP, owner, None, "practice_stay", stays)
+        pin = state.pins.get(report.service)
+        gate = GateInput(service, health, owner, intent.to, pin.instance if pin else None,
+                         frozenset(state.drains), state.flip_times(report.service), self.clock(),
+                         intent.practice.ignore_window)  # fmt: skip
+        refused = drills.refusal(gate)
+        target = intent.to or drills.default_target(gate)
+        if refused is None and settings is not None and settings.blocking_command is not None:
+            result = self._command(report, settings.blocking_command, "blocking_command",
+                                   "before_start", target)  # fmt: skip
+            report.checks.append(result)
+            refused = None if result.passed else ("blocking_command", result.summary())
+        if refused is not None:
+            gate_name, reason = refused
+            return Decision(Kind.REFUSE, owner, target, "practice_gate", f"{gate_name}: {reason}")
+        reason = intent.reason or f"practice run: {owner} → {target}"
+        return Decision(Kind.MOVE, owner, target, "practice", reason)
+
+    def _command(
+        self, report: Report, command: PracticeCommand, name: str, when: str,
+        target: str | None = None,
+    ) -> CommandResult:  # fmt: skip
+        practice = report.intent.practice
+        decision = report.decision
+        variables = {
+            "service": report.service,
+            "run": practice.run if practice else "",
+            "to": target or (decision.target if decision and decision.target else "") or "",
+        }
+        return self.run_command(name, command, when, variables)
 
     def _pending(
         self,
@@ -247,17 +316,36 @@ class Pipeline:
 
     # ------------------------------------------------------------------ verify
 
-    @staticmethod
-    def verify(report: Report, service: Service) -> Report:
+    def verify(self, report: Report, service: Service) -> Report:
         """A flip served everywhere: the new target as a client sees it, within the window
-        clients may hold the old answer."""
-        if not report.flipped or not service.client_verify:
+        clients may hold the old answer; after a practice run's move, the outcome command."""
+        if not report.flipped:
             return report
+        self._verify(report, service)
+        practice, settings = report.intent.practice, service.practice
+        command = settings.outcome_command if settings is not None else None
+        if practice is not None and practice.ask is Ask.START and command is not None:
+            report.checks.append(self._command(report, command, "outcome_command", "after_move"))
+        return report
+
+    @staticmethod
+    def _verify(report: Report, service: Service) -> None:
+        if not service.client_verify:
+            return
         assert report.plan is not None and report.plan.change is not None
         target = next(i for i in service.instances if i.name == report.plan.decision.target)
         verifier = ClientVerifier(service, service.checks.connect_timeout)
         deadline = time.monotonic() + verify_window(service)
         report.verification = verifier.verify(target, report.plan.change.after, deadline)
+
+    # ------------------------------------------------------------------ a run's check
+
+    def check(self, key: str, service: Service, intent: Intent) -> Report:
+        """While a practice run is on: its blocking command again (none: nothing to do)."""
+        report = Report(key, intent)
+        command = service.practice.blocking_command if service.practice else None
+        if command is not None:
+            report.checks.append(self._command(report, command, "blocking_command", "during"))
         return report
 
     # ------------------------------------------------------------------ fence

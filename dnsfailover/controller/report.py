@@ -13,6 +13,8 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from dnsfailover.controller.practice import RULES as PRACTICE_RULES
+from dnsfailover.controller.practice import CommandResult, Practice
 from dnsfailover.controller.verify import Verification
 from dnsfailover.health import InstanceHealth
 from dnsfailover.plan import Plan
@@ -26,6 +28,7 @@ class Origin(enum.Enum):
 
     POLICY = "policy"  # health changed, a tick, a retry: the policy decides
     OPERATOR = "operator"  # `failover --to` (here, or a request carried out by the leader)
+    PRACTICE = "practice"  # a practice run's move, or its return (practice.py)
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ class Intent:
     reason: str = ""
     request: str | None = None  # a shared failover request this carries out (shared.py)
     trigger_at: float | None = None  # when the probe result that asked for it finished
+    practice: Practice | None = None  # PRACTICE: the run, and what it asks
+    id: str | None = None  # a control socket request waiting for this change (control.py)
 
     def manual(self) -> Decision | None:
         if self.origin is not Origin.OPERATOR:
@@ -77,6 +82,7 @@ class Report:
     site: str | None = None
     fence: int | None = None
     refused_by_fence: bool = False
+    checks: list[CommandResult] = field(default_factory=list)  # a practice run's commands
 
     @property
     def trigger_at(self) -> float | None:
@@ -133,6 +139,8 @@ class Report:
         if (self.applied or self.dry_run) and self.plan is not None and self.plan.ttl_only:
             return "ttl"  # degraded_ttl on or off: the record keeps its instance
         if self.applied or self.dry_run:
+            if self.decision.rule in PRACTICE_RULES:
+                return self.decision.rule
             return "manual" if self.decision.rule == "manual" else "failover"
         return {Kind.REFUSE: "refusal", Kind.ALARM: "all_down"}.get(self.decision.kind, "keep")
 

@@ -24,7 +24,7 @@ from dnsfailover.config.models import Coordination
 from dnsfailover.controller.state import FLIP_HISTORY, Flip, Pin, SavedState, StateStore
 from dnsfailover.coordination.etcd import Etcd
 from dnsfailover.errors import DnsFailoverError, StateError
-from dnsfailover.text import clean
+from dnsfailover.text import bounded, clean
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,14 @@ class Request:
 class Shared:
     state: SavedState = field(default_factory=SavedState)
     requests: dict[str, Request] = field(default_factory=dict)  # service → request
+    # service → the practice run on now, as its report (practice.py): a new leader ends it
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_text(self) -> str:
         document = self.state.to_json()
         document.pop("intents")  # flips in progress stay with the controller writing them
         document["requests"] = {s: vars(r) for s, r in self.requests.items()}
+        document["runs"] = self.runs
         return json.dumps(document, sort_keys=True)
 
     @classmethod
@@ -58,10 +61,18 @@ class Shared:
             state = SavedState.from_json({**data, "intents": {}})
             requests = {s: Request(**r) for s, r in data.get("requests", {}).items()}
             _check_types(state, requests)
+            runs = _runs(data.get("runs", {}))
         except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:
             detail = clean(str(e)) if not isinstance(e, RecursionError) else "nested too deep"
             raise StateError(f"the shared state in etcd does not parse: {detail}") from None
-        return cls(state, requests)
+        return cls(state, requests, runs)
+
+
+def _runs(found: Any) -> dict[str, dict[str, Any]]:
+    """The practice runs on (service → its report), bounded and cleaned: from outside too."""
+    if not isinstance(found, dict) or not all(isinstance(r, dict) for r in found.values()):
+        raise TypeError("runs is not a mapping of services to runs")
+    return {clean(str(s), 200): bounded(r, items=100) for s, r in list(found.items())[:100]}
 
 
 def _check_types(state: SavedState, requests: dict[str, Request]) -> None:
@@ -115,6 +126,16 @@ def with_flip(service: str, flip: Flip) -> Callable[[Shared], Shared]:
     return lambda shared: replace(shared, state=shared.state.with_flip(service, flip))
 
 
+def with_run(service: str, run: dict[str, Any] | None) -> Callable[[Shared], Shared]:
+    """The leader's practice run on now for `service` (None: none is on any more)."""
+
+    def change(shared: Shared) -> Shared:
+        runs = {k: r for k, r in shared.runs.items() if k != service}
+        return replace(shared, runs=runs if run is None else {**runs, service: run})
+
+    return change
+
+
 def request_done(service: str, request_id: str) -> Callable[[Shared], Shared]:
     """Remove the request, if it is still the one carried out (not a newer one)."""
 
@@ -122,7 +143,8 @@ def request_done(service: str, request_id: str) -> Callable[[Shared], Shared]:
         found = shared.requests.get(service)
         if found is None or found.id != request_id:
             return shared
-        return replace(shared, requests={k: r for k, r in shared.requests.items() if k != service})
+        requests = {k: r for k, r in shared.requests.items() if k != service}
+        return replace(shared, requests=requests)
 
     return change
 

@@ -30,6 +30,9 @@ from dnsfailover.errors import StateError
 
 VERSION = 1
 FLIP_HISTORY = 86400.0  # seconds of flips kept: enough for the flips-per-hour limit and status
+# A practice run's two moves (controller/practice.py) are kept in the history, for status, but
+# count neither toward hold-down nor toward the flips-per-hour limit.
+UNCOUNTED_RULES = frozenset({"practice", "practice_return"})
 _APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT
 _LOCK = os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC  # files made 0600, never through a symlink
 
@@ -72,7 +75,8 @@ class SavedState:
         return replace(self, intents=intents if flip is None else {**intents, service: flip})
 
     def flip_times(self, service: str) -> tuple[float, ...]:
-        return tuple(f.at for f in self.flips.get(service, ()))
+        """When the flips that count (hold-down, flip rate) happened: not a practice run's."""
+        return tuple(f.at for f in self.flips.get(service, ()) if f.rule not in UNCOUNTED_RULES)
 
     def to_json(self) -> dict[str, Any]:
         return {

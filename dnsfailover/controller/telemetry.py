@@ -13,6 +13,7 @@ from typing import Any
 
 from dnsfailover.config.models import Service
 from dnsfailover.controller.journal import RECENT_WRITES
+from dnsfailover.controller.practice import Outcome, Run
 from dnsfailover.controller.report import Report
 from dnsfailover.controller.runtime import ProbeJob
 from dnsfailover.coordination.coordinator import View
@@ -44,6 +45,30 @@ def init_service(
         m.set_active(service, list(health), None)
     for kind in ("exec", "webhook", "dropped"):
         m.notifications_failed.labels(kind)
+
+
+def init_practice(
+    metrics: Metrics, service: str, settings: Service, last_success: float, on: bool
+) -> None:
+    m = metrics
+    for outcome in Outcome:
+        if outcome is not Outcome.PENDING:
+            m.practice_runs.labels(service, outcome.value)
+    m.practice_in_progress.labels(service).set(on)
+    m.practice_last_success.labels(service).set(last_success)
+    every = settings.practice.every if settings.practice is not None else None
+    m.practice_schedule.labels(service).set(every or 0)
+
+
+def record_practice(metrics: Metrics, service: str, run: Run, on_now: bool) -> None:
+    """A run's progress; `on_now`: the service has a run on (a refused one may be another)."""
+    m = metrics
+    m.practice_in_progress.labels(service).set(on_now)
+    if run.on or run.outcome is Outcome.PENDING:
+        return
+    m.practice_runs.labels(service, run.outcome.value).inc()
+    if run.outcome is Outcome.SUCCEEDED and run.ended_at is not None:
+        m.practice_last_success.labels(service).set(run.ended_at)
 
 
 def record_verification(metrics: Metrics, report: Report) -> None:

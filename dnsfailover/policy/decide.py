@@ -7,6 +7,8 @@ order, and an instance that is not HEALTHY is never one:
 
 | situation                                         | decision                                  |
 |---------------------------------------------------|-------------------------------------------|
+| a practice run on its target, target healthy and  | KEEP (practice): pins and failback wait;  |
+|   undrained, record on it                         |   else the rules below, pins ignored      |
 | pinned (not drained), pin healthy, record on it   | KEEP (pinned)                             |
 | pinned, pin healthy, record elsewhere             | MOVE to the pin; hold-down and the flip   |
 |                                                   |   limit apply only if the active is       |
@@ -83,6 +85,7 @@ class PolicyInput:
     flips: tuple[float, ...] = ()  # when the name was moved recently (any cause)
     now: float = 0.0
     settle_until: float = -math.inf  # before this, an UNKNOWN instance may make a change wait
+    practice: str | None = None  # a practice run's target, while the run is on (not a pin)
 
 
 def _state(inp: PolicyInput, name: str | None) -> State:
@@ -131,7 +134,11 @@ def _decide(inp: PolicyInput) -> Decision:
     current = inp.current
     candidates = _candidates(inp)
 
-    if inp.pin is not None:
+    if inp.practice is not None:
+        # A run is not a pin: a real failure of its target always wins (the rules below).
+        if current == inp.practice and inp.practice in candidates:
+            return Decision(Kind.KEEP, current, None, "practice", f"practice run on {current}")
+    elif inp.pin is not None:
         pinned = _decide_pinned(inp)
         if pinned is not None:
             return pinned

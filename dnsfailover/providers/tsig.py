@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from dataclasses import dataclass
 
 import dns.name
@@ -17,6 +16,7 @@ import dns.tsig
 
 from dnsfailover.config.models import Tsig
 from dnsfailover.config.secrets import Secret, read_secret_env, read_secret_file
+from dnsfailover.config.tsigfile import parse_key_file
 from dnsfailover.errors import ConfigError
 
 ALGORITHMS = {
@@ -27,12 +27,6 @@ ALGORITHMS = {
     "hmac-sha1": dns.tsig.HMAC_SHA1,
     "hmac-md5": dns.tsig.HMAC_MD5,
 }
-
-_KEY_BLOCK = re.compile(
-    r'key\s+"?(?P<name>[^"\s{]+)"?\s*\{(?P<body>[^}]*)\}', re.IGNORECASE | re.DOTALL
-)
-_ALGORITHM = re.compile(r"algorithm\s+\"?(?P<value>[\w-]+)\"?\s*;", re.IGNORECASE)
-_SECRET = re.compile(r'secret\s+"(?P<value>[^"]+)"\s*;', re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -69,19 +63,12 @@ def load_tsig(settings: Tsig, where: str) -> TsigKey:
 
 
 def _parse_key_file(text: str, settings: Tsig, where: str) -> tuple[str, str, str]:
-    blocks = list(_KEY_BLOCK.finditer(text))
-    if settings.name is not None:
-        blocks = [b for b in blocks if b["name"].rstrip(".") == settings.name.rstrip(".")]
-    if len(blocks) != 1:
-        what = "no key block" if not blocks else "several key blocks (set tsig.name)"
-        raise ConfigError(f"{where}.key_file {settings.key_file}: {what} in tsig-keygen format")
-    body = blocks[0]["body"]
-    algorithm, secret = _ALGORITHM.search(body), _SECRET.search(body)
-    if algorithm is None or secret is None:
-        raise ConfigError(f"{where}.key_file {settings.key_file}: needs algorithm and secret")
-    if algorithm["value"].lower() not in ALGORITHMS:
-        raise ConfigError(f"{where}.key_file: unsupported algorithm {algorithm['value']}")
-    return blocks[0]["name"], algorithm["value"].lower(), secret["value"]
+    try:
+        return parse_key_file(text, settings.name)
+    except ValueError as e:
+        raise ConfigError(
+            f"{where}.key_file {settings.key_file}: {e} (tsig-keygen format)"
+        ) from None
 
 
 def _check_base64(secret: Secret, where: str) -> None:

@@ -245,3 +245,25 @@ def test_three_controllers_while_the_active_ca_flaps(lab: Lab, tmp_path: Path) -
         assert not (to2 == f1 and t2 - t1 < 2), f"ping-pong: {f1}→{to1} then {f2}→{to2}"
     for daemon in cluster.daemons.values():
         assert daemon.running()
+
+
+def test_a_practice_run_outlives_its_leader_and_the_successor_ends_it_on_time(
+    lab: Lab, tmp_path: Path
+) -> None:
+    cluster = Cluster(lab, tmp_path)
+    leader = cluster.settled()
+    done = cluster.cli(leader, "drill", "acme", "--to", "ca-b", "--for", "12s")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert cluster.served() == {B}
+    others = [s for s in cluster.daemons if s != leader]
+    copies = [tmp_path / s / "state" / "practice" / "acme.json" for s in others]
+    wait_for(lambda: all(c.exists() for c in copies), 10, "every follower's copy of the run")
+    cluster.daemons[leader].kill()  # mid-run
+    successor = cluster.wait_leader(other_than=leader, timeout=LEASE + 10)
+    wait_for(lambda: cluster.served() == {A}, 12 + LEASE + 10, "the successor's return")
+    audit = cluster.daemons[successor].audit
+    wait_for(lambda: any(e.get("event") == "practice_ended" for e in audit()), 10, "its end")
+    assert any(e.get("event") == "practice_resumed" for e in audit())
+    ended = next(e for e in audit() if e.get("event") == "practice_ended")
+    assert ended["outcome"] == "SUCCEEDED", ended
+    assert ended["timeline"]["back.served"] >= ended["timeline"]["go.written"] + 12

@@ -270,6 +270,7 @@ def test_two_controllers_never_ping_pong(drill: Drill, tmp_path: Path) -> None:
     second_config = tmp_path / "second.yaml"
     document = yaml.safe_load(drill.config.read_text())
     document["state_dir"] = str(tmp_path / "second-state")
+    document["control_socket"] = str(tmp_path / "second.control")
     document.pop("metrics_listen")
     second_config.write_text(yaml.safe_dump(document))
     stop_before_write = {"DNSFAILOVER_CRASHPOINT": "before_write:stop"}
@@ -381,7 +382,7 @@ def test_a_tsig_secret_bind_rejects_is_an_auth_error_without_a_retry_storm(drill
 @contextlib.contextmanager
 def tmpfs(path: Path, size: str) -> Iterator[Path]:
     path.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0750", "tmpfs", str(path)],
                           capture_output=True, text=True, check=False)  # fmt: skip
     if done.returncode != 0:
         if os.environ.get("CI") == "true":
