@@ -10,11 +10,14 @@ APT_PACKAGES := pebble bind9 bind9-utils bind9-dnsutils openssl iproute2 util-li
 BENCH_PACKAGES := nginx-light prometheus-blackbox-exporter
 LINT_PATHS  := dnsfailover tests lab scripts bench
 PARTS       ?=
+# pytest-xdist workers, each in a network namespace of its own (tests/conftest.py). The tests
+# mostly wait on servers (3 workers keep two cores about half busy); TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 3
 
 .PHONY: test demo bench lint unit deps system-deps clean dist deb systemd-check
 
 test: deps lint  ## everything: lint, types, unit and integration tests against real servers
-	scripts/isolated $(PY) -m pytest
+	scripts/isolated $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 demo: deps  ## a real failover on a lab of real servers (two Pebble CAs, BIND), then teardown
 	scripts/isolated $(PY) scripts/demo.py

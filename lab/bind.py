@@ -103,15 +103,16 @@ class NamedServer(ManagedProcess):
 
     def start(self) -> None:
         super().start()
-        self.wait_until(lambda: self.soa_serial() is not None)
+        # A query that named drops while it starts is asked again soon, not waited on for 1 s.
+        self.wait_until(lambda: self.soa_serial(timeout=0.05) is not None)
 
-    def query(self, name: str, rdtype: str) -> dns.message.Message:
+    def query(self, name: str, rdtype: str, timeout: float = 1.0) -> dns.message.Message:
         request = dns.message.make_query(name, rdtype)
         request.flags &= ~dns.flags.RD
-        return dns.query.udp(request, LOOPBACK, port=self.port, timeout=1)
+        return dns.query.udp(request, LOOPBACK, port=self.port, timeout=timeout)
 
-    def soa_serial(self) -> int | None:
-        response = self.query(ZONE, "SOA")
+    def soa_serial(self, timeout: float = 1.0) -> int | None:
+        response = self.query(ZONE, "SOA", timeout)
         if not response.flags & dns.flags.AA or not response.answer:
             return None
         return int(response.answer[0][0].serial)  # type: ignore[attr-defined]

@@ -7,17 +7,26 @@ import socket
 LOOPBACK = "127.0.0.1"
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP and UDP port on 127.0.0.1 that nothing uses right now."""
+    """A TCP and UDP port on 127.0.0.1 that nothing uses right now, and never handed out
+    before in this process: two servers whose ports are chosen before either binds (a BIND
+    primary and its secondary) must not get the same one (named listens with SO_REUSEPORT:
+    both would start, and share its queries and updates)."""
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
             tcp.bind((LOOPBACK, 0))
             port = int(tcp.getsockname()[1])
+            if port in _handed_out:
+                continue
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
                 try:
                     udp.bind((LOOPBACK, port))
                 except OSError:
                     continue
+            _handed_out.add(port)
             return port
 
 

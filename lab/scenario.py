@@ -7,6 +7,7 @@ end-to-end tests, `make demo` and the benchmarks.
 from __future__ import annotations
 
 import json
+import math
 import pwd
 import sys
 import time
@@ -97,6 +98,7 @@ class DaemonProcess(ManagedProcess):
         self.config = config
         self.start_timeout = start_timeout
         self.state_dir = Path(yaml.safe_load(config.read_text())["state_dir"])
+        self.started_at = math.inf  # wall-clock time of the latest start (health.json's clock)
         argv = [sys.executable, "-m", "dnsfailover", *(["-v"] if verbose else [])]
         argv += ["run", "-c", str(config), *extra]
         if user is not None:  # an unprivileged daemon, as under the unit's DynamicUser=
@@ -113,15 +115,39 @@ class DaemonProcess(ManagedProcess):
         )
 
     def start(self) -> None:
+        self.started_at = time.time()
         super().start()
         self.wait_until(lambda: self.health() is not None, timeout=self.start_timeout)
 
     def health(self) -> dict[str, Any] | None:
+        """Its health.json; None until this process wrote one (a document from before its
+        start, left by an earlier daemon on the same state directory, is not its view)."""
         try:
             data = json.loads((self.state_dir / "health.json").read_text())
         except (OSError, ValueError):
             return None
-        return data if isinstance(data, dict) else None
+        if not isinstance(data, dict) or not isinstance(data.get("updated"), int | float):
+            return None
+        return data if data["updated"] >= self.started_at else None
+
+    def wait_cycles(self, count: int = 2, timeout: float = 30.0) -> None:
+        """Let the daemon's time pass, its way: wait until it has rewritten health.json `count`
+        more times (at the end of every cycle, after it reconciled each service, and when
+        health changes). A test that proves nothing happens waits for this, then asserts."""
+        first = (self.health() or {}).get("updated")
+        seen: set[float] = set()
+
+        def more() -> bool:
+            updated = (self.health() or {}).get("updated")
+            if updated is not None and updated != first:
+                seen.add(updated)
+            return len(seen) >= count
+
+        wait_for(more, timeout, f"{count} more cycles of the daemon (health.json rewritten)")
+
+    def log_count(self, text: str) -> int:
+        """How many lines of its log since its latest start contain `text`."""
+        return sum(text in line for line in self.log_since_start().splitlines())
 
     def audit(self) -> list[dict[str, Any]]:
         path = self.state_dir / "audit.jsonl"

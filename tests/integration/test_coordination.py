@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import time
 from pathlib import Path
 
@@ -159,9 +158,18 @@ def test_operator_commands_from_any_host_are_carried_out_by_the_leader(
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"by {leader}" in done.stdout and "served:" in done.stdout
     assert all(s.rrset(NAME, "CNAME") == {B} for s in cluster.bind.servers)
+    agreed = "healthy: 3 of 3 sites agree (quorum 2)"
+
+    def quorum_reasons() -> list[str]:
+        quorum = (cluster.daemons[follower].health() or {})["services"]["acme"].get("quorum", {})
+        return [str(view.get("reason")) for view in quorum.values()]
+
+    # Every site's report reaches the follower in its own time (the leader needed two).
+    wait_for(lambda: any(agreed in reason for reason in quorum_reasons()), 15,
+             f"all three sites agreeing at {follower}")  # fmt: skip
     status = cluster.cli(follower, "status")
     assert f"site {follower}, following {leader}" in status.stdout, status.stdout + status.stderr
-    assert "quorum: healthy  healthy: 3 of 3 sites agree (quorum 2)" in status.stdout
+    assert f"quorum: healthy  {agreed}" in status.stdout
     [entry] = cluster.writes(leader)
     assert (entry["event"], entry["to"], entry["site"]) == ("manual", "ca-b", leader)
     assert entry["fence"] == cluster.coordination(leader)["token"]
@@ -192,17 +200,15 @@ def test_operator_commands_from_any_host_are_carried_out_by_the_leader(
 
 def test_three_controllers_while_the_active_ca_flaps(lab: Lab, tmp_path: Path) -> None:
     """The active CA frozen until the name leaves it, thawed until the sites see it healthy
-    again, over and over: every real change is one write by the leader, nothing ping-pongs,
-    and BIND's serial moved once per write. 40 s in `make test`; DNSFAILOVER_DRILL_SECONDS=300
-    is the five-minute soak."""
-    seconds = float(os.environ.get("DNSFAILOVER_DRILL_SECONDS", "40"))
+    again, once each way: every real change is one write by the leader, nothing ping-pongs,
+    and BIND's serial moved once per write. The soak (the same, over and over for five
+    minutes) is `make bench PARTS=coordination`."""
     cluster = Cluster(lab, tmp_path)
     leader = cluster.settled()
     serial = cluster.bind.primary.soa_serial()
     assert serial is not None
     pebbles = {A: cluster.a, B: cluster.b}
     freezes = 0
-    end = time.monotonic() + seconds
     leading = cluster.daemons[leader]
 
     def quorum_state(name: str) -> str:
@@ -210,7 +216,7 @@ def test_three_controllers_while_the_active_ca_flaps(lab: Lab, tmp_path: Path) -
         return str(quorum.get(name, {}).get("state"))
 
     try:
-        while time.monotonic() < end:
+        for _ in range(2):  # ca-a to ca-b, and back
             [active] = cluster.served()
             [other] = {A, B} - {active}
             pebbles[active].freeze()

@@ -146,18 +146,21 @@ def test_an_etcd_user_with_a_password_file(lab: Lab, tmp_path: Path) -> None:
     etcdctl("auth", "enable")
     password = tmp_path / "etcd-password"
     password.write_text("root-secret-x1\n")
-    good = Etcd(settings(cluster, "east", username="root", password_file=str(password)).etcd)
+    # etcd checks a password with bcrypt: on two busy cores that can take longer than 300 ms
+    # (1 s stays under the lease's renew deadline)
+    auth = {"username": "root", "password_file": str(password), "timeout": "1s"}
+    good = Etcd(settings(cluster, "east", **auth).etcd)
     good.put("/t/auth", "ok")
     assert good.get("/t/auth").value == "ok"  # type: ignore[union-attr]
     good.close()
     password.write_text("wrong-password-y2\n")
-    wrong = Etcd(settings(cluster, "east", username="root", password_file=str(password)).etcd)
+    wrong = Etcd(settings(cluster, "east", **auth).etcd)
     with pytest.raises(EtcdError) as refused:
         wrong.get("/t/auth")
     assert "authentication failed" in str(refused.value)
     assert "wrong-password-y2" not in str(refused.value)  # the secret is never in an error
     wrong.close()
-    anonymous = Etcd(settings(cluster, "east").etcd)
+    anonymous = Etcd(settings(cluster, "east", timeout="1s").etcd)
     with pytest.raises(EtcdError, match="user name is empty|permission denied"):
         anonymous.get("/t/auth")
     anonymous.close()

@@ -8,7 +8,6 @@ valid. And no secret appears anywhere.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import signal
@@ -33,6 +32,7 @@ from dnsfailover.providers.rfc2136 import Rfc2136Provider
 from dnsfailover.rrset import Change, Fence
 from lab import Lab
 from lab.bind import BindPair
+from lab.coordination import is_stopped
 from lab.net import free_port
 from lab.pebble import Pebble
 from lab.scenario import NAME, DaemonProcess, wait_for, write_config
@@ -85,8 +85,11 @@ class Drill:
     def assert_no_secret(self, daemon: DaemonProcess) -> None:
         secret = self.bind.update_key.secret
         for path in [daemon.log_path, *daemon.state_dir.glob("*")]:
-            if path.is_file():
-                assert secret not in path.read_text(errors="replace"), f"secret in {path}"
+            try:
+                text = path.read_text(errors="replace")
+            except (FileNotFoundError, IsADirectoryError):
+                continue  # a running daemon's temporary file, renamed meanwhile
+            assert secret not in text, f"secret in {path}"
 
 
 @pytest.fixture
@@ -118,7 +121,10 @@ def test_dns_primary_down_during_a_failover(
     assert "PENDING (not written yet, retrying): acme.example.test. CNAME: ca-a" in (
         capsys.readouterr().out
     )
-    time.sleep(4)  # the daemon keeps probing and backing off meanwhile
+    # It keeps trying, backing off (the backoff's rule: tests/test_machine.py, on a simulated
+    # clock): one more failed attempt, and it runs on.
+    attempts = daemon.log_count("reconcile_failed")
+    wait_for(lambda: daemon.log_count("reconcile_failed") > attempts, 20, "one more attempt")
     assert daemon.running()
     drill.bind.primary.start()
     back = time.monotonic()
@@ -142,7 +148,13 @@ def test_dns_primary_down_and_the_ca_recovers_meanwhile(drill: Drill) -> None:
     wait_for(lambda: daemon.health()["services"]["acme"]["instances"]["ca-a"]["state"]
              == "healthy", 15, "ca-a healthy again")  # fmt: skip
     drill.bind.primary.start()
-    time.sleep(4)
+
+    def last() -> dict[str, Any]:
+        return daemon.health()["services"]["acme"]["last"] or {"error": "no decision yet"}
+
+    wait_for(lambda: last()["error"] is None, 40, "a decision on a record read once BIND is back")
+    assert last()["event"] == "keep", last()
+    daemon.wait_cycles(2)
     assert drill.serves(A)
     assert drill.writes() == 0
     assert not any(e["event"] == "failover" for e in daemon.audit())
@@ -163,9 +175,14 @@ def test_crash_at_every_point_converges_without_a_second_flip(drill: Drill, poin
     assert drill.bind.primary.rrset(NAME, "CNAME") == {expected_now}
     with open(crashing.state_dir / "audit.jsonl", "a") as audit:
         audit.write('{"time": 1, "event": "torn')  # a torn last line, as a crash mid-append
+    # a temporary file, as a crash in the middle of an atomic write leaves one
+    (crashing.state_dir / ".state.json.crashed").write_text('{"flips": ')
+    leftovers = set(crashing.state_dir.glob(".*.json.*"))
     restarted = drill.daemon()
     wait_for(lambda: drill.serves(B), 15, "convergence after the restart")
-    time.sleep(3)
+    wait_for(lambda: restarted.health()["services"]["acme"]["instances"]["ca-b"]["state"]
+             == "healthy", 15, "the restarted daemon sees ca-b healthy")  # fmt: skip
+    restarted.wait_cycles(2)  # it decided from a settled view, then cycled twice more
     assert drill.serves(B)
     assert drill.writes() == 1  # exactly one flip, whatever the crash point
     # ... and hold-down knows about it: the flip is in state.json even when the crash came
@@ -174,7 +191,9 @@ def test_crash_at_every_point_converges_without_a_second_flip(drill: Drill, poin
     wait_for(lambda: len(state.load().flips.get("acme", ())) == 1, 5, "the flip recorded")
     assert state.load().flips["acme"][0].target == "ca-b" and state.load().intents == {}
     assert "audit_torn_line" in restarted.log_tail(200)
-    assert not list(restarted.state_dir.glob(".*.json.*"))  # leftovers cleaned at start
+    # leftovers cleaned at start (a running daemon's own temporary files come and go)
+    assert not leftovers & set(restarted.state_dir.glob(".*.json.*"))
+    assert "state_leftover_removed file=.state.json.crashed" in restarted.log_since_start()
     drill.assert_valid_files(restarted.state_dir)
 
 
@@ -242,42 +261,79 @@ def test_a_concurrent_writer_is_a_conflict_and_nothing_is_overwritten(
 
 
 def test_two_controllers_never_ping_pong(drill: Drill, tmp_path: Path) -> None:
-    """Two daemons, one config, one BIND, while the CAs flap out of phase. Four real changes
-    prove it in `make test`; DNSFAILOVER_DRILL_SECONDS=300 runs the five-minute soak."""
-    seconds = float(os.environ.get("DNSFAILOVER_DRILL_SECONDS", "40"))
+    """Two daemons, one config, one BIND, no coordination, while the CAs fail in turn. Each
+    change is made the closest race there is: both daemons decide it from the same record and
+    are held just before their write (a crash point that stops the process), then one writes
+    and the other's compare-and-swap is refused. Four changes, each daemon first twice: four
+    writes, four conflicts, and no move back when the failed CA returns."""
+    arms = [tmp_path / "arm-first", tmp_path / "arm-second"]
     second_config = tmp_path / "second.yaml"
     document = yaml.safe_load(drill.config.read_text())
     document["state_dir"] = str(tmp_path / "second-state")
     document["control_socket"] = str(tmp_path / "second.control")
     document.pop("metrics_listen")
     second_config.write_text(yaml.safe_dump(document))
-    daemons = [drill.daemon(), drill.lab.daemon(second_config)]
+    stop_before_write = {"DNSFAILOVER_CRASHPOINT": "before_write:stop"}
+    daemons = [
+        drill.lab.daemon(config, env={**stop_before_write, "DNSFAILOVER_CRASHPOINT_IF": str(arm)})
+        for config, arm in zip([drill.config, second_config], arms, strict=True)
+    ]
     for daemon in daemons:
         drill.settle(daemon)
-    end = time.monotonic() + seconds
-    real_changes = 0
     down, up = drill.a, drill.b
-    while time.monotonic() < end:
-        down.kill()  # the instance the name should leave
-        time.sleep(5)
-        real_changes += 1
-        down.start()
-        time.sleep(5)
+    for change in range(4):
+        first, second = daemons if change % 2 == 0 else daemons[::-1]
+        _race(drill, arms, (first, second), down, up, change // 2 + 1)
         down, up = up, down
-    time.sleep(3)
-    applied = sorted(
-        (e["time"], e["from"], e["to"]) for d in daemons for e in d.audit()
-        if e["event"] == "failover" and e["outcome"] == "applied"
-    )  # fmt: skip
-    assert len(applied) == drill.writes()  # every accepted update is one of ours, audited
-    assert len(applied) <= real_changes  # at most one write per real change
-    for (t1, f1, to1), (t2, f2, to2) in itertools.pairwise(applied):
-        assert not (to2 == f1 and t2 - t1 < 2), f"ping-pong: {f1}→{to1} then {f2}→{to2}"
-    conflicts = sum(e.get("conflicts", 0) for d in daemons for e in d.audit())
-    assert conflicts + len(applied) >= 1
+    for daemon in daemons:
+        daemon.wait_cycles(2)  # both decided on the last recovery, then cycled twice more: sticky
+    assert drill.writes() == 4  # every accepted update is one of these, audited
+    moves = sorted((t, d, f, to) for d in (0, 1) for t, f, to in applied(daemons[d]))
+    assert [move[1:] for move in moves] == [
+        (0, "ca-a", "ca-b"), (1, "ca-b", "ca-a"), (0, "ca-a", "ca-b"), (1, "ca-b", "ca-a")
+    ]  # fmt: skip
+    assert [conflicts(daemon) for daemon in daemons] == [2, 2]
     for daemon in daemons:
         assert daemon.running()
         drill.assert_valid_files(daemon.state_dir)
+
+
+def _race(
+    drill: Drill,
+    arms: list[Path],
+    daemons: tuple[DaemonProcess, DaemonProcess],
+    down: Pebble,
+    up: Pebble,
+    nth: int,
+) -> None:
+    """`down` fails; both daemons stop just before writing the same move; `first` writes it
+    (its `nth` write), then `second` tries and conflicts (its `nth` conflict); `down` returns."""
+    first, second = daemons
+    for arm in arms:
+        arm.touch()
+    down.kill()
+    for daemon in daemons:  # both decided the move from the same record; neither wrote
+        is_stopped(daemon.pid)
+    for arm in arms:
+        arm.unlink()
+    first.resume()
+    wait_for(lambda: drill.serves(f"{up.name}.example.test."), 10, "the first one's write")
+    wait_for(lambda: len(applied(first)) == nth, 10, "the first one's audit entry")
+    second.resume()
+    wait_for(lambda: conflicts(second) == nth, 10, "the second one's conflict")
+    down.start()
+    for daemon in daemons:
+        wait_for(lambda: daemon.health()["services"]["acme"]["instances"][down.name]["state"]  # noqa: B023
+                 == "healthy", 15, f"{down.name} healthy again")  # fmt: skip
+
+
+def applied(daemon: DaemonProcess) -> list[tuple[float, str, str]]:
+    return [(e["time"], e["from"], e["to"]) for e in daemon.audit()
+            if e["event"] == "failover" and e["outcome"] == "applied"]  # fmt: skip
+
+
+def conflicts(daemon: DaemonProcess) -> int:
+    return sum(e.get("conflicts", 0) for e in daemon.audit())
 
 
 # ----------------------------------------------------------------------------- 6
@@ -310,13 +366,13 @@ def test_a_tsig_secret_bind_rejects_is_an_auth_error_without_a_retry_storm(drill
     drill.a.kill()
     wait_for(lambda: any("rejected TSIG key" in (e.get("error") or "") for e in daemon.audit()),
              10, "the authentication error")  # fmt: skip
-    first = time.monotonic()
-    time.sleep(8)
-    attempts = daemon.log_since_start().count("reconcile_failed")
-    # backoff 1, 2, 4, 8 s: at most 5 attempts in the 8 s after the first (no storm)
-    assert 1 <= attempts <= 6, attempts
+    # No storm: over the next six ticks (health.json rewritten at each), backing off from 1 s
+    # (1, 2, 4 s ...) leaves room for three attempts at most; one a tick would be six. The
+    # doubling itself is tests/test_machine.py's, on a simulated clock.
+    attempts = daemon.log_count("reconcile_failed")
+    daemon.wait_cycles(6)
+    assert daemon.log_count("reconcile_failed") - attempts <= 3, daemon.log_since_start()
     assert drill.serves(A) and drill.writes() == 0
-    assert time.monotonic() - first >= 8
     drill.assert_no_secret(daemon)
 
 
@@ -354,7 +410,8 @@ def test_read_only_state_directory_blocks_writes_until_it_is_writable(
         subprocess.run(["mount", "-o", "remount,ro", str(state_dir)], check=True)
         drill.a.kill()
         wait_for(lambda: "Read-only file system" in daemon.log_tail(300), 10, "the clear error")
-        time.sleep(2)
+        wait_for(lambda: daemon.log_count("reconcile_failed") >= 2, 15,
+                 "a second attempt, refused as well")  # fmt: skip
         assert drill.serves(A) and drill.writes() == 0  # no change it could not record
         assert daemon.running()
         subprocess.run(["mount", "-o", "remount,rw", str(state_dir)], check=True)
@@ -387,7 +444,11 @@ def test_state_directory_deleted_while_running_is_recreated(drill: Drill) -> Non
     drill.settle(daemon)
     import shutil
 
-    shutil.rmtree(daemon.state_dir)
+    # Gone at once, as the daemon sees it (removing a directory it writes into, file by file,
+    # races with its writes); then removed for good.
+    gone = daemon.state_dir.with_name("state-deleted")
+    daemon.state_dir.rename(gone)
+    shutil.rmtree(gone, ignore_errors=True)
     drill.a.kill()
     wait_for(lambda: drill.serves(B), 15, "failover with a recreated state directory")
     path = daemon.state_dir / "state.json"

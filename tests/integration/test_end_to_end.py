@@ -53,6 +53,13 @@ def events(daemon: DaemonProcess) -> list[tuple[str, str | None]]:
     return [(e["event"], e.get("to")) for e in daemon.audit()]
 
 
+def settled(daemon: DaemonProcess) -> None:
+    """Both instances known healthy: the daemon decides from a settled view now."""
+    wait_for(lambda: all(i["state"] == "healthy" for i in
+                         daemon.health()["services"]["acme"]["instances"].values()), 10,
+             "both instances healthy")  # fmt: skip
+
+
 def test_killed_active_moves_and_the_secondary_serves_it(scene: Scene) -> None:
     daemon = scene.daemon()
     wait_for(lambda: daemon.health()["services"]["acme"]["active"] == "ca-a", 10, "settled")
@@ -95,8 +102,9 @@ def test_all_down_changes_nothing_then_sticky_when_one_returns(scene: Scene) -> 
     scene.a.start()  # the primary comes back: the name stays (sticky)
     wait_for(lambda: daemon.health()["services"]["acme"]["instances"]["ca-a"]["state"]
              == "healthy", 10, "ca-a healthy")  # fmt: skip
-    time.sleep(2.5)
+    daemon.wait_cycles(2)  # it decided on ca-a's recovery, then cycled twice more
     assert scene.serves(B)
+    assert [e for e in events(daemon) if e[0] == "failover"] == [("failover", "ca-b")]
 
 
 def test_failback_auto_returns_after_failback_after(scene: Scene) -> None:
@@ -128,15 +136,18 @@ def test_manual_failover_without_a_daemon_pins_and_survives_a_restart(
     assert scene.serves(B)
     assert "pinned to ca-b" in capsys.readouterr().out
     daemon = scene.daemon()  # the pin holds: the daemon does not undo it
-    time.sleep(3)
+    settled(daemon)
+    daemon.wait_cycles(2)
     assert scene.serves(B)
     daemon.stop()
     daemon = scene.daemon()
-    time.sleep(2)
+    settled(daemon)
+    daemon.wait_cycles(2)
     assert scene.serves(B)
     assert main(["release", "acme", "-c", config]) == 0
-    time.sleep(2)
+    daemon.wait_cycles(2)  # each cycle reads the pins again
     assert scene.serves(B)  # released: sticky, ca-b is healthy
+    assert not any(e["event"] == "failover" for e in daemon.audit())
 
 
 def test_manual_failover_with_a_daemon_and_refusals(
@@ -147,7 +158,7 @@ def test_manual_failover_with_a_daemon_and_refusals(
     wait_for(lambda: daemon.health()["services"]["acme"]["active"] == "ca-a", 10, "settled")
     assert main(["failover", "acme", "--to", "ca-b", "-c", config]) == 0
     assert scene.serves(B)
-    time.sleep(2)
+    daemon.wait_cycles(2)  # the daemon reads the pin and leaves the name where it is
     assert scene.serves(B)
     scene.a.kill()
     assert main(["failover", "acme", "--to", "ca-a", "-c", config]) == 3  # unhealthy: refused
@@ -163,7 +174,7 @@ def test_drain_moves_away_and_undrain_does_not_move_back(scene: Scene) -> None:
     assert main(["drain", "ca-a", "--reason", "kernel update", "-c", config]) == 0
     wait_for(lambda: scene.serves(B), 15, "drained away")
     assert main(["undrain", "ca-a", "-c", config]) == 0
-    time.sleep(3)
+    daemon.wait_cycles(2)  # each cycle reads the drains again
     assert scene.serves(B)
 
 
@@ -186,8 +197,11 @@ def test_record_changed_behind_our_back_is_drift_and_left_alone(scene: Scene) ->
     _nsupdate(scene, "elsewhere.example.test.")
     wait_for(lambda: ("drift", None) in events(daemon), 15, "drift reported")
     scene.a.kill()
-    time.sleep(3)
+    wait_for(lambda: daemon.health()["services"]["acme"]["instances"]["ca-a"]["state"]
+             == "unhealthy", 10, "ca-a unhealthy")  # fmt: skip
+    daemon.wait_cycles(2)  # it decided on ca-a's failure, then cycled twice more
     assert scene.serves("elsewhere.example.test.")
+    assert not any(e["event"] == "failover" for e in daemon.audit())
 
 
 def test_drift_is_adopted_when_the_service_says_so(scene: Scene) -> None:
