@@ -13,7 +13,11 @@ from lab.pebble import Pebble
 
 
 def write_config(tmp_path: Path, lab: Lab, pebbles: list[Pebble]) -> Path:
-    (tmp_path / "example.test.zone").write_text("")  # never read by `check`
+    (
+        tmp_path / "example.test.zone"
+    ).write_text(  # `check` never writes it; loading checks it parses
+        "$ORIGIN example.test.\n@ 60 IN SOA ns h 1 2 3 4 5\n@ 60 IN NS ns\n"
+    )
     instances = "".join(
         f"      - name: {p.name}\n"
         f"        target: {p.name}.example.test.\n"
