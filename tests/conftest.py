@@ -1,4 +1,5 @@
-"""Parallel runs (`pytest -n N`, pytest-xdist): every worker in a network namespace of its own.
+"""Parallel runs (`pytest -n N`, pytest-xdist): every worker in a network namespace of its own;
+and property tests derandomized in CI.
 
 The lab's servers cannot be shared between two tests running at once: unbound listens on port
 53, the sites' bridge has a fixed name and subnet (lab/sites.py). So each worker Python starts
@@ -9,11 +10,20 @@ given.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests search randomly on a laptop (new examples each run find new bugs); in CI the
+# search is derandomized, so that a submission is judged by the same examples every time and
+# a bug found once is found again (a flaky test is a defect).
+settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI") == "true":
+    settings.load_profile("ci")
 
 ISOLATED = Path(__file__).resolve().parents[1] / "scripts" / "isolated"
 
