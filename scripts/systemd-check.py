@@ -460,9 +460,22 @@ def check_install(c: Container) -> None:
         " the unit in /lib/systemd/system runs /usr/bin/dnsfailover",
         unit,
     )
+    # validate opens every file a config names: the example's certificates and zone file are
+    # the operator's, so all it may find is them missing; the minimal config validates.
     done = c.sh("dnsfailover validate -c /usr/share/doc/dnsfailover/example.yaml")
+    found = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
     require(
-        done.returncode == 0, f"validate the shipped example: {done.stdout.strip()}", done.stderr
+        done.returncode == 2
+        and bool(found)
+        and all(": file /" in e and e.endswith("does not exist") for e in found),
+        f"validate the shipped example: only the operator's files missing ({len(found)})",
+        done.stderr,
+    )
+    done = c.sh("dnsfailover validate -c /usr/share/doc/dnsfailover/minimal.yaml")
+    require(
+        done.returncode == 0,
+        f"validate the shipped minimal config: {done.stdout.strip()}",
+        done.stderr,
     )
     require(c.sh("test -d /etc/dnsfailover").returncode == 0, "/etc/dnsfailover exists")
 
