@@ -251,6 +251,9 @@ class ControlServer:
         os.chmod(self.path, 0o660)
         if group is None:
             return
+        if os.stat(self.path).st_gid == group:
+            return  # already its group (the daemon runs with it): no chown, which the unit's
+            # system-call filter forbids (~@privileged includes @chown)
         try:
             os.chown(self.path, -1, group)
         except OSError as e:  # not a member of it (and not root): the owner's group stays
