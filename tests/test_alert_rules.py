@@ -6,13 +6,13 @@ with a case that fires (labels and annotations spelled out) and a case that stay
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.prerequisites import binary
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 ALERTS = CONFIGS / "alerts.yaml"
@@ -20,13 +20,7 @@ TESTS = CONFIGS / "alerts-tests"
 
 
 def _promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        message = "promtool is missing: apt-get install --no-install-recommends prometheus"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    return binary("promtool", "--no-install-recommends prometheus")
 
 
 def _alerts() -> list[str]:

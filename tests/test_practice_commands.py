@@ -32,8 +32,8 @@ def test_a_failing_command_is_a_result_with_its_output_cleaned() -> None:
 
 
 def test_a_command_is_killed_at_its_timeout_and_one_that_cannot_start_fails() -> None:
-    slow = run_command("outcome_command", command("import time; print('go', flush=True); "
-                       "time.sleep(30)", timeout="500ms"), "after_move", {})  # fmt: skip
+    slow = run_command("outcome_command", command("import signal; print('go', flush=True); "
+                       "signal.pause()", timeout="500ms"), "after_move", {})  # fmt: skip
     assert not slow.passed and slow.exit is None
     assert slow.lines[-1] == "killed at its timeout (0.5s)"
     missing = PracticeCommand.model_validate({"argv": ["/nonexistent/smoke"]})

@@ -18,6 +18,7 @@ from dnsfailover.config.models import ZoneFileSettings as Settings
 from dnsfailover.errors import ConflictError, ProviderError, ProviderRefusedError
 from dnsfailover.providers.zonefile import ZoneFileProvider, next_serial
 from dnsfailover.rrset import Change, RRset
+from tests.prerequisites import binary
 
 SAMPLE = Path(__file__).resolve().parent.parent / "configs" / "zones" / "example.com.zone"
 ACME = "acme.example.com."
@@ -247,13 +248,7 @@ OCSP = "ocsp.x1.example.com."
 
 def named_checkzone() -> str:
     """The binary's path; in CI (CI=true) its absence fails the test, locally it skips."""
-    found = shutil.which("named-checkzone")
-    if found is None:
-        message = "named-checkzone is missing: apt-get install bind9-utils"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
+    return binary("named-checkzone", "bind9-utils")
 
 
 def hand_zone(tmp_path: Path, text: str = HAND, **overrides: object) -> ZoneFileProvider:

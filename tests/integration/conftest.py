@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
 
@@ -10,6 +9,7 @@ import pytest
 
 from lab import Lab
 from lab.net import network_is_isolated
+from tests.prerequisites import missing
 
 # binary → Debian package that ships it
 BINARIES = {
@@ -30,14 +30,6 @@ BINARIES = {
 }
 
 
-def _missing(what: str, fix: str) -> None:
-    """In CI a missing prerequisite fails the test; on a laptop it skips and says what to do."""
-    message = f"{what}: {fix}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in str(item.path):
@@ -56,7 +48,7 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     """A fresh lab per test; every server it started is stopped by its PID at the end."""
     missing = [f"{b} (apt-get install {p})" for b, p in BINARIES.items() if not shutil.which(b)]
     if missing:
-        _missing("missing lab binaries", ", ".join(missing))
+        missing("missing lab binaries", ", ".join(missing))
     with Lab() as the_lab:
         yield the_lab
         report = getattr(request.node, "report_call", None)
@@ -68,4 +60,4 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
 def isolated_network() -> None:
     """`openssl ocsp` listens on every interface: run only inside `unshare -n` (make test)."""
     if not network_is_isolated():
-        _missing("not in an isolated network namespace", "run `make test` (it uses unshare -n)")
+        missing("not in an isolated network namespace", "run `make test` (it uses unshare -n)")

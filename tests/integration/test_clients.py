@@ -25,7 +25,7 @@ B = "ca-b.example.test."
 def clients(lab: Lab, tmp_path: Path, isolated_network: None) -> ClientScene:
     missing = [b for b in ("unbound", "lego", "certbot") if shutil.which(b) is None]
     if missing:
-        from tests.integration.conftest import _missing
+        from tests.prerequisites import missing as _missing
 
         _missing(f"missing {', '.join(missing)}", "apt-get install unbound lego certbot")
     return ClientScene.build(lab, tmp_path)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import time
@@ -36,6 +35,7 @@ from lab.coordination import is_stopped
 from lab.net import free_port
 from lab.pebble import Pebble
 from lab.scenario import NAME, DaemonProcess, wait_for, write_config
+from tests.prerequisites import missing
 
 A, B = "ca-a.example.test.", "ca-b.example.test."
 FIRST_SERIAL = 2026010100
@@ -385,9 +385,7 @@ def tmpfs(path: Path, size: str) -> Iterator[Path]:
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0750", "tmpfs", str(path)],
                           capture_output=True, text=True, check=False)  # fmt: skip
     if done.returncode != 0:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"cannot mount a tmpfs (root needed): {done.stderr}")
-        pytest.skip(f"cannot mount a tmpfs (run as root): {done.stderr.strip()}")
+        missing(f"cannot mount a tmpfs ({done.stderr.strip()})", "run as root")
     try:
         yield path
     finally:

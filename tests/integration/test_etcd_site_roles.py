@@ -16,6 +16,7 @@ from dnsfailover.config.models import EtcdSettings
 from dnsfailover.coordination.etcd import Etcd, EtcdError
 from lab.etcd import EtcdCluster
 from lab.net import LOOPBACK
+from tests.prerequisites import missing as prerequisite
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 P = "/dnsfailover/"
@@ -24,10 +25,7 @@ P = "/dnsfailover/"
 def _require() -> None:
     missing = [b for b in ("etcd", "etcdctl", "bash") if shutil.which(b) is None]
     if missing:
-        message = f"missing {', '.join(missing)} (apt-get install etcd-server etcd-client)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        prerequisite(f"missing {', '.join(missing)}", "apt-get install etcd-server etcd-client")
 
 
 def _roles_block() -> str:

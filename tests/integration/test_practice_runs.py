@@ -131,7 +131,7 @@ def test_lego_issues_through_the_public_name_as_the_runs_outcome_command(
     from lab.clients import CHALLENGE, DOMAIN, ClientScene
 
     if shutil.which("lego") is None or shutil.which("unbound") is None:
-        from tests.integration.conftest import _missing
+        from tests.prerequisites import missing as _missing
 
         _missing("missing lego or unbound", "apt-get install lego unbound")
     smoke = tmp_path / "smoke.sh"

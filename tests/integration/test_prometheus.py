@@ -41,7 +41,7 @@ COORDINATION_ROW = "Coordination (several controllers)"
 @pytest.fixture
 def prometheus_binary() -> None:
     if shutil.which("prometheus") is None:
-        from tests.integration.conftest import _missing
+        from tests.prerequisites import missing as _missing
 
         _missing("prometheus is missing", "apt-get install --no-install-recommends prometheus")
 

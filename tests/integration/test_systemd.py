@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -12,10 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from lab import Lab
 from lab.scenario import wait_for, write_config
+from tests.prerequisites import binary
 
 UNIT = Path(__file__).resolve().parents[2] / "systemd" / "dnsfailover.service"
 
@@ -29,10 +27,7 @@ def _unit_for_this_machine(tmp_path: Path) -> Path:
 
 
 def _analyze(*args: str) -> subprocess.CompletedProcess[str]:
-    if shutil.which("systemd-analyze") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("systemd-analyze is missing: apt-get install systemd")
-        pytest.skip("systemd-analyze is missing: apt-get install systemd")
+    binary("systemd-analyze", "systemd")
     return subprocess.run(["systemd-analyze", *args], capture_output=True, text=True, check=False)
 
 
