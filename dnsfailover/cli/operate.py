@@ -383,16 +383,21 @@ def cmd_failover(args: argparse.Namespace) -> int:
     return code or (1 if report.verification and not report.verification.ok else 0)
 
 
+def _local_operator(args: argparse.Namespace, what: str) -> tuple[Config, StateStore, Operator]:
+    """No daemon answered: the operator's verbs on this host's state.json, if that is safe."""
+    config = load_config(args.config).config
+    _alone(config, what)
+    store = StateStore(config.state_dir)
+    return config, store, Operator(LocalOverrides(store), Journal(store))
+
+
 def cmd_release(args: argparse.Namespace) -> int:
     config = config_for_door(args)
     _service(config, args.service)
     answer = ask_daemon(config, {"verb": "release", "service": args.service})
     if answer is not None:
         return finish(answer)
-    config = load_config(args.config).config
-    _alone(config, "release")
-    store = StateStore(config.state_dir)
-    pin = Operator(LocalOverrides(store), Journal(store)).release(args.service)
+    pin = _local_operator(args, "release")[2].release(args.service)
     if pin is None:
         print(f"{args.service} is not pinned")
         return 0
@@ -417,11 +422,9 @@ def cmd_drain(args: argparse.Namespace) -> int:
     answer = ask_daemon(config, request)
     if answer is not None:
         return finish(answer)
-    config = load_config(args.config).config
+    config, store, operator = _local_operator(args, "drain")
     services = _instance_known(config, args.instance)
-    _alone(config, "drain")
-    store = StateStore(config.state_dir)
-    Operator(LocalOverrides(store), Journal(store)).drain(args.instance, args.reason)
+    operator.drain(args.instance, args.reason)
     print(f"{args.instance} drained ({args.reason}); services: {', '.join(services)}")
     runtime = Runtime.build(config)
     try:
@@ -436,10 +439,7 @@ def cmd_undrain(args: argparse.Namespace) -> int:
     answer = ask_daemon(config, {"verb": "undrain", "instance": args.instance})
     if answer is not None:
         return finish(answer)
-    config = load_config(args.config).config
-    _alone(config, "undrain")
-    store = StateStore(config.state_dir)
-    if not Operator(LocalOverrides(store), Journal(store)).undrain(args.instance):
+    if not _local_operator(args, "undrain")[2].undrain(args.instance):
         print(f"{args.instance} is not drained")
         return 0
     print(f"{args.instance} undrained; traffic does not move back by itself (sticky)")
