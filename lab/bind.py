@@ -88,23 +88,10 @@ def tsig_keygen(name: str, path: Path, algorithm: str = "hmac-sha256") -> TsigKe
     return TsigKey(name, algorithm, secret.group(1), path)
 
 
-class NamedServer(ManagedProcess):
-    def __init__(self, name: str, directory: Path, port: int, config: str) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self.port = port
-        conf = directory / "named.conf"
-        conf.write_text(config)
-        checked = subprocess.run(
-            ["named-checkconf", str(conf)], capture_output=True, text=True, check=False
-        )
-        if checked.returncode != 0:
-            raise LabError(f"named-checkconf {conf}: {checked.stdout}{checked.stderr}")
-        super().__init__(name, ["named", "-g", "-n", "1", "-c", str(conf)], directory / "named.log")
+class AuthoritativeServer(ManagedProcess):
+    """A name server of the lab on 127.0.0.1:`port`, asked with RD off, as a verifier asks."""
 
-    def start(self) -> None:
-        super().start()
-        # A query that named drops while it starts is asked again soon, not waited on for 1 s.
-        self.wait_until(lambda: self.soa_serial(timeout=0.05) is not None)
+    port: int
 
     def query(self, name: str, rdtype: str, timeout: float = 1.0) -> dns.message.Message:
         request = dns.message.make_query(name, rdtype)
@@ -122,6 +109,25 @@ class NamedServer(ManagedProcess):
         response = self.query(name, rdtype)
         wanted = dns.rdatatype.from_text(rdtype)
         return {rd.to_text() for rrset in response.answer if rrset.rdtype == wanted for rd in rrset}
+
+
+class NamedServer(AuthoritativeServer):
+    def __init__(self, name: str, directory: Path, port: int, config: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.port = port
+        conf = directory / "named.conf"
+        conf.write_text(config)
+        checked = subprocess.run(
+            ["named-checkconf", str(conf)], capture_output=True, text=True, check=False
+        )
+        if checked.returncode != 0:
+            raise LabError(f"named-checkconf {conf}: {checked.stdout}{checked.stderr}")
+        super().__init__(name, ["named", "-g", "-n", "1", "-c", str(conf)], directory / "named.log")
+
+    def start(self) -> None:
+        super().start()
+        # A query that named drops while it starts is asked again soon, not waited on for 1 s.
+        self.wait_until(lambda: self.soa_serial(timeout=0.05) is not None)
 
 
 _FILE_ZONE = """\

@@ -14,14 +14,8 @@ import base64
 import secrets
 from pathlib import Path
 
-import dns.flags
-import dns.message
-import dns.query
-import dns.rdatatype
-
-from lab.bind import MANAGED, ZONE, TsigKey, zone_text
+from lab.bind import MANAGED, ZONE, AuthoritativeServer, TsigKey, zone_text
 from lab.net import LOOPBACK, free_port
-from lab.process import ManagedProcess
 
 UPDATE_KEY = "ddns-key."
 OTHER_KEY = "other-key."
@@ -85,27 +79,8 @@ def _key_entry(key: TsigKey) -> str:
     return f"  - id: {key.name}\n    algorithm: {key.algorithm}\n    secret: {key.secret}"
 
 
-class AuthoritativeProcess(ManagedProcess):
-    """A name server of the lab on 127.0.0.1:`port`, asked with RD off (as NamedServer is)."""
-
-    port: int
-
-    def query(self, name: str, rdtype: str) -> dns.message.Message:
-        request = dns.message.make_query(name, rdtype)
-        request.flags &= ~dns.flags.RD
-        return dns.query.udp(request, LOOPBACK, port=self.port, timeout=1)
-
-    def soa_serial(self) -> int | None:
-        response = self.query(ZONE, "SOA")
-        if not response.flags & dns.flags.AA or not response.answer:
-            return None
-        return int(response.answer[0][0].serial)  # type: ignore[attr-defined]
-
-    def rrset(self, name: str, rdtype: str) -> set[str]:
-        """The record's values as this server serves them (empty when absent)."""
-        response = self.query(name, rdtype)
-        wanted = dns.rdatatype.from_text(rdtype)
-        return {rd.to_text() for rrset in response.answer if rrset.rdtype == wanted for rd in rrset}
+class AuthoritativeProcess(AuthoritativeServer):
+    """A name server of the lab without a secondary (Knot, PowerDNS): queries as BIND's."""
 
     def start(self) -> None:
         super().start()
