@@ -143,6 +143,12 @@ def test_lego_issues_through_the_public_name_as_the_runs_outcome_command(
     smoke.write_text(f"exec unshare -m sh -c 'mount --bind \"$0\" /etc/resolv.conf && exec "
                      f"\"$@\"' {clients.unbound.resolv_conf} {lego}\n")  # fmt: skip
     config = str(clients.config)
+
+    def settled() -> bool:  # the health gate refuses a run to an instance not yet HEALTHY
+        found = (clients.daemon.health() or {}).get("services", {}).get("acme", {})
+        return all(h.get("state") == "healthy" for h in found.get("instances", {}).values())
+
+    wait_for(settled, 20, "both instances healthy")
     assert main(["drill", "acme", "--to", "ca-b", "--for", "5s", "--wait", "-c", config]) == 0
     ended = next(e for e in clients.daemon.audit() if e["event"] == "practice_ended")
     assert ended["outcome"] == "SUCCEEDED", ended
