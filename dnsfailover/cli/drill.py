@@ -5,7 +5,8 @@ writes its report in the state directory (practice/reports/<id>.json); this comm
 that report to say what the exit codes (docs/practice-runs.md) need. The daemon is required:
 a run that starts needs someone to bring the name back (exit 2 without one). The request goes
 through the daemon's control socket (door.py), which hands it to the controller at its next
-tick; the CLI writes nothing into the state directory.
+tick — with several controllers, to etcd for whichever controller leads, on any site; the
+local daemon mirrors the leader's report. The CLI writes nothing into the state directory.
 """
 
 from __future__ import annotations
@@ -114,14 +115,18 @@ def cmd_drill(args: argparse.Namespace) -> int:
 
 def _step_timeout(config: Config, service: Service, settings: PracticeSettings) -> float:
     """How long one switch may take: taken at the next tick, written, served, verified, and
-    the operator's commands."""
+    the operator's commands; with several controllers also two rounds of etcd each way (the
+    request to the leader, its report back) and a lease's expiry (a leader that died)."""
     runtime = Runtime.build(config, providers_too=True)
     try:
         change = runtime.provider_for(service).change_timeout
     finally:
         runtime.close()
     commands = sum(c.timeout for c in (settings.blocking_command, settings.outcome_command) if c)
-    return 2 * TICK + change + verify_window(service) + commands
+    relay = 0.0
+    if config.coordination is not None:
+        relay = 2 * config.coordination.etcd.lease_ttl + TICK
+    return 2 * TICK + change + verify_window(service) + commands + relay
 
 
 def _has(report: dict[str, Any], step: str) -> bool:

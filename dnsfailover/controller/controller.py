@@ -162,13 +162,12 @@ class Controller:
         self._unsettled_told.clear()
 
     def _practiced(self, service: str, run: Run) -> None:
+        """A step of a practice run: metrics; with several controllers, the leader puts it in
+        etcd (a new leader ends the run on time, every site sees its report)."""
         current = self.changes.record(service).run
-        share = None
-        # With several controllers the run on lives in etcd too: a new leader ends it.
+        self.drills.practiced(service, run, current is not None)
         if self.leadership is not None and self.leadership.token is not None:
-            leadership = self.leadership
-            share = lambda: leadership.share_run(service, current.to_json() if current else None)  # noqa: E731
-        self.drills.practiced(service, run, current, share)
+            self.leadership.share_practice(service, run.to_json(), run.on)
 
     # ------------------------------------------------------------------ start, reload, stop
 
@@ -329,14 +328,20 @@ class Controller:
         self.drills.resumed(service, run)
 
     def _drills(self, service: str) -> None:
-        """A practice run asked for (the CLI) or due (the schedule): an intent for the record
-        (which refuses it when following)."""
+        """A practice run asked for (the control socket; with several controllers, any site's
+        through etcd, for the leader) or due (the schedule): an intent for the record (which
+        refuses it when following)."""
         now = self.clock()
-        leading = self.leadership is None or self.leadership.token is not None
+        leadership = self.leadership
+        leading = leadership is None or leadership.token is not None
         settled = self.ready and now >= self.settle_until.get(service, -math.inf)
         idle = self.changes.record(service).run is None
         settings = self.runtime.config.services[service]
-        intent = self.drills.intent(service, settings, leading and settled and idle, now)
+        relayed, last = None, None  # with several controllers: asked on any site, run by any
+        if leadership is not None and leadership.token is not None:
+            relayed, last = leadership.take_drill(service), leadership.last_run(service)
+        intent = self.drills.intent(service, settings, leading and settled and idle, now,
+                                    relayed, last)  # fmt: skip
         if intent is not None:
             self.changes.feed(service, Wake(intent))
 

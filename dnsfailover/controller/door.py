@@ -273,16 +273,31 @@ class Door:
 
     def _drill(self, fields: dict[str, Any]) -> Answer:
         """A practice run asked for (or cancelled): handed to the controller, which takes it
-        at its next tick as a practice intent (drills.py); the run's report tells the rest."""
+        at its next tick as a practice intent (drills.py); with several controllers, put in
+        etcd for whichever leads (shared.py). The run's report tells the rest (the CLI reads
+        it in the state directory: a follower mirrors the leader's)."""
         service = fields["service"]
         unknown = self._unknown_service(service)
         if unknown is not None:
             return unknown
-        request = DrillRequest(fields["id"], service, fields.get("to"), fields.get("duration"),
-                               fields["reason"], time.time(), bool(fields.get("ignore_window")),
-                               bool(fields.get("cancel")))  # fmt: skip
-        self._on_controller(lambda c: c.runs.ask(request), 30)
-        return Answer(lines=[f"{service}: practice run {request.id} asked"])
+        names = [i.name for i in self.config.services[service].instances]
+        if fields.get("to") is not None and fields["to"] not in names:
+            return Answer.failed(USAGE, f"{service} has no instance {fields['to']!r} "
+                                        f"({', '.join(names)})")  # fmt: skip
+        try:
+            request = DrillRequest.from_json({**fields, "at": time.time()})
+        except (TypeError, ValueError) as e:
+            return Answer.failed(USAGE, f"drill: {e}")
+        coordination = self.config.coordination
+        if coordination is None:
+            self._on_controller(lambda c: c.runs.ask(request), 30)
+            return Answer(lines=[f"{service}: practice run {request.id} asked"])
+        with SharedStore(coordination) as shared:  # whoever leads carries it out
+            shared.request_drill(service, request)
+        self.controller.journal.event("drill_requested", service, run=request.id,
+                                      to=request.to, cancel=request.cancel,
+                                      site=coordination.site)  # fmt: skip
+        return Answer(lines=[f"{service}: practice run {request.id} asked of the leader"])
 
     def _undrain(self, fields: dict[str, Any]) -> Answer:
         instance = fields["instance"]

@@ -21,6 +21,9 @@ coordinator's latest view, never waiting on etcd:
   drains and flips into state.json, journal a change of leadership.
 - `share(report)`: the leader's flips into the shared history; a failover request's outcome
   back to the CLI that waits on it (shared.py).
+- `take_drill(service)`, `share_practice(service, run, on)`, `last_run(service)`: a drill
+  asked on any site's host, taken once by the leader; each step of the leader's run into
+  the shared document (every follower mirrors its report); when the schedule last ran.
 Imports config values, health, the coordination package, and the controller's state, journal,
 report, reach and site report values; never the daemon.
 """
@@ -39,7 +42,7 @@ from dnsfailover.controller import sitereports
 from dnsfailover.controller.journal import Journal, decision_entry
 from dnsfailover.controller.reach import Reach
 from dnsfailover.controller.report import Report
-from dnsfailover.controller.runs import RunStore
+from dnsfailover.controller.runs import DrillRequest, RunStore
 from dnsfailover.controller.shared import (
     Request,
     Shared,
@@ -47,7 +50,7 @@ from dnsfailover.controller.shared import (
     mirror,
     request_done,
     with_flip,
-    with_run,
+    with_practice,
 )
 from dnsfailover.controller.sitereports import Sites
 from dnsfailover.controller.state import Flip, StateStore
@@ -59,6 +62,8 @@ from dnsfailover.health.quorum import QuorumHealth, SiteView, combine_sites
 from dnsfailover.text import clean
 
 log = logging.getLogger(__name__)
+
+DRILL_STALE = 300.0  # seconds: a drill request older than this is not carried out
 
 
 def _own(site: str, instances: Mapping[str, InstanceHealth]) -> dict[str, SiteView]:
@@ -100,7 +105,7 @@ class Leadership:
         self._reading: concurrent.futures.Future[None] | None = None
         self.shared = Shared()  # pins, drains, requests and flips in etcd (shared.py)
         self._shared_text: str | None = None
-        self._handled: set[str] = set()  # failover requests taken on by this controller
+        self._handled: set[str] = set()  # failover and drill requests taken on by this controller
         self.services: Callable[[], list[str]] = list  # the configured services (the daemon's)
 
     def start(self) -> None:
@@ -248,15 +253,37 @@ class Leadership:
         log.info("failover_request service=%s to=%s from=%s", service, request.to, request.origin)
         return request
 
+    def take_drill(self, service: str) -> DrillRequest | None:
+        """A drill asked on any controller's host for `service`, once (the leader carries it
+        out); one older than `DRILL_STALE` (its CLI gave up long ago) is dropped."""
+        request = self.shared.drills.get(service)
+        if request is None:
+            return None
+        handled = f"{request.id}:cancel" if request.cancel else request.id  # a cancel: the run's id
+        if handled in self._handled:
+            return None
+        self._handled.add(handled)
+        if abs(self.clock() - request.at) > DRILL_STALE:
+            log.warning("drill_request_stale service=%s run=%s age=%.0fs: not carried out",
+                        service, request.id, self.clock() - request.at)  # fmt: skip
+            return None
+        log.info("drill_request service=%s run=%s cancel=%s", service, request.id, request.cancel)
+        return request
+
+    def last_run(self, service: str) -> float | None:
+        """When the service's last practice run that started was asked, by any leader."""
+        return self.shared.last_run.get(service)
+
     def _mirror(self, text: str | None, leading: bool = False) -> None:
         """The shared pins, drains and flips into state.json (the pipeline reads them), and,
-        on a follower, the leader's practice runs (a new leader ends them on time). The
+        on a follower, the leader's practice runs and reports (a new leader ends a run on
+        time; `drill` on this host reads its run's report). The
         document comes from outside: whatever is wrong with it is logged and changes nothing."""
         try:
             shared = Shared.parse(text)
             mirror(self.store, shared, self.clock())
             if not leading:
-                RunStore(self.store.directory).mirror(shared.runs, self.services())
+                RunStore(self.store.directory).mirror(shared.runs, shared.ended, self.services())
         except Exception as e:  # anything a writer to the prefix can put there
             log.error("shared_state_not_mirrored error=%s", type(e).__name__ if
                       not isinstance(e, DnsFailoverError) else e)  # fmt: skip
@@ -265,11 +292,11 @@ class Leadership:
 
     # ------------------------------------------------------------------ what the leader did
 
-    def share_run(self, service: str, run: dict[str, Any] | None) -> None:
-        """The leader's practice run on now (None: ended) into the shared document."""
-        coordinator = self.coordinator
-        coordinator.submit(lambda etcd: etcd.update(coordinator.state_key,
-                                                    edit(with_run(service, run))))  # fmt: skip
+    def share_practice(self, service: str, run: dict[str, Any], on: bool) -> None:
+        """A step of the leader's practice run (its report; `on`: not ended) into the shared
+        document."""
+        coordinator, change = self.coordinator, edit(with_practice(service, run, on))
+        coordinator.submit(lambda etcd: etcd.update(coordinator.state_key, change))
 
     def share(self, report: Report) -> None:
         """The leader's flip into the shared history; a request's outcome to its CLI."""

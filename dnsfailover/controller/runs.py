@@ -3,11 +3,15 @@
 - `practice/<service>.json`: the run on now, saved before its first DNS write and after each
   of its steps, so that a daemon restarted mid-run finds it and ends it on time;
 - `practice/reports/<id>.json`: every run's report (its value: timeline, checks, outcome);
-- `practice/requests/<service>.json`: a `drill` request from the CLI, taken by the daemon at
-  its next tick (until the control socket carries it).
+- `practice/requests/<service>.json`: a `drill` request the control socket handed in, taken at
+  the daemon's next tick (one controller; with several the request travels in etcd, shared.py).
 
+With several controllers a follower keeps copies of the leader's runs (`mirror`): the run on,
+so that it ends it on time if it leads next, and every report the leader shared, so that
+`drill` waits and `drill --report` reads on any site's host.
 Writes are atomic. A file that does not parse is logged and ignored (a run is an exercise:
-a torn report must not stop the daemon). Imports the run's value and the atomic writer only.
+a torn report must not stop the daemon). Imports the run's value, the atomic writer and the
+text cleaner only.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +28,12 @@ from typing import Any
 from dnsfailover.atomicfile import atomic_write
 from dnsfailover.controller.practice import Run
 from dnsfailover.errors import StateError
+from dnsfailover.text import clean
 
 log = logging.getLogger(__name__)
 KEPT = 500  # reports kept; the oldest go first (a refused scheduled run leaves one too)
+LONGEST = 7 * 86400.0  # seconds: the longest run a request may ask for
+RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # a run's id names its report file
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,35 @@ class DrillRequest:
     at: float
     ignore_window: bool = False
     cancel: bool = False
+
+    @classmethod
+    def from_json(cls, data: Any) -> DrillRequest:
+        """A request read back (a file, or etcd's shared document: from outside): checked
+        field by field, names and the reason cleaned; ValueError or TypeError otherwise."""
+        if not isinstance(data, dict):
+            raise TypeError("a drill request is not a mapping")
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"unknown fields {sorted(unknown)[:5]}")
+        texts = [data.get("id"), data.get("service"), data.get("reason")]
+        if not all(isinstance(t, str) for t in texts) or not isinstance(data.get("to"), str | None):
+            raise TypeError("id, service and reason are strings, to a string or null")
+        duration, at = data.get("duration"), data.get("at")
+        for number in (duration, at):
+            if isinstance(number, bool) or not isinstance(number, int | float | None):
+                raise TypeError("duration and at are numbers")
+        if at is None or (duration is not None and not 0 < duration <= LONGEST):
+            raise ValueError(f"at is required and duration within (0, {LONGEST:g}] seconds")
+        if not RUN_ID.fullmatch(data["id"]):
+            raise ValueError("an id is 1 to 64 letters, digits, _ or -")
+        if not all(isinstance(data.get(f, False), bool) for f in ("ignore_window", "cancel")):
+            raise TypeError("ignore_window and cancel are booleans")
+        to = data.get("to")
+        flags = data.get("ignore_window", False), data.get("cancel", False)
+        return cls(data["id"], clean(data["service"], 200),
+                   None if to is None else clean(to, 200),
+                   None if duration is None else float(duration), clean(data["reason"]),
+                   float(at), *flags)  # fmt: skip
 
 
 class RunStore:
@@ -103,6 +140,8 @@ class RunStore:
             return None
 
     def report(self, run_id: str) -> dict[str, Any] | None:
+        if not RUN_ID.fullmatch(run_id):
+            return None
         return self._read(self.reports / f"{run_id}.json")
 
     def last_report(self, service: str, succeeded: bool = False) -> dict[str, Any] | None:
@@ -117,9 +156,13 @@ class RunStore:
             found.append(data)
         return max(found, key=lambda d: float(d.get("requested_at") or 0), default=None)
 
-    def mirror(self, runs: dict[str, dict[str, Any]], services: list[str]) -> None:
+    def mirror(
+        self, runs: dict[str, dict[str, Any]], ended: dict[str, dict[str, Any]], services: list[str]
+    ) -> None:
         """Several controllers, on a follower: the leader's runs on now (etcd's shared
-        document) as this controller's own, so that it ends them on time if it leads next."""
+        document) as this controller's own, so that it ends them on time if it leads next; and
+        the reports of those and of each service's last ended (or refused) run, so that `drill`
+        here sees its run's steps and outcome."""
         for service in services:
             document = runs.get(service)
             current = self.directory / f"{service}.json"
@@ -127,10 +170,22 @@ class RunStore:
                 if document is None:
                     current.unlink(missing_ok=True)
                 else:
-                    Run.from_json(document)  # from outside: saved only if it is a run
+                    self._keep(service, document)
                     self._write(current, {**document, "service": service})
+                if service in ended:
+                    self._keep(service, ended[service])
             except (OSError, KeyError, TypeError, ValueError, StateError) as e:
                 log.error("practice_run_not_mirrored service=%s error=%s", service, e)
+
+    def _keep(self, service: str, document: dict[str, Any]) -> None:
+        """The leader's report of a run, saved here unless it is the copy we have."""
+        run = Run.from_json(document)  # from outside: saved only if it is a run
+        if not isinstance(run.id, str) or not RUN_ID.fullmatch(run.id):
+            raise ValueError("a run id that cannot name a file")
+        path = self.reports / f"{run.id}.json"
+        report = {**document, "service": service}
+        if self._read(path) != report:
+            self._write(path, report)
 
     # ------------------------------------------------------------------ requests
 
@@ -156,7 +211,7 @@ class RunStore:
         if data is None:
             return None
         try:
-            return DrillRequest(**data)
-        except TypeError as e:
+            return DrillRequest.from_json(data)
+        except (TypeError, ValueError) as e:
             log.error("drill_request_unreadable service=%s error=%s", service, e)
             return None

@@ -1,5 +1,8 @@
 """The state several controllers share, in etcd: the operator's pins and drains, failover
-requests, and the flip history (so that a new leader honours the old one's hold-down).
+and practice-run (`drill`) requests, the flip history (so that a new leader honours the old
+one's hold-down), and the practice runs: the one on now per service, the last one ended, and
+when the last run started (so that a new leader ends a run on time, every site's `drill` sees
+its run's outcome, and the schedule goes on where it was).
 
 One JSON document at `<prefix>state`, changed only by compare-and-swap (`Etcd.update`): by the
 CLI on any controller's host (pin, release, drain, undrain, failover) and by the leader (its
@@ -7,8 +10,10 @@ flips; a request it has carried out). Every daemon mirrors the pins, drains and 
 own state.json, so the reconciler decides from them as it does with one controller, and
 `status` shows them on every host. A failover request is carried out by whichever controller
 leads: a manual move with its fencing token, its outcome put at `<prefix>results/<id>` for
-the CLI that waits on it.
-Imports the state values, config values and the coordination package's etcd client.
+the CLI that waits on it. A drill request is taken by the leader as a practice intent; its
+run's reports come back through `runs` and `ended`, which every follower mirrors (runs.py).
+Imports the state values, the run store's request value, config values and the coordination
+package's etcd client.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from dnsfailover.config.models import Coordination
+from dnsfailover.controller.runs import DrillRequest
 from dnsfailover.controller.state import FLIP_HISTORY, Flip, Pin, SavedState, StateStore
 from dnsfailover.coordination.etcd import Etcd
 from dnsfailover.errors import DnsFailoverError, StateError
@@ -44,12 +50,18 @@ class Shared:
     requests: dict[str, Request] = field(default_factory=dict)  # service → request
     # service → the practice run on now, as its report (practice.py): a new leader ends it
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    drills: dict[str, DrillRequest] = field(default_factory=dict)  # service → a drill request
+    ended: dict[str, dict[str, Any]] = field(default_factory=dict)  # service → last run ended
+    last_run: dict[str, float] = field(default_factory=dict)  # service → when it was asked
 
     def to_text(self) -> str:
         document = self.state.to_json()
         document.pop("intents")  # flips in progress stay with the controller writing them
         document["requests"] = {s: vars(r) for s, r in self.requests.items()}
         document["runs"] = self.runs
+        document["drills"] = {s: vars(r) for s, r in self.drills.items()}
+        document["ended"] = self.ended
+        document["last_run"] = self.last_run
         return json.dumps(document, sort_keys=True)
 
     @classmethod
@@ -61,18 +73,36 @@ class Shared:
             state = SavedState.from_json({**data, "intents": {}})
             requests = {s: Request(**r) for s, r in data.get("requests", {}).items()}
             _check_types(state, requests)
-            runs = _runs(data.get("runs", {}))
+            runs, ended = _runs(data.get("runs", {})), _runs(data.get("ended", {}))
+            drills = {clean(str(s), 200): DrillRequest.from_json(r)
+                      for s, r in _mapping(data.get("drills", {})).items()}  # fmt: skip
+            last_run = _times(data.get("last_run", {}))
         except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:
             detail = clean(str(e)) if not isinstance(e, RecursionError) else "nested too deep"
             raise StateError(f"the shared state in etcd does not parse: {detail}") from None
-        return cls(state, requests, runs)
+        return cls(state, requests, runs, drills, ended, last_run)
+
+
+def _mapping(found: Any) -> dict[str, Any]:
+    """At most 100 entries of a mapping keyed by service (from outside: anyone may write)."""
+    if not isinstance(found, dict):
+        raise TypeError("a mapping of services expected")
+    return dict(list(found.items())[:100])
 
 
 def _runs(found: Any) -> dict[str, dict[str, Any]]:
-    """The practice runs on (service → its report), bounded and cleaned: from outside too."""
-    if not isinstance(found, dict) or not all(isinstance(r, dict) for r in found.values()):
+    """Practice runs (service → its report), bounded and cleaned: from outside too."""
+    found = _mapping(found)
+    if not all(isinstance(r, dict) for r in found.values()):
         raise TypeError("runs is not a mapping of services to runs")
-    return {clean(str(s), 200): bounded(r, items=100) for s, r in list(found.items())[:100]}
+    return {clean(str(s), 200): bounded(r, items=100) for s, r in found.items()}
+
+
+def _times(found: Any) -> dict[str, float]:
+    found = _mapping(found)
+    if not all(isinstance(t, int | float) and not isinstance(t, bool) for t in found.values()):
+        raise TypeError("last_run is not a mapping of services to times")
+    return {clean(str(s), 200): float(t) for s, t in found.items()}
 
 
 def _check_types(state: SavedState, requests: dict[str, Request]) -> None:
@@ -136,6 +166,27 @@ def with_run(service: str, run: dict[str, Any] | None) -> Callable[[Shared], Sha
     return change
 
 
+def with_practice(service: str, run: dict[str, Any], on: bool) -> Callable[[Shared], Shared]:
+    """A step of the leader's practice run `run` (its report): the run on now, or, once it
+    ended (or was refused), the service's last ended run; the drill request it carries out
+    is done; a run that started is the schedule's last."""
+
+    def change(shared: Shared) -> Shared:
+        running = shared.runs.get(service)
+        if on or (running is not None and running.get("id") == run["id"]):
+            shared = with_run(service, run if on else None)(shared)  # not a refusal beside it
+        ended = shared.ended if on else {**shared.ended, service: run}
+        done = shared.drills.get(service)
+        drills = {k: r for k, r in shared.drills.items() if r is not done or r.id != run["id"]}
+        last_run = shared.last_run
+        if run.get("outcome") != "REFUSED":
+            at = max(float(run["requested_at"]), last_run.get(service, 0.0))
+            last_run = {**last_run, service: at}
+        return replace(shared, ended=ended, drills=drills, last_run=last_run)
+
+    return change
+
+
 def request_done(service: str, request_id: str) -> Callable[[Shared], Shared]:
     """Remove the request, if it is still the one carried out (not a newer one)."""
 
@@ -166,6 +217,11 @@ class SharedStore:
     def change(self, how: Callable[[Shared], Shared]) -> Shared:
         return Shared.parse(self.etcd.update(self.key, edit(how)))
 
+    def request_drill(self, service: str, request: DrillRequest) -> None:
+        """Ask the leader for a practice run (or its cancel); a newer request replaces one not
+        yet taken. Its run's reports come back through the document (`with_practice`)."""
+        self.change(lambda shared: replace(shared, drills={**shared.drills, service: request}))
+
     def request_failover(self, service: str, to: str, reason: str) -> Request:
         """Pin the service to `to` and ask the leader to move it there now, in one write."""
         request = Request(uuid.uuid4().hex, to, reason, time.time(), self.settings.site)
@@ -173,7 +229,7 @@ class SharedStore:
 
         def ask(shared: Shared) -> Shared:
             state = replace(shared.state, pins={**shared.state.pins, service: pin})
-            return Shared(state, {**shared.requests, service: request})
+            return replace(shared, state=state, requests={**shared.requests, service: request})
 
         self.change(ask)
         return request

@@ -267,3 +267,27 @@ def test_a_practice_run_outlives_its_leader_and_the_successor_ends_it_on_time(
     ended = next(e for e in audit() if e.get("event") == "practice_ended")
     assert ended["outcome"] == "SUCCEEDED", ended
     assert ended["timeline"]["back.served"] >= ended["timeline"]["go.written"] + 12
+
+
+def test_a_drill_asked_on_a_followers_host_is_run_by_the_leader_and_reported_there(
+    lab: Lab, tmp_path: Path
+) -> None:
+    cluster = Cluster(lab, tmp_path)
+    leader = cluster.settled()
+    follower = next(s for s in cluster.daemons if s != leader)
+    done = cluster.cli(follower, "drill", "acme", "--to", "ca-b", "--for", "3s", "--wait",
+                       "--reason", "asked in another site")  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr  # SUCCEEDED, read on the follower
+    assert "SUCCEEDED" in done.stdout and "back.served" in done.stdout
+    assert cluster.served() == {A}
+
+    def moves(site: str) -> list[tuple[str, str]]:
+        return [(e["to"], e["outcome"]) for e in cluster.daemons[site].audit()
+                if e.get("event") in ("practice", "practice_return")]  # fmt: skip
+
+    assert moves(leader) == [("ca-b", "applied"), ("ca-a", "applied")]  # the leader wrote both
+    assert not any(moves(s) for s in cluster.daemons if s != leader)
+    asked = [e for e in cluster.daemons[follower].audit() if e.get("event") == "drill_requested"]
+    assert len(asked) == 1 and asked[0]["site"] == follower
+    report = cluster.cli(follower, "drill", "acme", "--report")
+    assert "SUCCEEDED" in report.stdout, report.stdout + report.stderr
