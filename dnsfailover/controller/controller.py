@@ -6,7 +6,7 @@ of health, a tick, an operator's request or a finished step becomes an event for
 record (`Changes`, changes.py), whose actions the carrier runs on the workers. With several
 controllers the coordination rounds come in here too: a change of leadership is a `Lead`
 event for every service, and the leader's decisions are made from the sites' quorum.
-`health.json`, the metrics and systemd's status line are written from here.
+`health.json` and systemd's status line are shown by `Showing` (showing.py), from here.
 Imports the controller's modules and everything below; the daemon (the shell around it:
 signals, the loop, reload) imports it.
 """
@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from dnsfailover.controller import documents, telemetry
+from dnsfailover.controller import telemetry
 from dnsfailover.controller.carrier import Flights
 from dnsfailover.controller.changes import Changes, Context
 from dnsfailover.controller.drills import Drills
@@ -30,6 +30,7 @@ from dnsfailover.controller.pipeline import Pipeline
 from dnsfailover.controller.practice import Run
 from dnsfailover.controller.report import Intent, Origin, Report
 from dnsfailover.controller.runtime import ProbeJob, Runtime
+from dnsfailover.controller.showing import Showing
 from dnsfailover.controller.state import StateStore
 from dnsfailover.controller.workers import Flight
 from dnsfailover.errors import StateError
@@ -81,7 +82,7 @@ class Controller:
         context = Context(
             runtime=lambda: self.runtime,
             health=self.health,
-            settle_until=lambda key: self.settle_until.get(key, -math.inf),
+            settle_until=lambda key: self.showing.settle_until.get(key, -math.inf),
             site=leadership.site if leadership else None,
             may_write=leadership.may_write if leadership else lambda: True,
             concluded=self._concluded,
@@ -101,11 +102,12 @@ class Controller:
         self.changes.resume()
         if self.leadership is not None:
             self.leadership.services = lambda: list(self.runtime.config.services)
-        self.settle_until: dict[str, float] = {}
+        self.showing = Showing(lambda: self.runtime.config, self.tracker, self.changes,
+                               flights, self.store, self.journal, self.metrics,
+                               self.leadership, self.health, clock)  # fmt: skip
         self.ready = False
         self._seen_jobs: set[str] = set()
         self._job_keys: set[str] = set()
-        self._unsettled_told: set[tuple[str, str]] = set()
         self._retired: list[Runtime] = []  # replaced by a reload, closed once no step uses them
         self._last_turn = time.monotonic()  # the loop's last turn (silence is judged each turn)
         self._quiet_until = -math.inf  # after a stall of our own, silence is not judged
@@ -155,11 +157,10 @@ class Controller:
             self.outcomes.start(key, service, measurements(entries, key))
             on = key in self.changes.records and self.changes.record(key).run is not None
             self.drills.start(key, service, now, on)
-        self.settle_until = {
+        self.showing.settling({
             key: now + service.checks.settle_window
             for key, service in runtime.config.services.items()
-        }
-        self._unsettled_told.clear()
+        })  # fmt: skip
 
     def _practiced(self, service: str, run: Run) -> None:
         """A step of a practice run: metrics; with several controllers, the leader puts it in
@@ -307,7 +308,7 @@ class Controller:
                 self.changes.feed(service, Tick())
             except Exception:  # a bug in one service's tick must not stop the others
                 log.exception("cycle_crashed service=%s", service)
-        self._tell_unsettled()
+        self.showing.tell_unsettled()
         self.write_health()
         self.metrics.last_cycle.set(self.clock())
 
@@ -334,7 +335,7 @@ class Controller:
         now = self.clock()
         leadership = self.leadership
         leading = leadership is None or leadership.token is not None
-        settled = self.ready and now >= self.settle_until.get(service, -math.inf)
+        settled = self.ready and now >= self.showing.settle_until.get(service, -math.inf)
         idle = self.changes.record(service).run is None
         settings = self.runtime.config.services[service]
         relayed, last = None, None  # with several controllers: asked on any site, run by any
@@ -412,57 +413,10 @@ class Controller:
     # ------------------------------------------------------------------ what status shows
 
     def snapshot(self) -> HealthSnapshot:
-        return self.tracker.snapshot(self.clock())
-
-    def _tell_unsettled(self) -> None:
-        """Once per settle window: instances undecided after it (flapping: `unsettled`, or with
-        no passing result: `inconclusive`; UNHEALTHY by the tracker's rule) go to the log and
-        the audit."""
-        now = self.clock()
-        for service, until in self.settle_until.items():
-            if now < until:
-                continue
-            for name, health in self.tracker.instances(service, now).items():
-                inconclusive = any(c.inconclusive_for is not None
-                                   for c in health.checks.values() if c.required)  # fmt: skip
-                if health.state is State.HEALTHY or (service, name) in self._unsettled_told:
-                    continue
-                if health.unsettled_for is None and not inconclusive:
-                    continue
-                self._unsettled_told.add((service, name))
-                event = "inconclusive" if inconclusive else "unsettled"
-                log.warning("%s service=%s instance=%s reason=%s",
-                            event, service, name, health.reason)  # fmt: skip
-                self.journal.event(event, service, instance=name, reason=health.reason)
+        return self.showing.snapshot()
 
     def status_line(self) -> str:
-        services = list(self.runtime.config.services)
-        busy = {s for s in services if self.flights.busy(s)}
-        return documents.status_line(services, self.changes.active(), self.changes.last(), busy)
+        return self.showing.status_line()
 
     def write_health(self) -> None:
-        services = self.runtime.config.services
-        writing = documents.writing_summary(
-            self.changes.unconfirmed(), self.flights.flights(), time.monotonic()
-        )
-        telemetry.record_writing(self.metrics, services, writing)
-        quorum, coordination = None, None
-        if self.leadership is not None:
-            quorum = {service: self.health(service) for service in services}
-            coordination = self.leadership.status()
-            telemetry.record_coordination(self.metrics, self.leadership.view(), coordination)
-            for service, health in quorum.items():
-                telemetry.record_quorum(self.metrics, service, health)
-        document = documents.health_document(
-            self.snapshot(),
-            self.changes.active(),
-            self.changes.last(),
-            writing,
-            self.settle_until,
-            coordination,
-            quorum,
-        )
-        try:
-            self.store.save_health(document)
-        except StateError as e:
-            log.error("health_not_saved error=%s", e)
+        self.showing.write_health()
