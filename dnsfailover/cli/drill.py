@@ -19,7 +19,7 @@ import uuid
 from typing import Any
 
 from dnsfailover.cli import exitcodes
-from dnsfailover.cli.operate import ask_daemon, config_for_door, finish
+from dnsfailover.cli.asking import ask_daemon, config_for_door, finish
 from dnsfailover.config import load_config
 from dnsfailover.config.durations import human, parse_duration
 from dnsfailover.config.models import Config, PracticeSettings, Service

@@ -67,18 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("service", nargs="?", help="only this service")
     check.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
-    from dnsfailover.cli import operate
+    from dnsfailover.cli import operate, status
 
     run = _add(commands, "run", operate.cmd_run, "the daemon (systemd Type=notify)")
     run.add_argument("--once", action="store_true", help="one probe round, one cycle, then exit")
     run.add_argument("--dry-run", action="store_true", help="decide and log, write nothing")
-    status = _add(
+    shown = _add(
         commands,
         "status",
-        operate.cmd_status,
+        status.cmd_status,
         "what DNS serves now (read live), health per instance, pins, drains, flips",
     )
-    status.add_argument("--json", action="store_true", help="print JSON")
+    shown.add_argument("--json", action="store_true", help="print JSON")
     plan = _add(
         commands,
         "plan",

@@ -1,7 +1,7 @@
-"""The operator's commands: run, status, plan, failover, release, drain, undrain.
+"""The operator's commands: run, plan, failover, release, drain, undrain (status: status.py).
 
-Thin. `failover`, `release`, `drain`, `undrain` and `status` go through the daemon's control
-socket when a daemon runs (door.py carries them out with its own state files and secrets; the
+Thin. `failover`, `release`, `drain` and `undrain` go through the daemon's control socket
+(asking.py) when a daemon runs (door.py carries them out with its own state files and secrets; the
 CLI needs neither, and prints the daemon's answer with its exit code). Without a daemon they
 act alone, as one-shot commands (operator.py on state.json, oneshot.py for a change) — one
 controller only, and never into a state directory another user owns (the daemon could not read
@@ -11,22 +11,17 @@ what root writes there). `plan` and `run --once` always act alone.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pwd
-import sys
-import time
 from pathlib import Path
-from typing import Any
 
-from dnsfailover.cli import exitcodes
+from dnsfailover.cli.asking import ask_daemon, config_for_door, finish
 from dnsfailover.config import load_config
 from dnsfailover.config.models import Config, Service, ZoneFileSettings
-from dnsfailover.controller import control
 from dnsfailover.controller.journal import Journal
 from dnsfailover.controller.oneshot import OneShot, one_round_health, preview, probe_once, run_once
 from dnsfailover.controller.operator import LocalOverrides, Operator
-from dnsfailover.controller.replies import budgets, report_lines, status_document
+from dnsfailover.controller.replies import budgets, report_lines
 from dnsfailover.controller.report import Intent, Origin, Report
 from dnsfailover.controller.runtime import Runtime
 from dnsfailover.controller.state import StateStore
@@ -45,48 +40,6 @@ def _print_reports(reports: list[Report]) -> int:
         for line in report_lines(report):
             print(line)
     return 1 if any(r.error for r in reports) else 0
-
-
-# ----------------------------------------------------------------------------- the daemon's door
-
-ANSWER_TIMEOUT = 600.0  # the daemon bounds each change itself; this only guards a hung one
-PREFIX = {exitcodes.CONFLICT: "conflict", exitcodes.REFUSED: "refused"}
-
-
-def ask_daemon(config: Config, request: dict[str, Any]) -> control.Answer | None:
-    """The running daemon's answer, or None when no daemon runs here."""
-    path = config.control_socket
-    try:
-        return control.ask(path, request, ANSWER_TIMEOUT)
-    except control.Unreachable:
-        pid = StateStore(config.state_dir).daemon_pid()
-        if pid is not None:
-            raise DnsFailoverError(
-                f"the daemon (pid {pid}) runs but does not answer on its control socket {path} "
-                "(control_socket in the config it runs with?): nothing done"
-            ) from None
-        return None
-    except PermissionError:
-        raise ConfigError(
-            f"control socket {path}: permission denied: run as root, as the daemon's user, or "
-            f"as a member of group {control.GROUP}"
-        ) from None
-    except (OSError, ValueError) as e:
-        raise DnsFailoverError(f"control socket {path}: no answer from the daemon: {e}") from None
-
-
-def finish(answer: control.Answer) -> int:
-    """Print the daemon's answer as it is; its exit code is ours."""
-    for line in answer.lines:
-        print(line)
-    if answer.error is not None:
-        print(f"{PREFIX.get(answer.exit, 'error')}: {answer.error}", file=sys.stderr)
-    return answer.exit
-
-
-def config_for_door(args: argparse.Namespace) -> Config:
-    """The config as far as finding the daemon needs it: no file it names is opened."""
-    return load_config(args.config, files=False).config
 
 
 def _alone(config: Config, what: str) -> None:
@@ -141,119 +94,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dnsfailover.controller.daemon import Daemon
 
     return Daemon(args.config, dry_run=args.dry_run).run()
-
-
-# ----------------------------------------------------------------------------- status
-
-
-def _ago(when: float | None) -> str:
-    return "-" if when is None else f"{time.time() - when:.0f}s ago"
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    answer = ask_daemon(config_for_door(args), {"verb": "status"})
-    if answer is not None and not answer.ok:
-        return finish(answer)
-    if answer is not None:
-        document = answer.result
-    else:
-        config, runtime, store = _runtime(args)
-        try:
-            document = status_document(config, runtime, store)
-        finally:
-            runtime.close()
-    if args.json:
-        json.dump(document, sys.stdout, indent=2, default=str)
-        print()
-        return 0
-    daemon = document["daemon"]
-    print(
-        f"daemon: {'running, pid ' + str(daemon['pid']) if daemon['running'] else 'not running'}"
-        f"; health updated {_ago(daemon['health_updated'])}"
-    )
-    if "coordination" in document:
-        print(_coordination_line(document["coordination"]))
-    for key, entry in document["services"].items():
-        print(f"\n{key}: {entry['name']} {entry['type']} → {entry['live']}  [{entry['instance']}]")
-        for line in _service_lines(entry):
-            print(f"  {line}")
-    return 0
-
-
-def _coordination_line(c: dict[str, Any]) -> str:
-    """Who leads, whether this controller may write, etcd, and which sites report."""
-    if "etcd" not in c:
-        return f"coordination: site {c['site']}; no daemon here, so leadership is not known"
-    role = "leading" if c["leading"] else f"following {c['leader'] or '(no leader)'}"
-    writing = "writing" if c["writing_allowed"] else "not writing"
-    etcd = c["etcd"] if c["etcd"] == "ok" else f"UNREACHABLE ({c['etcd_error']})"
-    line = (
-        f"coordination: site {c['site']}, {role} (token {c['token']}), {writing}; etcd {etcd}; "
-        f"reporting {', '.join(c['reporting']) or 'none'} of {', '.join(c['sites'])} "
-        f"(quorum {c['quorum']})"
-    )
-    if "dns" not in c:
-        return line
-    dns = c["dns"]
-    reach = "reachable" if dns["reachable"] else f"UNREACHABLE ({dns['error']})"
-    lines = [line, f"  {c['site']} (here): DNS {reach} for {dns['for']}s; probing {c['probing']}"]
-    for site, seen in sorted(c.get("others", {}).items()):
-        if not seen.get("reporting"):
-            lines.append(f"  {site}: no report")
-            continue
-        fresh = "fresh" if seen["fresh"] else f"STALE ({seen['report_age']}s)"
-        dns_ok = "reachable" if seen["dns_reachable"] else "UNREACHABLE"
-        lines.append(f"  {site}: report {fresh}; DNS {dns_ok} (as it says)")
-    return "\n".join(lines)
-
-
-def _service_lines(entry: dict[str, Any]) -> list[str]:
-    lines = []
-    if "live_error" in entry:
-        lines.append(f"cannot read the record: {entry['live_error']}")
-    if entry["pin"]:
-        lines.append(f"pinned to {entry['pin']['instance']}: {entry['pin']['reason']}")
-    for name, h in entry["instances"].items():
-        drained = " (drained)" if name in entry["drained"] else ""
-        lines.append(f"{name}{drained}: {h.get('state')}  {h.get('reason', '')}")
-        if name in entry.get("quorum", {}):
-            q = entry["quorum"][name]
-            lines.append(f"  quorum: {q['state']}  {q['reason']}")
-    last = entry["last"] or {}
-    if last.get("event") not in (None, "keep", "none"):
-        lines.append(f"last: {last['event']}: {last.get('error') or last.get('reason')}")
-    if last.get("warning"):
-        lines.append(f"WARNING: {last['warning']}")
-    if last.get("pending"):
-        lines.append(f"PENDING (not written yet, retrying): {last['pending']}")
-    writing = entry.get("writing")
-    if writing and writing["kind"] == "unconfirmed":
-        lines.append(
-            f"UNCONFIRMED (written, not served everywhere yet; checked again): "
-            f"{writing['change']}: {writing['propagation']}"
-        )
-    elif writing:
-        over = f" — OVER its {writing['timeout']:.0f}s timeout" if writing["overdue"] else ""
-        lines.append(f"writing for {writing['seconds']:.0f}s{over}: {writing['change']}")
-    for flip in entry["flips"]:
-        lines.append(
-            f"flip {_ago(flip['at'])}: {flip['source']} → {flip['target']} ({flip['rule']})"
-        )
-    lines.append(f"convergence budget: {entry['budget']['text']}")
-    practice = entry.get("practice") or {}
-    on, last = practice.get("on"), practice.get("last")
-    if on is not None:
-        lines.append(f"PRACTICE RUN {on['id']} on: {on['origin']} → {on['target']}, "
-                     f"{on['phase']}; returns {_in(on.get('ends_at'))}")  # fmt: skip
-    if last is not None and (on is None or last["id"] != on["id"]):
-        why = f" — {last['why']}" if last.get("why") else ""
-        lines.append(f"last practice run {_ago(last.get('ended_at'))}: {last['origin']} → "
-                     f"{last['target']}: {last['outcome']}{why}")  # fmt: skip
-    return lines
-
-
-def _in(when: float | None) -> str:
-    return "when its move is served" if when is None else f"in {max(0, when - time.time()):.0f}s"
 
 
 # ----------------------------------------------------------------------------- plan
