@@ -330,6 +330,47 @@ def test_a_restart_mid_run_finds_the_run_and_ends_it_on_time(make: Any, tmp_path
     assert fresh.report()["outcome"] == "SUCCEEDED"
 
 
+def test_a_restart_near_the_end_waits_for_the_originals_health_inside_the_settle_window(
+    make: Any,
+) -> None:
+    """A daemon restarted across the run's end knows no health yet: the return waits for the
+    original's (inside the settle window), and is not an INTERRUPTED run stranded on b."""
+    smoke = {"outcome_command": {"argv": ["smoke"]}}
+    h = make(practice=smoke)
+    h.ask(duration=600.0)
+    zone = h.zone.path.read_text()
+    fresh = make(practice=smoke)
+    fresh.zone.path.write_text(zone)
+    fresh.clock.now = START + 700  # down across the end
+    fresh.settle_until = START + 730
+    fresh.set(a="unknown")
+    assert [r.id for r in fresh.changes.resume().values()] == ["r1"]
+    fresh.tick(after=1.0)
+    fresh.tick(after=1.0)
+    assert fresh.served() == "b" and fresh.changes.record("acme").run is not None
+    fresh.set(a="up")
+    fresh.tick(after=1.0)
+    assert fresh.served() == "a"
+    report = fresh.report()
+    assert report["outcome"] == "SUCCEEDED", report
+    assert fresh.ran == [("outcome_command", "before_return")]  # once, not at every tick
+
+
+def test_past_the_settle_window_an_undecided_original_keeps_the_name_on_the_target(
+    make: Any,
+) -> None:
+    h = make()
+    h.ask(duration=600.0)
+    h.settle_until = START + 605
+    h.set(a="unknown")
+    h.tick(after=600.0)
+    assert h.served() == "b" and h.changes.record("acme").run is not None  # waits: 5 s left
+    h.tick(after=5.0)
+    assert h.served() == "b" and h.changes.record("acme").run is None
+    assert h.report()["outcome"] == "INTERRUPTED"
+    assert "a is not healthy" in h.report()["why"]
+
+
 def test_the_run_is_saved_before_its_move_is_written(make: Any) -> None:
     h = make()
     seen: list[str | None] = []

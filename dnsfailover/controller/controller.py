@@ -99,7 +99,7 @@ class Controller:
                                clock=clock)  # fmt: skip
         self.runs = self.journal.runs
         self.drills = Drills(self.runs, self.metrics)  # practice runs asked for, or due
-        self.changes.resume()
+        resumed = self.changes.resume()  # runs a previous daemon left on: ended on time
         if self.leadership is not None:
             self.leadership.services = lambda: list(self.runtime.config.services)
         self.showing = Showing(lambda: self.runtime.config, self.tracker, self.changes,
@@ -112,6 +112,8 @@ class Controller:
         self._last_turn = time.monotonic()  # the loop's last turn (silence is judged each turn)
         self._quiet_until = -math.inf  # after a stall of our own, silence is not judged
         self._register(runtime)
+        for service, run in resumed.items() if self.leadership is None else ():
+            self._resumed(service, run)  # with coordination, a new leader's (coordination_changed)
 
     def _notifications(self) -> Notifications:
         failed = self.metrics.notifications_failed

@@ -103,7 +103,7 @@ class Pipeline:
         if manual is not None:
             decision = replace(manual, current=owner)
         elif intent.origin is Origin.PRACTICE:
-            decision = self._practice(report, service, owner, state)
+            decision = self._practice(report, service, owner, state, settle_until)
         else:
             decision = self._decide(key, service, health, owner, state, settle_until, practice)
         report.decision = decision
@@ -150,9 +150,12 @@ class Pipeline:
         service: Service,
         owner: str | None,
         state: SavedState,
+        settle_until: float = -math.inf,
     ) -> Decision:
         """A practice run's start (its gates, then the blocking command) or its return (the
-        outcome command, then back only to a healthy instance)."""
+        outcome command, then back only to a healthy instance; one whose health is not decided
+        yet inside the settle window — a daemon restarted near the run's end — is waited for,
+        `practice_wait`, as the policy waits before it acts)."""
         intent, health = report.intent, report.health
         assert intent.practice is not None
         settings = service.practice
@@ -165,6 +168,10 @@ class Pipeline:
             if owner == origin or (healthy and origin not in state.drains):
                 return Decision(Kind.MOVE, owner, origin, "practice_return", intent.reason)
             why = health[origin].reason if origin in health else "no health known"
+            undecided = origin not in health or health[origin].state is State.UNKNOWN
+            if undecided and self.clock() < settle_until:
+                wait = f"{origin} is not decided yet ({why}): the return waits for its health"
+                return Decision(Kind.KEEP, owner, None, "practice_wait", wait)
             stays = f"{origin} is not healthy ({why}): the name stays on {owner}"
             return Decision(Kind.KEEP, owner, None, "practice_stay", stays)
         pin = state.pins.get(report.service)

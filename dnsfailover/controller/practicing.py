@@ -14,6 +14,7 @@ takes the one path and never a second one.
 | Done(WRITE) of the policy | on: the name left the target | ended INTERRUPTED (failure wins) |
 | Tick | on, its end (or a cancel, or a failure) due, idle | PREPARE(return) |
 | Tick | starting, its intent lost with a fence that did not move | ended FAILED |
+| Done(PREPARE) of the return | back undecided, inside the settle window | again next tick |
 | Done(PREPARE) of the return | back is not healthy: the name stays | ended INTERRUPTED |
 | Done(VERIFY/WRITE) of the return | served (and verified) | ended SUCCEEDED (or CANCELLED) |
 | Wake(practice cancel) | on | returns at the next step |
@@ -197,6 +198,8 @@ def _came_back(
     if done is Do.PREPARE and not report.wants_write:
         if report.error:
             return record, [*actions, _news(run)]  # tried again at the next tick
+        if decision is not None and decision.rule == "practice_wait":
+            return record, actions  # the original's health inside the settle window: next tick
         if decision is not None and decision.rule == "practice_stay":
             run = run.saw("back.stayed", report.health)
             return ended(record, actions, run.end(Outcome.INTERRUPTED, decision.reason, now))

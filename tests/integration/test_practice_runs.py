@@ -14,10 +14,10 @@ nothing changed; and each way a run ends early or is carried across a crash, as 
 - the daemon SIGKILLed mid-run and started again on the same state directory: it finds the run
   and ends it on time (the return decided at or after `ends_at`, within a few ticks of it),
   SUCCEEDED, the name back on the original on every BIND server;
-- the daemon down while the run's end passes, then started again: it must bring the name back
-  once it knows the original healthy (SUCCEEDED). It does not today: it decides the return
-  before its probes have settled, finds the original "unknown" and ends the run INTERRUPTED
-  with the name left on the target — that test fails until the daemon is fixed.
+- the daemon down while the run's end passes, then started again: it brings the name back
+  once it knows the original healthy (SUCCEEDED): inside the settle window the return waits for
+  the original's health instead of ending the run INTERRUPTED on an instance it has not probed
+  yet (the name was left on the target until commit "Practice: a return waits ...").
 
 Times are read from the audit log and the run's report (the daemon's wall clock), never from
 the test's polling.
@@ -341,7 +341,7 @@ def test_a_daemon_down_across_the_runs_end_returns_the_name_once_it_knows_the_or
     daemon.start()
     ended = _ended(daemon)
     assert (ended["outcome"], scene.serves(A)) == ("SUCCEEDED", True), (
-        "BUG: the restarted daemon decided the return before its probes knew the original's "
-        f"health, and left the name on the target (failback: manual): {ended['outcome']} — {ended['why']}"
+        "the restarted daemon decided the return before its probes knew the original's health "
+        f"and left the name on the target: {ended['outcome']} — {ended['why']}"
     )
     assert run["ends_at"] <= ended["timeline"]["back.decided"], ended
