@@ -113,6 +113,8 @@ def test_no_schedule_without_every() -> None:
 def test_every_must_be_longer_than_the_run_and_windows_are_one_kind() -> None:
     with pytest.raises(ValueError, match="every must be longer than duration"):
         settings(every="10m", duration="30m")
+    with pytest.raises(ValueError, match="at most 7d"):
+        settings(duration="8d")
     with pytest.raises(ValueError, match="not both"):
         settings(allowed_windows=["Mon:10:00-Mon:12:00"], blocked_windows=["Tue:10:00-Tue:12:00"])
 

@@ -26,7 +26,6 @@ from dnsfailover.controller.runs import DrillRequest, RunStore
 from dnsfailover.controller.shared import Shared, SharedStore, with_practice, with_run
 from dnsfailover.controller.state import StateStore
 from dnsfailover.coordination.coordinator import View
-from dnsfailover.errors import StateError
 from dnsfailover.metrics import Metrics
 from tests.test_coordination_core import StubCoordinator, coordination
 
@@ -41,9 +40,36 @@ def test_the_run_on_travels_in_the_shared_document_and_goes_with_its_end() -> No
     assert Shared.parse('{"version": 1}').runs == {}  # a document from before runs
 
 
-def _leadership(tmp_path: Path, view: View) -> tuple[Leadership, StubCoordinator]:
+class Stub(StubCoordinator):
+    """The stub coordinator, keeping the etcd writes the leadership queues (applied to a
+    document by `applied`)."""
+
+    state_key = "/dnsfailover/state"
+
+    def __init__(self, view: Any) -> None:
+        super().__init__(view)
+        self.submitted: list[tuple[Any, bool]] = []
+
+    def submit(self, action: Any, leading_only: bool = False) -> None:
+        self.submitted.append((action, leading_only))
+
+    def applied(self, text: str | None) -> Shared:
+        class Etcd:
+            value = text
+
+            def update(self, key: str, change: Any) -> str:
+                self.value = change(self.value)
+                return self.value
+
+        etcd = Etcd()
+        for action, _ in self.submitted:
+            action(etcd)
+        return Shared.parse(etcd.value)
+
+
+def _leadership(tmp_path: Path, view: View) -> tuple[Leadership, Stub]:
     store = StateStore(tmp_path)
-    stub = StubCoordinator(view)
+    stub = Stub(view)
     lead = Leadership(Coordination.model_validate(coordination()), store, Journal(store),
                       lambda: None, coordinator=stub)  # type: ignore[arg-type]  # fmt: skip
     lead.services = lambda: ["acme"]
@@ -127,7 +153,8 @@ def test_a_failover_request_keeps_the_run_on_in_the_document() -> None:
     [
         ({**vars(REQUEST), "id": "../../state"}, "an id is 1 to 64"),
         ({**vars(REQUEST), "to": 7}, "strings"),
-        ({**vars(REQUEST), "duration": -1}, "duration within"),
+        ({**vars(REQUEST), "duration": -1}, "more than 0 seconds"),
+        ({**vars(REQUEST), "at": float("nan")}, "finite"),
         ({**vars(REQUEST), "duration": True}, "numbers"),
         ({**vars(REQUEST), "cancel": "yes"}, "booleans"),
         ({**vars(REQUEST), "extra": 1}, "unknown fields"),
@@ -135,10 +162,11 @@ def test_a_failover_request_keeps_the_run_on_in_the_document() -> None:
     ],
 )
 def test_a_drill_request_in_the_document_is_checked_before_anything_uses_it(
-    drill: Any, error: str
+    drill: Any, error: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with pytest.raises(StateError, match=error):
-        Shared.parse(json.dumps({"version": 1, "drills": {"acme": drill}}))
+    parsed = Shared.parse(json.dumps({"version": 1, "drills": {"acme": drill}}))
+    assert parsed.drills == {}  # left out, the rest of the document read
+    assert error in caplog.text
 
 
 def test_the_leader_takes_a_drill_once_its_cancel_once_and_never_a_stale_one(
@@ -152,14 +180,20 @@ def test_the_leader_takes_a_drill_once_its_cancel_once_and_never_a_stale_one(
     lead.changed()
     assert lead.take_drill("acme") == replace(REQUEST, at=now)
     assert lead.take_drill("acme") is None  # once
+    assert all(only for _, only in stub.submitted)  # a leader's write: never after the lead
+    assert stub.applied(shared.to_text()).drills == {}  # taken out of the document
     cancel = replace(REQUEST, at=now, cancel=True)
     stub.current = replace(stub.current, shared=replace(shared, drills={"acme": cancel}).to_text())
     lead.changed()
     assert lead.take_drill("acme") == cancel  # the run's own id, asked to end
+    assert lead.take_drill("acme") is None  # and its cancel once too
     stale = replace(REQUEST, id="d2", at=now - DRILL_STALE - 1)
     stub.current = replace(stub.current, shared=replace(shared, drills={"acme": stale}).to_text())
     lead.changed()
+    assert lead.shared.drills["acme"].id == "d2"  # read, and refused for its age alone
+    stub.submitted.clear()
     assert lead.take_drill("acme") is None
+    assert stub.applied(stub.current.shared).drills == {}  # dropped: no next leader takes it
 
 
 def test_a_follower_keeps_every_report_the_leader_shared_for_drill_on_its_host(
@@ -179,13 +213,17 @@ def _drills(tmp_path: Path) -> Drills:
     return Drills(RunStore(tmp_path), Metrics())
 
 
-def test_a_new_leader_goes_on_with_the_schedule_from_the_shared_last_run(tmp_path: Path) -> None:
-    settings = Service.model_validate({
+def _service() -> Service:
+    return Service.model_validate({
         "provider": "dns", "name": "acme.example.test.",
         "practice": {"every": "7d", "duration": "30m"},
         "instances": [{"name": n, "target": f"{n}.example.test.",
                        "acme": {"directory": f"https://{n}.example.test/d"}} for n in "ab"],
     })  # fmt: skip
+
+
+def test_a_new_leader_goes_on_with_the_schedule_from_the_shared_last_run(tmp_path: Path) -> None:
+    settings = _service()
     now = 10 * 86400.0
     fresh = _drills(tmp_path / "fresh")  # a controller that never ran one itself
     assert fresh.intent("acme", settings, True, now, last_shared=now - 6 * 86400) is None
@@ -195,3 +233,45 @@ def test_a_new_leader_goes_on_with_the_schedule_from_the_shared_last_run(tmp_pat
     intent = _drills(tmp_path / "third").intent("acme", settings, False, now, REQUEST)
     assert intent is not None and intent.to == "b" and intent.practice is not None
     assert intent.practice.run == "d1" and intent.practice.duration == 60.0
+
+
+def test_a_late_step_of_a_run_that_ended_never_brings_it_back() -> None:
+    ended = with_practice("acme", RUN.end(Outcome.SUCCEEDED, "", 800.0).to_json(), on=False)
+    done = ended(with_run("acme", RUN.to_json())(Shared()))
+    late = with_practice("acme", RUN.to_json(), on=True)(done)  # an old leader's queued write
+    assert late.runs == {} and late.ended["acme"]["outcome"] == "SUCCEEDED"
+
+
+def test_one_bad_drill_request_is_left_out_and_the_document_still_reads() -> None:
+    text = json.dumps({"version": 1, "drills": {"acme": {**vars(REQUEST), "new_field": 1},
+                                                "other": vars(REQUEST)}})  # fmt: skip
+    assert list(Shared.parse(text).drills) == ["other"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("ends_at", "later"), ("ended_at", "soon"), ("requested_at", float("nan")),
+     ("target", 7), ("id", "../../state"), ("timeline", "go"), ("checks", [{"name": 1}])],
+)  # fmt: skip
+def test_a_forged_report_from_etcd_is_not_kept_and_breaks_nothing_on_a_follower(
+    tmp_path: Path, field: str, value: Any
+) -> None:
+    forged = {**RUN.end(Outcome.SUCCEEDED, "", 800.0).to_json(), field: value}
+    text = json.dumps({"version": 1, "ended": {"acme": forged}, "runs": {"acme": forged}})
+    lead, _ = _leadership(tmp_path, View("east", leader="west", token=5, etcd_ok=True,
+                                         shared=text))  # fmt: skip
+    lead.changed()  # logged, never raised
+    runs = RunStore(tmp_path)
+    assert runs.current("acme") is None and runs.last_report("acme") is None
+    assert list(runs.reports.glob("*.json")) == []
+    drills = _drills(tmp_path)
+    drills.start("acme", _service(), 1000.0, False)  # a start or a reload reads the reports
+
+
+def test_a_follower_keeps_only_the_last_reports(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr("dnsfailover.controller.runs.KEPT", 3)
+    runs = RunStore(tmp_path)
+    for n in range(5):
+        ended = replace(RUN, id=f"r{n}", requested_at=float(n)).end(Outcome.SUCCEEDED, "", 9.0)
+        runs.mirror({}, {"acme": ended.to_json()}, ["acme"])
+    assert len(list(runs.reports.glob("*.json"))) == 3

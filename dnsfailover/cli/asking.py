@@ -3,7 +3,8 @@
 `ask_daemon` returns the daemon's answer, or None when no daemon runs on this host (the
 command may then act alone, operate.py); a daemon that runs but does not answer, or a socket
 this user may not use, is an error that says so. The protocol is control.py's.
-Imports the config loader and the control socket's client.
+Imports the config loader, the exit codes, the state store (is a daemon running?) and the
+control socket's client.
 """
 
 from __future__ import annotations

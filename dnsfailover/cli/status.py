@@ -5,7 +5,8 @@ controllers, who leads and what every site reports.
 From the running daemon (its control socket) when one runs, else built here from the state
 directory, health.json and a live read of every record (replies.status_document, the same
 document either way). `--json` prints the document itself.
-Imports the socket client, the config and the status document's builder.
+Imports the socket client, the config, the runtime and state store (without a daemon) and
+the status document's builder.
 """
 
 from __future__ import annotations

@@ -261,8 +261,8 @@ class PracticeSettings(Model):
     def _consistent(self) -> PracticeSettings:
         if self.allowed_windows and self.blocked_windows:
             raise ValueError("give allowed_windows or blocked_windows, not both")
-        if self.duration < 1:
-            raise ValueError("duration must be at least 1s")
+        if not 1 <= self.duration <= 7 * 86400:
+            raise ValueError("duration must be at least 1s and at most 7d")
         if self.every is not None and self.every <= self.duration:
             raise ValueError("every must be longer than duration")
         return self

@@ -82,7 +82,7 @@ class Controller:
         context = Context(
             runtime=lambda: self.runtime,
             health=self.health,
-            settle_until=lambda key: self.showing.settle_until.get(key, -math.inf),
+            settle_until=lambda key: self.settle_until.get(key, -math.inf),
             site=leadership.site if leadership else None,
             may_write=leadership.may_write if leadership else lambda: True,
             concluded=self._concluded,
@@ -99,12 +99,16 @@ class Controller:
                                clock=clock)  # fmt: skip
         self.runs = self.journal.runs
         self.drills = Drills(self.runs, self.metrics)  # practice runs asked for, or due
-        resumed = self.changes.resume()  # runs a previous daemon left on: ended on time
+        # Runs a previous daemon left on, ended on time; with coordination a leader's only,
+        # when it leads (coordination_changed).
+        resumed = self.changes.resume() if self.leadership is None else {}
         if self.leadership is not None:
             self.leadership.services = lambda: list(self.runtime.config.services)
+        self.settle_until: dict[str, float] = {}  # service → its settle window's end
         self.showing = Showing(lambda: self.runtime.config, self.tracker, self.changes,
                                flights, self.store, self.journal, self.metrics,
-                               self.leadership, self.health, clock)  # fmt: skip
+                               self.leadership, self.health, lambda: self.settle_until,
+                               clock)  # fmt: skip
         self.ready = False
         self._seen_jobs: set[str] = set()
         self._job_keys: set[str] = set()
@@ -112,8 +116,8 @@ class Controller:
         self._last_turn = time.monotonic()  # the loop's last turn (silence is judged each turn)
         self._quiet_until = -math.inf  # after a stall of our own, silence is not judged
         self._register(runtime)
-        for service, run in resumed.items() if self.leadership is None else ():
-            self._resumed(service, run)  # with coordination, a new leader's (coordination_changed)
+        for service, run in resumed.items():
+            self._resumed(service, run)
 
     def _notifications(self) -> Notifications:
         failed = self.metrics.notifications_failed
@@ -159,10 +163,11 @@ class Controller:
             self.outcomes.start(key, service, measurements(entries, key))
             on = key in self.changes.records and self.changes.record(key).run is not None
             self.drills.start(key, service, now, on)
-        self.showing.settling({
+        self.settle_until = {
             key: now + service.checks.settle_window
             for key, service in runtime.config.services.items()
-        })  # fmt: skip
+        }
+        self.showing.settling()
 
     def _practiced(self, service: str, run: Run) -> None:
         """A step of a practice run: metrics; with several controllers, the leader puts it in
@@ -337,7 +342,7 @@ class Controller:
         now = self.clock()
         leadership = self.leadership
         leading = leadership is None or leadership.token is not None
-        settled = self.ready and now >= self.showing.settle_until.get(service, -math.inf)
+        settled = self.ready and now >= self.settle_until.get(service, -math.inf)
         idle = self.changes.record(service).run is None
         settings = self.runtime.config.services[service]
         relayed, last = None, None  # with several controllers: asked on any site, run by any

@@ -12,7 +12,9 @@ report: written, served by every authority, verified as a client, or why not.
 The operator's verbs (pin, release, drain, undrain) go through `Operator` with the daemon's
 journal: on the controller thread with one controller; with coordination the daemon relays
 them into etcd (its own credentials: the CLI needs none), and a failover becomes a request for
-the leader (`SharedStore.request_failover`), whose outcome the socket thread waits for.
+the leader (`SharedStore.request_failover`), whose outcome the socket thread waits for. A
+drill is handed to the controller (one controller) or put in etcd for whichever controller
+leads (`SharedStore.request_drill`); the CLI follows the run's report in the state directory.
 Imports the controller, waiting.py and replies.py, and the modules below; the daemon imports it.
 """
 

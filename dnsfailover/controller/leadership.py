@@ -25,7 +25,7 @@ coordinator's latest view, never waiting on etcd:
   asked on any site's host, taken once by the leader; each step of the leader's run into
   the shared document (every follower mirrors its report); when the schedule last ran.
 Imports config values, health, the coordination package, and the controller's state, journal,
-report, reach and site report values; never the daemon.
+report, reach, run store, shared document and site report values; never the daemon.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from dnsfailover.controller.runs import DrillRequest, RunStore
 from dnsfailover.controller.shared import (
     Request,
     Shared,
+    drill_taken,
     edit,
     mirror,
     request_done,
@@ -255,7 +256,8 @@ class Leadership:
 
     def take_drill(self, service: str) -> DrillRequest | None:
         """A drill asked on any controller's host for `service`, once (the leader carries it
-        out); one older than `DRILL_STALE` (its CLI gave up long ago) is dropped."""
+        out), and out of the shared document; one older than `DRILL_STALE` (its CLI gave up
+        long ago) is dropped."""
         request = self.shared.drills.get(service)
         if request is None:
             return None
@@ -263,6 +265,9 @@ class Leadership:
         if handled in self._handled:
             return None
         self._handled.add(handled)
+        coordinator, taken = self.coordinator, edit(drill_taken(service, request.id))
+        coordinator.submit(lambda etcd: etcd.update(coordinator.state_key, taken),
+                           leading_only=True)  # fmt: skip
         if abs(self.clock() - request.at) > DRILL_STALE:
             log.warning("drill_request_stale service=%s run=%s age=%.0fs: not carried out",
                         service, request.id, self.clock() - request.at)  # fmt: skip
@@ -296,7 +301,8 @@ class Leadership:
         """A step of the leader's practice run (its report; `on`: not ended) into the shared
         document."""
         coordinator, change = self.coordinator, edit(with_practice(service, run, on))
-        coordinator.submit(lambda etcd: etcd.update(coordinator.state_key, change))
+        coordinator.submit(lambda etcd: etcd.update(coordinator.state_key, change),
+                           leading_only=True)  # fmt: skip
 
     def share(self, report: Report) -> None:
         """The leader's flip into the shared history; a request's outcome to its CLI."""

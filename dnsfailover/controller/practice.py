@@ -29,6 +29,7 @@ Imports config and health values only.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -170,17 +171,68 @@ class Run:
 
     @classmethod
     def from_json(cls, data: Any) -> Run:
-        checks = tuple(CommandResult(**{**c, "lines": tuple(c["lines"])}) for c in data["checks"])
+        """A run read back: a file in the state directory, or — with several controllers — a
+        report in etcd's shared document, from outside. Every field is checked for its type
+        (times finite numbers, names strings) before anything computes with it: TypeError,
+        ValueError or KeyError otherwise."""
+        checks = tuple(_check(c) for c in _items(data["checks"]))
         return cls(
-            data["id"], data["target"], data["reason"], float(data["duration"]),
-            float(data["requested_at"]), bool(data["scheduled"]), data["origin"],
-            Phase(data["phase"]), Outcome(data["outcome"]), data["why"], data["ends_at"],
-            data.get("next_check"), data["ended_at"], bool(data["cancel"]), data["failed"],
-            tuple((t["step"], float(t["at"])) for t in data["timeline"]), checks,
-            tuple((h["step"], tuple((n, i["state"], i["reason"])
-                                    for n, i in h["instances"].items()))
-                  for h in data.get("health", ())),
+            _text(data["id"]), _maybe_text(data["target"]), _text(data["reason"]),
+            _number(data["duration"]), _number(data["requested_at"]), _flag(data["scheduled"]),
+            _maybe_text(data["origin"]), Phase(data["phase"]), Outcome(data["outcome"]),
+            _text(data["why"]), _maybe_number(data["ends_at"]),
+            _maybe_number(data.get("next_check")), _maybe_number(data["ended_at"]),
+            _flag(data["cancel"]), _maybe_text(data["failed"]),
+            tuple((_text(t["step"]), _number(t["at"])) for t in _items(data["timeline"])), checks,
+            tuple((_text(h["step"]), tuple((_text(n), _text(i["state"]), _text(i["reason"]))
+                                           for n, i in _mapping(h["instances"]).items()))
+                  for h in _items(data.get("health", ()))),
         )  # fmt: skip
+
+
+def _check(c: Any) -> CommandResult:
+    exit = None if c["exit"] is None else int(_number(c["exit"]))
+    lines = tuple(_text(line) for line in _items(c["lines"]))
+    return CommandResult(_text(c["name"]), _text(c["when"]), _flag(c["passed"]), exit, lines,
+                         _number(c["seconds"]))  # fmt: skip
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"a string expected, not {type(value).__name__}")
+    return value
+
+
+def _maybe_text(value: Any) -> str | None:
+    return None if value is None else _text(value)
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise TypeError(f"a finite number expected, not {value!r:.40}")
+    return float(value)
+
+
+def _maybe_number(value: Any) -> float | None:
+    return None if value is None else _number(value)
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"true or false expected, not {type(value).__name__}")
+    return value
+
+
+def _mapping(value: Any) -> dict[Any, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"a mapping expected, not {type(value).__name__}")
+    return value
+
+
+def _items(value: Any) -> list[Any] | tuple[Any, ...]:
+    if not isinstance(value, list | tuple):
+        raise TypeError(f"a list expected, not {type(value).__name__}")
+    return value
 
 
 # ----------------------------------------------------------------------------- gates

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -65,8 +66,13 @@ class DrillRequest:
         for number in (duration, at):
             if isinstance(number, bool) or not isinstance(number, int | float | None):
                 raise TypeError("duration and at are numbers")
-        if at is None or (duration is not None and not 0 < duration <= LONGEST):
-            raise ValueError(f"at is required and duration within (0, {LONGEST:g}] seconds")
+            if number is not None and not math.isfinite(number):
+                raise ValueError("duration and at are finite numbers")
+        if at is None:
+            raise ValueError("the time it was asked (at) is required")
+        if duration is not None and not 0 < duration <= LONGEST:
+            days = LONGEST / 86400
+            raise ValueError(f"a run lasts more than 0 seconds and at most {days:g} days")
         if not RUN_ID.fullmatch(data["id"]):
             raise ValueError("an id is 1 to 64 letters, digits, _ or -")
         if not all(isinstance(data.get(f, False), bool) for f in ("ignore_window", "cancel")):
@@ -135,7 +141,7 @@ class RunStore:
             return None
         try:
             return Run.from_json(data)
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             log.error("practice_run_unreadable service=%s error=%s", service, e)
             return None
 
@@ -146,15 +152,20 @@ class RunStore:
 
     def last_report(self, service: str, succeeded: bool = False) -> dict[str, Any] | None:
         """The service's latest run (that started, or that SUCCEEDED), by when it was asked."""
-        found: list[dict[str, Any]] = []
+        found: list[tuple[float, dict[str, Any]]] = []
         for path in self.reports.glob("*.json") if self.reports.is_dir() else ():
             data = self._read(path)
             if data is None or data.get("service") != service or data.get("outcome") == "REFUSED":
                 continue
             if succeeded and data.get("outcome") != "SUCCEEDED":
                 continue
-            found.append(data)
-        return max(found, key=lambda d: float(d.get("requested_at") or 0), default=None)
+            try:
+                run = Run.from_json(data)  # a report that does not parse is no last run
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                log.error("practice_report_unreadable path=%s error=%s", path, clean(str(e)))
+                continue
+            found.append((run.requested_at, data))
+        return max(found, key=lambda pair: pair[0], default=(0.0, None))[1]
 
     def mirror(
         self, runs: dict[str, dict[str, Any]], ended: dict[str, dict[str, Any]], services: list[str]
@@ -170,22 +181,24 @@ class RunStore:
                 if document is None:
                     current.unlink(missing_ok=True)
                 else:
-                    self._keep(service, document)
-                    self._write(current, {**document, "service": service})
+                    self._write(current, self._keep(service, document))
                 if service in ended:
                     self._keep(service, ended[service])
-            except (OSError, KeyError, TypeError, ValueError, StateError) as e:
-                log.error("practice_run_not_mirrored service=%s error=%s", service, e)
+            except (OSError, KeyError, TypeError, ValueError, AttributeError, StateError) as e:
+                log.error("practice_run_not_mirrored service=%s error=%s", service, clean(str(e)))
+        self._prune()
 
-    def _keep(self, service: str, document: dict[str, Any]) -> None:
-        """The leader's report of a run, saved here unless it is the copy we have."""
-        run = Run.from_json(document)  # from outside: saved only if it is a run
-        if not isinstance(run.id, str) or not RUN_ID.fullmatch(run.id):
+    def _keep(self, service: str, document: dict[str, Any]) -> dict[str, Any]:
+        """The leader's report of a run, saved here unless it is the copy we have: only a
+        run that parses, as we would write it (from outside: nothing else of it is kept)."""
+        run = Run.from_json(document)
+        if not RUN_ID.fullmatch(run.id):
             raise ValueError("a run id that cannot name a file")
         path = self.reports / f"{run.id}.json"
-        report = {**document, "service": service}
+        report = {"service": service, **run.to_json()}
         if self._read(path) != report:
             self._write(path, report)
+        return report
 
     # ------------------------------------------------------------------ requests
 

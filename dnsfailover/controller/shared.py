@@ -4,9 +4,10 @@ one's hold-down), and the practice runs: the one on now per service, the last on
 when the last run started (so that a new leader ends a run on time, every site's `drill` sees
 its run's outcome, and the schedule goes on where it was).
 
-One JSON document at `<prefix>state`, changed only by compare-and-swap (`Etcd.update`): by the
-CLI on any controller's host (pin, release, drain, undrain, failover) and by the leader (its
-flips; a request it has carried out). Every daemon mirrors the pins, drains and flips into its
+One JSON document at `<prefix>state`, changed only by compare-and-swap (`Etcd.update`): by
+any controller's daemon for its host's CLI (pin, release, drain, undrain, failover, drill) and
+by the leader (its flips; a request it has carried out or taken; each step of its practice
+runs). Every daemon mirrors the pins, drains and flips into its
 own state.json, so the reconciler decides from them as it does with one controller, and
 `status` shows them on every host. A failover request is carried out by whichever controller
 leads: a manual move with its fencing token, its outcome put at `<prefix>results/<id>` for
@@ -19,6 +20,8 @@ package's etcd client.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -31,6 +34,8 @@ from dnsfailover.controller.state import FLIP_HISTORY, Flip, Pin, SavedState, St
 from dnsfailover.coordination.etcd import Etcd
 from dnsfailover.errors import DnsFailoverError, StateError
 from dnsfailover.text import bounded, clean
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,8 +79,7 @@ class Shared:
             requests = {s: Request(**r) for s, r in data.get("requests", {}).items()}
             _check_types(state, requests)
             runs, ended = _runs(data.get("runs", {})), _runs(data.get("ended", {}))
-            drills = {clean(str(s), 200): DrillRequest.from_json(r)
-                      for s, r in _mapping(data.get("drills", {})).items()}  # fmt: skip
+            drills = _drills(data.get("drills", {}))
             last_run = _times(data.get("last_run", {}))
         except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as e:
             detail = clean(str(e)) if not isinstance(e, RecursionError) else "nested too deep"
@@ -90,6 +94,19 @@ def _mapping(found: Any) -> dict[str, Any]:
     return dict(list(found.items())[:100])
 
 
+def _drills(found: Any) -> dict[str, DrillRequest]:
+    """The drill requests that are requests: one that is not (a forged or a newer version's
+    entry) is logged and left out, never the whole document with it."""
+    drills: dict[str, DrillRequest] = {}
+    for service, request in _mapping(found).items():
+        try:
+            drills[clean(str(service), 200)] = DrillRequest.from_json(request)
+        except (TypeError, ValueError) as e:
+            log.error("drill_request_ignored service=%s error=%s", clean(str(service), 200),
+                      clean(str(e)))  # fmt: skip
+    return drills
+
+
 def _runs(found: Any) -> dict[str, dict[str, Any]]:
     """Practice runs (service → its report), bounded and cleaned: from outside too."""
     found = _mapping(found)
@@ -100,7 +117,8 @@ def _runs(found: Any) -> dict[str, dict[str, Any]]:
 
 def _times(found: Any) -> dict[str, float]:
     found = _mapping(found)
-    if not all(isinstance(t, int | float) and not isinstance(t, bool) for t in found.values()):
+    if not all(isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t)
+               for t in found.values()):  # fmt: skip
         raise TypeError("last_run is not a mapping of services to times")
     return {clean(str(s), 200): float(t) for s, t in found.items()}
 
@@ -172,17 +190,29 @@ def with_practice(service: str, run: dict[str, Any], on: bool) -> Callable[[Shar
     is done; a run that started is the schedule's last."""
 
     def change(shared: Shared) -> Shared:
-        running = shared.runs.get(service)
+        running, last = shared.runs.get(service), shared.ended.get(service)
+        if on and last is not None and last.get("id") == run["id"]:
+            return shared  # a late step of a run that ended: it never comes back
         if on or (running is not None and running.get("id") == run["id"]):
             shared = with_run(service, run if on else None)(shared)  # not a refusal beside it
         ended = shared.ended if on else {**shared.ended, service: run}
-        done = shared.drills.get(service)
-        drills = {k: r for k, r in shared.drills.items() if r is not done or r.id != run["id"]}
+        shared = drill_taken(service, run["id"])(shared)
         last_run = shared.last_run
         if run.get("outcome") != "REFUSED":
             at = max(float(run["requested_at"]), last_run.get(service, 0.0))
             last_run = {**last_run, service: at}
-        return replace(shared, ended=ended, drills=drills, last_run=last_run)
+        return replace(shared, ended=ended, last_run=last_run)
+
+    return change
+
+
+def drill_taken(service: str, request_id: str) -> Callable[[Shared], Shared]:
+    """Remove the drill request the leader took (carried out, or dropped), if still there."""
+
+    def change(shared: Shared) -> Shared:
+        drills = {k: r for k, r in shared.drills.items()
+                  if not (k == service and r.id == request_id)}  # fmt: skip
+        return replace(shared, drills=drills)
 
     return change
 

@@ -3,10 +3,11 @@ coordination metrics, and instances still undecided after their settle window (t
 the audit, once per window).
 
 `Showing` reads the controller's parts (the tracker, every service's record, the steps in
-flight, the leadership) and writes nothing they read back: the arrow runs one way, from the
-controller's state to the operator. Built by the controller, called on its thread each cycle
-(and by the daemon: status line, a health.json after a reload).
-Imports the document builders, telemetry, the records' carrier and the value types.
+flight, the leadership, the settle windows) and writes nothing they read back: the arrow runs
+one way, from the controller's state to the operator. Built by the controller, called on its
+thread each cycle (and by the daemon: status line, a health.json after a reload).
+Imports the document builders, telemetry, the carrier, changes, journal, leadership and state
+store (their types: it calls what they show), and the value types.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Showing:
         metrics: Metrics,
         leadership: Leadership | None,
         health: Callable[[str], Mapping[str, InstanceHealth]],
+        settle_until: Callable[[], Mapping[str, float]],
         clock: Callable[[], float],
     ) -> None:
         self.config = config
@@ -52,13 +54,12 @@ class Showing:
         self.metrics = metrics
         self.leadership = leadership
         self.health = health  # the policy's view: our own, or the sites' quorum
+        self.settle_until = settle_until  # service → its settle window's end (the controller's)
         self.clock = clock
-        self.settle_until: dict[str, float] = {}  # service → its settle window's end
         self._unsettled_told: set[tuple[str, str]] = set()
 
-    def settling(self, until: dict[str, float]) -> None:
+    def settling(self) -> None:
         """A start or a reload: every service's settle window starts again."""
-        self.settle_until = until
         self._unsettled_told.clear()
 
     def snapshot(self) -> HealthSnapshot:
@@ -69,7 +70,7 @@ class Showing:
         no passing result: `inconclusive`; UNHEALTHY by the tracker's rule) go to the log and
         the audit."""
         now = self.clock()
-        for service, until in self.settle_until.items():
+        for service, until in self.settle_until().items():
             if now < until:
                 continue
             for name, health in self.tracker.instances(service, now).items():
@@ -108,7 +109,7 @@ class Showing:
             self.changes.active(),
             self.changes.last(),
             writing,
-            self.settle_until,
+            self.settle_until(),
             coordination,
             quorum,
         )

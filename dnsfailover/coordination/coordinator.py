@@ -17,7 +17,7 @@ delays a renewal). Each round it
    state (`<prefix>state`: the operator's pins, drains and failover requests, and the flip
    history, which every controller mirrors into its own state.json),
 5. runs the etcd actions the daemon queued (`submit`): the leader's flip records, the outcome
-   of a failover request.
+   of a failover request, the steps of its practice runs (those only while it leads).
 A round runs every third of the renew deadline, at once when the controller publishes a new
 report, and at once when any site's report changes (a watch on `<prefix>reports/`, on a thread
 of its own, restarted every WATCH_LIFETIME; if it dies, the next round polls all the same: a
@@ -107,7 +107,8 @@ class Coordinator:
         self._report: str | None = None  # what this site wants published
         self._published: str | None = None
         self._beat: str | None = None  # this site's beat, put every round
-        self._actions: list[Callable[[Etcd], object]] = []  # etcd writes queued by the daemon
+        # etcd writes queued by the daemon, each with whether only a leader may make it
+        self._actions: list[tuple[Callable[[Etcd], object], bool]] = []
         self._view = View(self.site, deadline=self.deadline)
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -147,11 +148,12 @@ class Coordinator:
             self._view = _with(self._view, leading=False)
         self._wake.set()
 
-    def submit(self, action: Callable[[Etcd], object]) -> None:
+    def submit(self, action: Callable[[Etcd], object], leading_only: bool = False) -> None:
         """An etcd write for the next round (which starts now); kept for the round after when
-        etcd does not answer."""
+        etcd does not answer. `leading_only`: dropped by a round that finds us not leading (a
+        leader's step of its practice run must not land after another leader took over)."""
         with self._lock:
-            self._actions.append(action)
+            self._actions.append((action, leading_only))
         self._wake.set()
 
     def stop(self, timeout: float = 2.0) -> None:
@@ -241,7 +243,7 @@ class Coordinator:
         leading = holder is not None and holder.lease == self._lease and not self._resign
         reports = self._live(self.reports_prefix)
         beats = self._live(self.beats_prefix)
-        self._run_actions()
+        self._run_actions(leading)
         shared = self.etcd.get(self.state_key)
         return View(
             self.site,
@@ -261,14 +263,18 @@ class Coordinator:
         """Every site's key under `prefix` that lives and dies with its site's lease."""
         return {kv.key[len(prefix) :]: kv.value for kv in self.etcd.get_prefix(prefix) if kv.lease}
 
-    def _run_actions(self) -> None:
+    def _run_actions(self, leading: bool) -> None:
         while True:
             with self._lock:
                 if not self._actions:
                     return
-                action = self._actions[0]
+                action, leading_only = self._actions[0]
             try:
-                action(self.etcd)  # EtcdError: it stays queued for the next round
+                if leading_only and not leading:
+                    log.warning("coordination_action_dropped site=%s: a leader's, and we do "
+                                "not lead", self.site)  # fmt: skip
+                else:
+                    action(self.etcd)  # EtcdError: it stays queued for the next round
             except EtcdConflict as e:  # etcd answers: try again next round, the round goes on
                 log.warning("coordination_action_deferred site=%s error=%s", self.site, e)
                 return
