@@ -55,7 +55,35 @@ class Attempt:
     ended: float
     ok: bool
     issuer: str  # the certificate's issuer CN ("" when it failed)
-    output: str  # what lego printed last, when it failed
+    output: str  # what lego printed last, when it failed or was slow
+
+    @property
+    def seconds(self) -> float:
+        return self.ended - self.started
+
+    @property
+    def slow(self) -> bool:
+        return self.ok and self.seconds > SLOW
+
+    def validation_wait(self) -> int | None:
+        """Seconds lego waited for the challenge to turn valid, from its own log lines (to
+        the second): 5 or more when the answer to its challenge POST still said pending and
+        lego polled again after its default Retry-After of 5 s."""
+        tried, validated = (_logged_at(self.output, line) for line in VALIDATION)
+        return None if tried is None or validated is None else (validated - tried) % 86400
+
+
+SLOW = 3.0  # seconds: an issuance takes 0.2-0.8 s, or 5 s more when lego waits to re-poll
+VALIDATION = ("Trying to solve HTTP-01", "The server validated our request")
+
+
+def _logged_at(output: str, line: str) -> int | None:
+    """The second of the day lego logged `line` at (its log's HH:MM:SS)."""
+    found = re.search(rf"(\d\d):(\d\d):(\d\d) [^\n]*{re.escape(line)}", output)
+    if found is None:
+        return None
+    hours, minutes, seconds = (int(x) for x in found.groups())
+    return 3600 * hours + 60 * minutes + seconds
 
 
 class ClientLoop:
@@ -84,9 +112,9 @@ class ClientLoop:
             started = time.time()
             issued = self.scene.issue()
             work = self.scene.work / f"lego-{self.scene.runs}"
-            self.attempts.append(Attempt(started, time.time(), issued.ok,
-                                         _issuer(work) if issued.ok else "",
-                                         "" if issued.ok else issued.output[-400:]))  # fmt: skip
+            kept = issued.output[-600:] if issued.seconds > SLOW or not issued.ok else ""
+            issuer = _issuer(work) if issued.ok else ""
+            self.attempts.append(Attempt(started, time.time(), issued.ok, issuer, kept))
             if self._until is not None and started >= self._until and issued.ok:
                 return
 
@@ -188,9 +216,13 @@ def _practice_run(scene: ClientScene, ca_b: str) -> dict[str, Any]:
         "run": run_id, "exit": code, "outcome": entry["outcome"], "why": entry["why"],
         "load": load, "issuances": len(attempts), "failed": sum(not a.ok for a in attempts),
         "by_ca_b": sum(a.issuer == ca_b for a in attempts),
-        "lego_seconds": [a.ended - a.started for a in attempts if a.ok],
         "failures": _failures(attempts),
         "timeline": marks,
+        "slow": _slow(attempts, [w for leg in LEGS if (w := _window(marks, leg))]),
+        "attempts": [[round(a.started, 3), round(a.seconds, 3), a.ok,
+                      "ca-b" if a.issuer == ca_b else a.issuer and "ca-a"]
+                     for a in attempts],
+        "slow_outputs": [a.output for a in attempts if a.slow][:3],
     }  # fmt: skip
     if code != 0:
         sample["drill_output"] = output[-2000:]
@@ -201,18 +233,42 @@ def _practice_run(scene: ClientScene, ca_b: str) -> dict[str, Any]:
     return sample
 
 
+def _window(marks: dict[str, float], leg: str) -> tuple[float, float] | None:
+    """A switch as clients may see it: decided → verified through unbound, or served + the
+    TTL a resolver may hold the old answer for, whichever is later."""
+    decided, served = marks.get(f"{leg}.decided"), marks.get(f"{leg}.served")
+    if decided is None or served is None:
+        return None
+    return decided, max(marks.get(f"{leg}.verified") or served, served + TTL)
+
+
+def _slow(attempts: list[Attempt], windows: list[tuple[float, float]]) -> dict[str, int]:
+    """Slow issuances inside the switches' windows and outside them, and how many of them
+    waited for lego's re-poll of a pending challenge."""
+    inside = [a for a in attempts if any(a.started <= e and a.ended >= s for s, e in windows)]
+    outside = [a for a in attempts if a not in inside]
+    return {
+        "inside": len(inside), "slow_inside": sum(a.slow for a in inside),
+        "outside": len(outside), "slow_outside": sum(a.slow for a in outside),
+        "slow_waited": sum(a.slow and (a.validation_wait() or 0) >= 4 for a in attempts),
+    }  # fmt: skip
+
+
 def _leg(
     marks: dict[str, float], leg: str, served_outside: float | None,
     mine: list[Attempt], attempts: list[Attempt],
 ) -> dict[str, float | None]:  # fmt: skip
-    decided, served = marks.get(f"{leg}.decided"), marks.get(f"{leg}.served")
-    verified = marks.get(f"{leg}.verified")
-    if decided is None or served is None:
+    window = _window(marks, leg)
+    if window is None:
         return {"failed": sum(not a.ok for a in mine)}
-    window_end = max(verified or served, served + TTL)
+    decided, served = marks[f"{leg}.decided"], marks[f"{leg}.served"]
+    verified = marks.get(f"{leg}.verified")
     return {
         "failed": sum(not a.ok for a in mine),
-        "longest_gap": _longest_gap(attempts, decided, window_end),
+        "longest_gap": _longest_gap(attempts, *window),
+        "slow_in_window": sum(
+            a.slow and a.started <= window[1] and a.ended >= window[0] for a in attempts
+        ),
         "decided_to_served": served - decided,
         "decided_to_served_outside": None if served_outside is None else served_outside - decided,
         "decided_to_verified": None if verified is None else verified - decided,
@@ -282,9 +338,10 @@ def run(quick: bool = False) -> dict[str, Any]:
         results[leg] = _summaries([s[leg] for s in planned], TIMES + CLIENT)
     results["planned"] = _summaries(planned, ("issuances", "failed", "by_ca_b")) | {
         "issuances_total": sum(s["issuances"] for s in planned),
-        "lego_seconds": summary([x for s in planned for x in s["lego_seconds"]]),
+        "lego_seconds": summary([a[1] for s in planned for a in s["attempts"] if a[2]]),
         "outcomes": [s["outcome"] for s in planned],
         "exits": [s["exit"] for s in planned],
+        "slow": {k: sum(s["slow"][k] for s in planned) for k in planned[0]["slow"]},
         "samples": planned,
     }
     keys = ("detection", "kill_to_served_outside", "issuances", "by_ca_b", *TIMES, *CLIENT)
@@ -297,6 +354,33 @@ def _cell(values: dict[str, float] | None) -> str:
     if not values or not values.get("n"):
         return "-"
     return f"{values['median']:.3f} / {values['p95']:.3f} / {values['max']:.3f}"
+
+
+def _slow_text(slow: dict[str, int]) -> str:
+    total = slow["slow_inside"] + slow["slow_outside"]
+    if not total:
+        return f"No issuance took longer than {SLOW:.0f} s."
+    return (
+        f"{total} issuances took longer than {SLOW:.0f} s ({slow['slow_inside']} of the"
+        f" {slow['inside']} that overlapped a switch's decided → max(verified, served + TTL),"
+        f" {slow['slow_outside']} of the {slow['outside']} that did not); {slow['slow_waited']}"
+        ' of them waited 5 s or more between lego\'s "Trying to solve HTTP-01" and "The'
+        ' server validated our request": Pebble answered the challenge POST before its'
+        " validator (PEBBLE_VA_ALWAYS_VALID) had marked it valid, and lego, given no"
+        " Retry-After, polls again after 5 s."
+    )
+
+
+def _gaps_text(results: dict[str, Any]) -> str:
+    legs = [s[leg] for s in results["planned"]["samples"] for leg in LEGS]
+    long = [leg for leg in legs if (leg.get("longest_gap") or 0) > SLOW]
+    if not long:
+        return ""
+    return (
+        f"Of the {len(long)} switches with a gap over {SLOW:.0f} s,"
+        f" {sum(bool(leg.get('slow_in_window')) for leg in long)} had such a slow issuance"
+        " across their window."
+    )
 
 
 def report(results: dict[str, Any]) -> list[str]:
@@ -338,12 +422,14 @@ def report(results: dict[str, Any]) -> list[str]:
         f" {planned['issuances']['median']:.0f} a run, {planned['by_ca_b']['median']:.0f} of"
         f" them from ca-b (by the certificate's issuer); one lego issuance took"
         f" {lego['median']:.2f} s median (p95 {lego['p95']:.2f}), so a gap of about one"
-        " issuance is no interruption at all. The unplanned failover's failed issuances are"
-        " lego refused at once (connection refused, about 0.03 s each) while the name still"
-        " sent it to the killed CA, and tried again at once. A failed issuance counts for the"
-        " switch on its side of the midpoint between go.served and back.decided; the gap is"
-        " the longest between two successful issuances (end to end) overlapping decided →"
-        " max(verified, served + TTL).",
+        " issuance is no interruption at all. A failed issuance counts for the switch on its"
+        " side of the midpoint between go.served and back.decided; the gap is the longest"
+        " between two successful issuances (end to end) overlapping decided → max(verified,"
+        " served + TTL). The unplanned failover's failed issuances are lego refused at once"
+        " (connection refused, about 0.03 s each) while the name still sent it to the killed"
+        " CA, and tried again at once.",
+        "",
+        f"{_slow_text(planned['slow'])} {_gaps_text(results)}".rstrip(),
         "",
         "decided: for a practice switch its timeline's `decided` (the move planned, after the"
         " record was read); for the unplanned failover the deciding probe result"
