@@ -1,7 +1,7 @@
 """`python -m bench [PART ...]`: run benchmarks, write bench/results/PART.json and RESULTS.md.
 
-Parts: flap, failover, connect, thaw, footprint, scale, isolation, clients, coordination (all
-when none is named).
+Parts: flap, failover, connect, thaw, footprint, scale, isolation, clients, practice,
+coordination (all when none is named).
 Run it through `make bench`, which installs what the benchmarks need and isolates the network
 (loopback only). Each part's JSON records the machine, the commit and the settings next to
 the figures; RESULTS.md is rendered from every JSON file present, so one part can be re-run
@@ -32,6 +32,7 @@ PARTS = (
     "scale",
     "isolation",
     "clients",
+    "practice",
     "coordination",
 )
 TITLES = {
@@ -43,6 +44,7 @@ TITLES = {
     "thaw": "Failback after a thaw (rise 1, failback_after 0s)",
     "isolation": "One slow write holds nothing else",
     "clients": "What ACME clients see across a flip (lego through the public name)",
+    "practice": "Practice runs as ACME clients see them (lego through unbound)",
     "coordination": "Several controllers (three sites, 3-member etcd, lease_ttl 2 s)",
 }
 
