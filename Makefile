@@ -22,7 +22,7 @@ test: deps lint  ## everything: lint, types, unit and integration tests against 
 demo: deps  ## a real failover on a lab of real servers (two Pebble CAs, BIND), then teardown
 	scripts/isolated $(PY) scripts/demo.py
 
-bench: deps  ## benchmarks (about 40 min): bench/results/*.json and bench/RESULTS.md; PARTS="flap scale" for some
+bench: deps  ## benchmarks (about 85 min): bench/results/*.json and bench/RESULTS.md; PARTS="flap scale" for some
 	@scripts/apt-ensure $(BENCH_PACKAGES)
 	scripts/isolated $(PY) -m bench $(PARTS)
 
