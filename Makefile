@@ -11,8 +11,9 @@ BENCH_PACKAGES := nginx-light prometheus-blackbox-exporter
 LINT_PATHS  := dnsfailover tests lab scripts bench
 PARTS       ?=
 # pytest-xdist workers, each in a network namespace of its own (tests/conftest.py). The tests
-# mostly wait on servers (3 workers keep two cores about half busy); TEST_WORKERS=0: one process.
-TEST_WORKERS ?= 3
+# mostly wait on servers (4 workers keep two cores about 85% busy: 803 tests in 284 s, against
+# 338 s with 3); TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 4
 
 .PHONY: test demo bench lint unit deps system-deps clean dist deb systemd-check
 
