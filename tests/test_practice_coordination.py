@@ -115,10 +115,11 @@ REQUEST = DrillRequest("d1", "acme", "b", 60.0, "game day", 1000.0)
 
 
 def test_each_step_of_a_run_travels_and_its_end_is_kept_with_the_schedules_last_run() -> None:
-    asked = replace(Shared(), drills={"acme": REQUEST})
+    cancel = replace(REQUEST, cancel=True)  # asked meanwhile: stays for the leader to take
+    asked = replace(Shared(), drills={"acme": cancel})
     started = replace(RUN, id="d1", requested_at=1000.0)
     on = with_practice("acme", started.to_json(), on=True)(asked)
-    assert on.runs["acme"]["id"] == "d1" and on.drills == {}  # the request is carried out
+    assert on.runs["acme"]["id"] == "d1" and on.drills == {"acme": cancel}
     assert on.last_run == {"acme": 1000.0}
     ended = started.end(Outcome.SUCCEEDED, "", 1100.0)
     done = Shared.parse(with_practice("acme", ended.to_json(), on=False)(on).to_text())

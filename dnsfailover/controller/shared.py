@@ -186,8 +186,9 @@ def with_run(service: str, run: dict[str, Any] | None) -> Callable[[Shared], Sha
 
 def with_practice(service: str, run: dict[str, Any], on: bool) -> Callable[[Shared], Shared]:
     """A step of the leader's practice run `run` (its report): the run on now, or, once it
-    ended (or was refused), the service's last ended run; the drill request it carries out
-    is done; a run that started is the schedule's last."""
+    ended (or was refused), the service's last ended run; a run that started is the
+    schedule's last. (The drill request left when the leader took it: `drill_taken`; a cancel
+    asked meanwhile, with the run's id, stays for the leader to take.)"""
 
     def change(shared: Shared) -> Shared:
         running, last = shared.runs.get(service), shared.ended.get(service)
@@ -196,7 +197,6 @@ def with_practice(service: str, run: dict[str, Any], on: bool) -> Callable[[Shar
         if on or (running is not None and running.get("id") == run["id"]):
             shared = with_run(service, run if on else None)(shared)  # not a refusal beside it
         ended = shared.ended if on else {**shared.ended, service: run}
-        shared = drill_taken(service, run["id"])(shared)
         last_run = shared.last_run
         if run.get("outcome") != "REFUSED":
             at = max(float(run["requested_at"]), last_run.get(service, 0.0))
