@@ -174,6 +174,7 @@ class RunStore:
         document) as this controller's own, so that it ends them on time if it leads next; and
         the reports of those and of each service's last ended (or refused) run, so that `drill`
         here sees its run's steps and outcome."""
+        written = False  # a report new here: the oldest may go
         for service in services:
             document = runs.get(service)
             current = self.directory / f"{service}.json"
@@ -181,24 +182,32 @@ class RunStore:
                 if document is None:
                     current.unlink(missing_ok=True)
                 else:
-                    self._write(current, self._keep(service, document))
+                    report = self._report(service, document)
+                    written |= self._keep(self.reports / f"{report['id']}.json", report)
+                    self._keep(current, report)
                 if service in ended:
-                    self._keep(service, ended[service])
+                    report = self._report(service, ended[service])
+                    written |= self._keep(self.reports / f"{report['id']}.json", report)
             except (OSError, KeyError, TypeError, ValueError, AttributeError, StateError) as e:
                 log.error("practice_run_not_mirrored service=%s error=%s", service, clean(str(e)))
-        self._prune()
+        if written:
+            self._prune()
 
-    def _keep(self, service: str, document: dict[str, Any]) -> dict[str, Any]:
-        """The leader's report of a run, saved here unless it is the copy we have: only a
-        run that parses, as we would write it (from outside: nothing else of it is kept)."""
+    @staticmethod
+    def _report(service: str, document: dict[str, Any]) -> dict[str, Any]:
+        """The leader's report of a run as we would write it: only a run that parses (from
+        outside: nothing else of it is kept)."""
         run = Run.from_json(document)
         if not RUN_ID.fullmatch(run.id):
             raise ValueError("a run id that cannot name a file")
-        path = self.reports / f"{run.id}.json"
-        report = {"service": service, **run.to_json()}
-        if self._read(path) != report:
-            self._write(path, report)
-        return report
+        return {"service": service, **run.to_json()}
+
+    def _keep(self, path: Path, report: dict[str, Any]) -> bool:
+        """Write `report` at `path` unless it holds that copy already; True if written."""
+        if self._read(path) == report:
+            return False
+        self._write(path, report)
+        return True
 
     # ------------------------------------------------------------------ requests
 

@@ -26,7 +26,6 @@ the test's polling.
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -39,6 +38,7 @@ from dnsfailover.cli.main import main
 from lab import Lab
 from lab.bind import BindPair
 from lab.scenario import NAME, DaemonProcess, wait_for, write_config
+from tests.prerequisites import binary
 
 A, B = "ca-a.example.test.", "ca-b.example.test."
 
@@ -149,10 +149,8 @@ def test_lego_issues_through_the_public_name_as_the_runs_outcome_command(
     move and again before the return; the run SUCCEEDED only if both did."""
     from lab.clients import CHALLENGE, DOMAIN, ClientScene
 
-    if shutil.which("lego") is None or shutil.which("unbound") is None:
-        from tests.prerequisites import missing as _missing
-
-        _missing("missing lego or unbound", "apt-get install lego unbound")
+    binary("lego", "lego")
+    binary("unbound", "unbound")
     smoke = tmp_path / "smoke.sh"
     practice = {"outcome_command": {"argv": ["/bin/sh", str(smoke)], "timeout": "40s"}}
     clients = ClientScene.build(lab, tmp_path, {"practice": practice})
